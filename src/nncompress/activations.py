@@ -1,0 +1,41 @@
+"""Activation registry: name -> kernel code, default argument and the weight
+initialisation that suits it (used by the Connected layer before it)."""
+
+import difflib
+from dataclasses import dataclass
+
+from . import kernels as K
+
+
+@dataclass(frozen=True)
+class ActivationInfo:
+    code: int
+    default_arg: float | None  # leaky slope, sine's w0, or None
+    init: str                  # "he", "xavier" or "siren"
+    arg_name: str | None = None
+
+
+ACTIVATIONS = {
+    "identity": ActivationInfo(K.IDENTITY, None, "xavier"),
+    "relu": ActivationInfo(K.RELU, None, "he"),
+    "leaky_relu": ActivationInfo(K.LEAKY_RELU, 0.01, "he", "slope"),
+    "sigmoid": ActivationInfo(K.SIGMOID, None, "xavier"),
+    "tanh": ActivationInfo(K.TANH, None, "xavier"),
+    "sine": ActivationInfo(K.SINE, 30.0, "siren", "w0"),
+}
+
+
+def suggest(name, valid):
+    """' (did you mean 'x'?)' or '' for the closest valid name."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def get_activation(name) -> ActivationInfo:
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation '{name}'{suggest(name, ACTIVATIONS)}; "
+            f"valid: {', '.join(ACTIVATIONS)}"
+        ) from None

@@ -1,0 +1,204 @@
+"""Layers. Each is settings (``get_config()`` -> plain dict) plus arrays.
+
+One interface: ``build(in_size, rng, dtype)`` makes the arrays and returns the
+output size; ``forward(X)`` caches what ``backward`` needs; ``backward(dY)``
+fills ``grads`` (same keys as ``params``) and returns dX. Shapes: X (N, in),
+Y (N, out). Trainable arrays live in ``params``; fixed ones in ``buffers``.
+"""
+
+import math
+
+import numpy as np
+
+from . import kernels as K
+from .activations import get_activation
+
+INITS = ("he", "xavier", "siren", "siren_first")
+
+
+class Layer:
+    def __init__(self):
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+
+    def build(self, in_size, rng, dtype=np.float32):
+        return in_size
+
+    def get_config(self) -> dict:
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Input(Layer):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = _positive_int(size, "Input size")
+
+    def build(self, in_size, rng, dtype=np.float32):
+        return self.size
+
+    def forward(self, X):
+        return X
+
+    def backward(self, dY):
+        return dY
+
+    def get_config(self):
+        return {"size": self.size}
+
+
+class Connected(Layer):
+    """Y = X W + b, W (in, units), b (units,).
+
+    init: "he" (relu family), "xavier" (sigmoid, tanh, linear), "siren"
+    (sine after a hidden layer: U(+-sqrt(6/in)/w0)), "siren_first" (sine
+    after the first layer: U(+-1/in)). None lets the network choose from
+    the activation that follows.
+    """
+
+    def __init__(self, units: int, init: str | None = None):
+        super().__init__()
+        self.units = _positive_int(units, "Connected units")
+        if init is not None and init not in INITS:
+            raise ValueError(f"unknown init '{init}'; valid: {', '.join(INITS)}")
+        self.init = init
+        self.w0 = 30.0  # used by the siren inits; set by the network
+
+    def build(self, in_size, rng, dtype=np.float32):
+        fan_in, fan_out = in_size, self.units
+        init = self.init or "xavier"
+        if init == "he":
+            W = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
+            b = np.zeros(fan_out)
+        elif init == "xavier":
+            lim = math.sqrt(6.0 / (fan_in + fan_out))
+            W = rng.uniform(-lim, lim, (fan_in, fan_out))
+            b = np.zeros(fan_out)
+        else:
+            lim = 1.0 / fan_in if init == "siren_first" else math.sqrt(6.0 / fan_in) / self.w0
+            W = rng.uniform(-lim, lim, (fan_in, fan_out))
+            blim = 1.0 / math.sqrt(fan_in)  # as the SIREN reference keeps nn.Linear's bias
+            b = rng.uniform(-blim, blim, fan_out)
+        self.params = {"W": W.astype(dtype), "b": b.astype(dtype)}
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        return fan_out
+
+    def forward(self, X):
+        self._X = X  # (N, in)
+        return X @ self.params["W"] + self.params["b"]  # (N, units)
+
+    def backward(self, dY):
+        self.grads["W"][...] = self._X.T @ dY
+        self.grads["b"][...] = dY.sum(axis=0)
+        return dY @ self.params["W"].T
+
+    def get_config(self):
+        return {"units": self.units, "init": self.init}
+
+
+class Activation(Layer):
+    """Y = act(X), element-wise; ``arg`` is leaky_relu's slope or sine's w0."""
+
+    def __init__(self, name: str, arg: float | None = None):
+        super().__init__()
+        info = get_activation(name)
+        self.name = name
+        if arg is None:
+            arg = info.default_arg
+        elif info.arg_name is None:
+            raise ValueError(f"activation '{name}' takes no argument (got {arg!r})")
+        else:
+            arg = float(arg)
+            if not math.isfinite(arg) or (name == "sine" and arg <= 0):
+                raise ValueError(f"bad {info.arg_name} for {name}: {arg!r}")
+        self.arg = arg
+        self.code = info.code
+
+    def forward(self, X):
+        Y = np.empty_like(X)
+        K.activation_forward(self.code, X.dtype.type(self.arg or 0.0), X, Y)
+        self._X, self._Y = X, Y
+        return Y
+
+    def backward(self, dY):
+        dX = np.empty_like(dY)
+        K.activation_backward(self.code, dY.dtype.type(self.arg or 0.0), self._X, self._Y, dY, dX)
+        return dX
+
+    def get_config(self):
+        return {"name": self.name, "arg": self.arg}
+
+
+class FourierFeatures(Layer):
+    """Y = [sin(2 pi X B), cos(2 pi X B)] with B (in, features) ~ N(0, sigma^2)
+    drawn once from ``seed`` and kept fixed (Tancik et al. 2020)."""
+
+    def __init__(self, features: int, sigma: float = 10.0, seed: int = 0):
+        super().__init__()
+        self.features = _positive_int(features, "Fourier features")
+        self.sigma = float(sigma)
+        if not (math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError(f"Fourier sigma must be a positive number, got {sigma!r}")
+        self.seed = int(seed)
+
+    def build(self, in_size, rng, dtype=np.float32):
+        B = np.random.default_rng(self.seed).standard_normal((in_size, self.features)) * self.sigma
+        self.buffers = {"B": B.astype(dtype)}
+        return 2 * self.features
+
+    def forward(self, X):
+        B = self.buffers["B"].astype(X.dtype, copy=False)
+        Y = np.empty((X.shape[0], 2 * self.features), X.dtype)
+        K.fourier_features(np.ascontiguousarray(X), B, Y)
+        self._X, self._Y = X, Y
+        return Y
+
+    def backward(self, dY):
+        F = self.features
+        S, C = self._Y[:, :F], self._Y[:, F:]
+        # d sin(u)/du = cos(u), d cos(u)/du = -sin(u), u = 2 pi X B
+        dU = (dY[:, :F] * C - dY[:, F:] * S) * (2 * math.pi)
+        return dU @ self.buffers["B"].astype(dY.dtype).T
+
+    def get_config(self):
+        return {"features": self.features, "sigma": self.sigma, "seed": self.seed}
+
+
+LAYERS = {
+    "input": Input,
+    "connected": Connected,
+    "activation": Activation,
+    "fourier": FourierFeatures,
+}
+LAYER_TYPES = {cls: name for name, cls in LAYERS.items()}
+
+
+def layer_config(layer: Layer) -> dict:
+    return {"type": LAYER_TYPES[type(layer)], **layer.get_config()}
+
+
+def layer_from_config(cfg: dict) -> Layer:
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ValueError(f"a layer must be a mapping with a 'type', got {cfg!r}")
+    cfg = dict(cfg)
+    kind = cfg.pop("type")
+    if kind not in LAYERS:
+        from .activations import suggest
+        raise ValueError(f"unknown layer type '{kind}'{suggest(kind, LAYERS)}; valid: {', '.join(LAYERS)}")
+    cls = LAYERS[kind]
+    try:
+        return cls(**cfg)
+    except TypeError as e:
+        import inspect
+        valid = [p for p in inspect.signature(cls).parameters]
+        raise ValueError(f"bad settings for a '{kind}' layer {cfg}: valid keys are {', '.join(valid)}") from e
+
+
+def _positive_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{what} must be a positive whole number, got {value!r}")
+    return int(value)
