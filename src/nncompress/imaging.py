@@ -1,0 +1,153 @@
+"""Images in and out, and image <-> table for coords mode.
+
+Images are float32 arrays (H, W, C) in [0, 1] with C = 1 (gray), 2 (gray +
+alpha), 3 (RGB) or 4 (RGBA). ``bits`` (8 or 16) records the source depth so
+outputs can be written back at the same precision.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from .atomic import atomic_write
+
+MAX_PIXELS = 100_000_000  # refuse larger sources before decoding them
+
+
+class ImageError(ValueError):
+    """An image that cannot be used; the message says why and what to do."""
+
+
+def read_image(path):
+    """Returns (img (H, W, C) float32 in [0, 1], bits)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"image '{path}' does not exist")
+    if os.path.isdir(path):
+        raise ImageError(f"'{path}' is a folder; give an image file (PNG, JPEG, GIF, ...)")
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"'{path}' is an empty file, not an image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"'{path}' claims {w}x{h} pixels, over the limit of {MAX_PIXELS:,}; "
+                                 "shrink it first")
+            if getattr(im, "n_frames", 1) > 1:
+                warnings.warn(f"'{os.path.basename(path)}' has {im.n_frames} frames; using the first", stacklevel=2)
+                im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"'{path}' is too large to decode safely ({e}); shrink it first") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"'{path}' is not an image Pillow can read (is it really a PNG/JPEG?)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"'{path}' is damaged or truncated: {e}") from None
+    return pil_to_array(im)
+
+
+def pil_to_array(im):
+    """Pillow image -> ((H, W, C) float32 in [0, 1], bits)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == "I" and a.max() <= 255:
+            return (a / 255).astype(np.float32)[..., None], 8
+        return (np.clip(a, 0, 65535) / 65535).astype(np.float32)[..., None], 16
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    elif im.mode in ("1", "F"):
+        im = im.convert("L")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    a = np.asarray(im, dtype=np.float32) / 255
+    if a.ndim == 2:
+        a = a[..., None]
+    return np.ascontiguousarray(a), 8
+
+
+def to_uint(img, bits=8):
+    """(H, W, C) float in [0, 1] -> uint8/uint16, rounded."""
+    top = 65535 if bits == 16 else 255
+    return np.round(np.clip(img, 0, 1) * top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def array_to_pil(img, bits=8):
+    """(H, W, C) float -> Pillow image: L, LA, RGB, RGBA, or I;16 for 16-bit
+    gray. Pillow has no 16-bit colour modes, so colour is written at 8 bits."""
+    c = img.shape[2]
+    q = to_uint(img, 16 if bits == 16 and c == 1 else 8)
+    return Image.fromarray(q[..., 0] if c == 1 else q)
+
+
+def write_png(path, img, bits=8):
+    """Write (H, W, C) float in [0, 1] as PNG, atomically."""
+    pil = array_to_pil(img, bits) if isinstance(img, np.ndarray) and img.dtype.kind == "f" else img
+    atomic_write(path, lambda f: pil.save(f, format="PNG"))
+
+
+def write_gif(path, frames, fps=10):
+    """Write a looping GIF of PIL images, atomically."""
+    duration = int(round(1000 / fps))
+
+    def write(f):
+        frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=duration,
+                       loop=0, optimize=False, disposal=1)
+    atomic_write(path, write)
+
+
+# ------------------------------------------------------------ coords table
+
+def pixel_grid(h, w, rows=None):
+    """(y, x) of pixel centres scaled to [-1, 1], for rows ``rows`` (default
+    all) of an h x w image: (len(rows) * w, 2) float32, row-major."""
+    rows = np.arange(h) if rows is None else np.asarray(rows)
+    y = ((rows + 0.5) / h * 2 - 1).astype(np.float32)
+    x = ((np.arange(w) + 0.5) / w * 2 - 1).astype(np.float32)
+    grid = np.empty((len(rows), w, 2), np.float32)
+    grid[..., 0] = y[:, None]
+    grid[..., 1] = x[None, :]
+    return grid.reshape(-1, 2)
+
+
+def image_to_table(img):
+    """(H, W, C) image -> X (H*W, 2) pixel centres in [-1, 1], Y (H*W, C)."""
+    h, w, c = img.shape
+    return pixel_grid(h, w), np.ascontiguousarray(img.reshape(-1, c), dtype=np.float32)
+
+
+def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None):
+    """Evaluate ``predict`` (X (N, 2) -> (N, C)) over an h x w grid in tiles
+    of whole rows, so memory is bounded for any size. Returns float32
+    (H, W, C) in [0, 1], or uint8/uint16 when ``bits`` is given (a quarter
+    or half the memory for very large outputs)."""
+    dtype = np.float32 if bits is None else (np.uint16 if bits == 16 else np.uint8)
+    out = np.empty((h, w, channels), dtype)
+    rows_per_tile = max(1, tile_pixels // max(w, 1))
+    for r0 in range(0, h, rows_per_tile):
+        rows = np.arange(r0, min(h, r0 + rows_per_tile))
+        tile = np.clip(predict(pixel_grid(h, w, rows)), 0, 1).reshape(len(rows), w, channels)
+        out[rows[0]:rows[-1] + 1] = tile if bits is None else to_uint(tile, bits)
+    return out
+
+
+def upscale_view(img, min_long_side=256):
+    """Nearest-neighbour enlargement of a tiny image for viewing (integer factor)."""
+    f = max(1, int(np.ceil(min_long_side / max(img.shape[:2]))))
+    return np.repeat(np.repeat(img, f, axis=0), f, axis=1) if f > 1 else img
+
+
+def label_frame(pil, text, height=18):
+    """A copy of ``pil`` (RGB) with a caption strip underneath."""
+    pil = pil.convert("RGB")
+    out = Image.new("RGB", (pil.width, pil.height + height), "white")
+    out.paste(pil, (0, 0))
+    ImageDraw.Draw(out).text((4, pil.height + 3), text, fill="black")
+    return out
+

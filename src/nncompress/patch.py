@@ -1,0 +1,173 @@
+"""Patch mode: internal learning for upscaling (after ZSSR, Shocher et al. 2018).
+
+The image teaches itself: shrink it by S, bicubic it back up, and learn to
+map each k x k neighbourhood of that blurry copy to the detail the real
+pixel has (the residual over bicubic). Applied one scale up, the same
+mapping sharpens a bicubic upscale of the image itself.
+
+Table rows: X = patch - patch mean, divided by ``sigma`` (the typical patch
+deviation, fixed at training), (N, k*k); Y = residual / sigma, (N, 1).
+Augmented with the 8 rotations/flips of each patch; at inference the 8
+predictions are averaged (geometric self-ensemble).
+
+Colour: ``luma`` learns on Y of YCbCr (JPEG, full range) and upscales Cb,
+Cr with bicubic; ``rgb`` shares one network across R, G and B. Alpha is
+always upscaled with bicubic.
+"""
+
+import numpy as np
+
+from .resize import imresize
+
+BAND_ROWS = 64  # output rows per inference band: bounds memory for any size
+EXTRA_SCALES = (1.0, 0.8)  # also learn from the image shrunk by these
+
+
+def input_size(settings):
+    return settings.patch_size ** 2
+
+
+def dihedral_perms(k):
+    """The 8 rotations/flips of a k x k patch as index permutations of its
+    flattened (row-major) form: (8, k*k)."""
+    idx = np.arange(k * k).reshape(k, k)
+    out = []
+    for flip in (False, True):
+        a = idx.T if flip else idx
+        for r in range(4):
+            out.append(np.rot90(a, r).ravel())
+    return np.array(out)
+
+
+# ------------------------------------------------------------ colour
+
+_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def split_channels(img, color):
+    """(H, W, C) -> (list of (H, W) channels to learn, list of (H, W)
+    channels for bicubic, how to recombine)."""
+    c = img.shape[2]
+    colour, alpha = (img[..., :3], img[..., 3:]) if c >= 3 else (img[..., :1], img[..., 1:])
+    if colour.shape[2] == 3 and color == "luma":
+        ycc = colour.astype(np.float64) @ _RGB_TO_YCC.T
+        return [ycc[..., 0]], [ycc[..., 1], ycc[..., 2]] + _list(alpha), "ycc"
+    return _list(colour), _list(alpha), "direct"
+
+
+def merge_channels(learned, rest, how):
+    if how == "ycc":
+        ycc = np.stack([learned[0], rest[0], rest[1]], axis=-1)
+        rgb = ycc @ np.linalg.inv(_RGB_TO_YCC).T
+        chans = [rgb[..., i] for i in range(3)] + rest[2:]
+    else:
+        chans = learned + rest
+    return np.clip(np.stack(chans, axis=-1), 0, 1).astype(np.float32)
+
+
+def _list(a):
+    return [a[..., i] for i in range(a.shape[2])]
+
+
+# ------------------------------------------------------------ table
+
+def patches(B, k, rows=None):
+    """k x k neighbourhoods (reflect-padded) of the pixels in ``rows`` of
+    the 2-D array B, mean-removed: (len(rows) * W, k*k) float32, and the
+    row-major centres' means (len(rows) * W,)."""
+    r = k // 2
+    h = B.shape[0]
+    r0, r1 = (0, h) if rows is None else rows
+    lo, hi = max(0, r0 - r), min(h, r1 + r)
+    band = B[lo:hi]
+    pad_top, pad_bot = r - (r0 - lo), r - (hi - r1)
+    band = np.pad(band, ((pad_top, pad_bot), (r, r)), mode="reflect" if min(B.shape) > r else "edge")
+    win = np.lib.stride_tricks.sliding_window_view(band, (k, k))  # (rows, W, k, k)
+    X = win.reshape(-1, k * k).astype(np.float32)
+    mean = X.mean(axis=1, keepdims=True)
+    X -= mean
+    return X, mean[:, 0]
+
+
+def pairs(hr, scale, k):
+    """Training pairs from one channel: (X patches of bicubic(shrink(hr)),
+    target residual hr - bicubic) before normalisation."""
+    lr = imresize(hr, 1.0 / scale)
+    up = imresize(lr, size=hr.shape)
+    X, _ = patches(up, k)
+    return X, (hr - up).reshape(-1, 1).astype(np.float32)
+
+
+def training_table(img, settings, rng, sigma=None):
+    """Returns X (N, k*k), Y (N, 1) and sigma, the normalising scale."""
+    learned, _, _ = split_channels(img, settings.color)
+    k, S = settings.patch_size, settings.scale
+    Xs, Ys = [], []
+    for ch in learned:
+        for f in EXTRA_SCALES:
+            src = ch if f == 1.0 else imresize(ch, f)
+            if min(src.shape) < 2 * S + k:
+                continue
+            X, Y = pairs(src, S, k)
+            Xs.append(X)
+            Ys.append(Y)
+    if not Xs:
+        raise ValueError(f"the image is too small for patch mode at x{S:g}; it needs at least "
+                         f"{int(2 * S + k)} pixels on each side")
+    X, Y = np.concatenate(Xs), np.concatenate(Ys)
+    if sigma is None:
+        sigma = float(np.sqrt(np.mean(X * X)) + 1e-6)
+    X /= sigma
+    Y /= sigma
+    perms = dihedral_perms(k)
+    X = np.concatenate([X[:, p] for p in perms])
+    Y = np.tile(Y, (len(perms), 1))
+    cap = getattr(settings, "steps", 0)
+    if cap and X.shape[0] > cap:
+        keep = np.sort(rng.choice(X.shape[0], cap, replace=False))
+        X, Y = X[keep], Y[keep]
+    return np.ascontiguousarray(X), np.ascontiguousarray(Y), sigma
+
+
+# ------------------------------------------------------------ inference
+
+def refine(net, up, settings, ensemble=True):
+    """up (H, W) bicubic upscale -> up + learned residual, in bands of rows."""
+    k, sigma = settings.patch_size, settings.extra["sigma"]
+    perms = dihedral_perms(k) if ensemble else dihedral_perms(k)[:1]
+    out = np.empty_like(up)
+    for r0 in range(0, up.shape[0], BAND_ROWS):
+        r1 = min(up.shape[0], r0 + BAND_ROWS)
+        X, _ = patches(up, k, (r0, r1))
+        X /= sigma
+        res = np.zeros(X.shape[0], np.float64)
+        for p in perms:
+            res += net.predict(np.ascontiguousarray(X[:, p]))[:, 0]
+        out[r0:r1] = up[r0:r1] + (res * (sigma / len(perms))).reshape(r1 - r0, -1)
+    return out
+
+
+def upscale(net, img, size, settings, ensemble=True):
+    """(H, W, C) image -> (size[0], size[1], C) float32."""
+    learned, rest, how = split_channels(img, settings.color)
+    up_learned = [refine(net, imresize(ch, size=size), settings, ensemble) for ch in learned]
+    up_rest = [imresize(ch, size=size) for ch in rest]
+    return merge_channels(up_learned, up_rest, how)
+
+
+def preview(net, img, settings, crop=96):
+    """A quick frame: the centre crop upscaled by the training scale."""
+    h, w = img.shape[:2]
+    y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+    part = img[y0:y0 + crop, x0:x0 + crop]
+    S = settings.scale
+    size = (round(part.shape[0] * S), round(part.shape[1] * S))
+    return upscale(net, part, size, settings, ensemble=False)
+
+
+def self_score(net, img, settings):
+    """PSNR (dB) of rebuilding the image from its own 1/S shrink."""
+    from .metrics import psnr_rgb
+    S = settings.scale
+    small = np.clip(imresize(img, 1.0 / S), 0, 1)
+    return psnr_rgb(upscale(net, small, img.shape[:2], settings, ensemble=False), img)

@@ -1,0 +1,257 @@
+"""Layer specs and run settings: ``--layers`` text or YAML -> validated plain
+data -> a network config ``{"layers": [...]}``.
+
+Spec text: comma-separated items.
+  ``N:act``         Connected(N) then that activation, e.g. ``20:leaky_relu``
+  ``N:act(arg)``    with an argument, e.g. ``leaky_relu(0.2)``, ``sine(30)``
+  ``N``             a linear Connected(N)
+  ``fourier:F:S``   Fourier features: F frequencies drawn with sigma S
+  ``out``           (last item only) the width the data needs: the image's
+                    channel count
+In YAML the same items may be strings, or mappings such as
+``{units: 20, activation: leaky_relu}`` or ``{fourier: 64, sigma: 10}``.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field, fields
+
+import yaml
+
+from .activations import ACTIVATIONS, get_activation
+from .optimizers import OPTIMIZERS, SCHEDULES
+from .losses import LOSSES
+
+
+class SpecError(ValueError):
+    """A bad layer spec or setting; the message names the offending item."""
+
+
+_ACT = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
+
+
+def parse_item(text, index):
+    """One spec item -> {"units": int|"out", "activation": str|None, "arg": float|None}
+    or {"fourier": int, "sigma": float}."""
+    where = f"layer item {index + 1} ('{text}')"
+    s = text.strip().replace(" ", "")
+    if not s:
+        raise SpecError(f"layer item {index + 1} is empty; remove the extra comma")
+    parts = s.split(":")
+    if parts[0] == "fourier":
+        if len(parts) not in (2, 3):
+            raise SpecError(f"{where}: write fourier:FEATURES:SIGMA, e.g. fourier:64:10")
+        feats = _positive_int(parts[1], where, "feature count")
+        sigma = _positive_float(parts[2], where, "sigma") if len(parts) == 3 else 10.0
+        return {"fourier": feats, "sigma": sigma}
+    if len(parts) > 2:
+        raise SpecError(f"{where}: expected WIDTH or WIDTH:ACTIVATION")
+    units = "out" if parts[0] == "out" else _positive_int(parts[0], where, "width")
+    item = {"units": units, "activation": None, "arg": None}
+    if len(parts) == 2:
+        m = _ACT.match(parts[1])
+        if not m:
+            raise SpecError(f"{where}: cannot read activation '{parts[1]}'; e.g. leaky_relu or sine(30)")
+        try:
+            get_activation(m.group(1))
+        except ValueError as e:
+            raise SpecError(f"{where}: {e}") from None
+        item["activation"] = m.group(1)
+        if m.group(2) is not None:
+            item["arg"] = _finite_float(m.group(2), where, "activation argument")
+    return item
+
+
+def parse_layers(spec) -> list[dict]:
+    """Spec text or a YAML list -> list of item dicts."""
+    if isinstance(spec, str):
+        raw = spec.split(",")
+    elif isinstance(spec, list):
+        raw = spec
+    else:
+        raise SpecError(f"layers must be spec text or a list, got {type(spec).__name__}")
+    if not raw or raw == [""]:
+        raise SpecError("no layers given; e.g. --layers 20:leaky_relu,20:leaky_relu,out:sigmoid")
+    items = []
+    for i, r in enumerate(raw):
+        items.append(parse_item(str(r), i) if not isinstance(r, dict) else _item_from_mapping(r, i))
+    for i, it in enumerate(items[:-1]):
+        if it.get("units") == "out":
+            raise SpecError(f"layer item {i + 1}: 'out' may only be the width of the last item")
+    if "fourier" in items[-1]:
+        raise SpecError("the last layer item must be a width (e.g. out:sigmoid), not a fourier encoding")
+    return items
+
+
+def _item_from_mapping(m, index):
+    where = f"layer item {index + 1} ({m})"
+    if "fourier" in m:
+        extra = set(m) - {"fourier", "sigma"}
+        if extra:
+            raise SpecError(f"{where}: unknown keys {sorted(extra)}; a fourier item has fourier, sigma")
+        return parse_item(f"fourier:{m['fourier']}:{m.get('sigma', 10.0)}", index)
+    extra = set(m) - {"units", "activation", "arg"}
+    if extra or "units" not in m:
+        raise SpecError(f"{where}: a layer item has keys units, activation, arg (or fourier, sigma)")
+    text = str(m["units"])
+    if m.get("activation"):
+        text += f":{m['activation']}" + (f"({m['arg']})" if m.get("arg") is not None else "")
+    return parse_item(text, index)
+
+
+def network_config(items, in_size, out_size, seed=0) -> dict:
+    """Item dicts -> network config with Input(in_size); checks the last
+    width matches ``out_size`` (the data's channel count)."""
+    layers = [{"type": "input", "size": int(in_size)}]
+    for i, it in enumerate(items):
+        if "fourier" in it:
+            layers.append({"type": "fourier", "features": it["fourier"], "sigma": it["sigma"], "seed": seed})
+            continue
+        units = it["units"]
+        if units == "out":
+            units = out_size
+        elif i == len(items) - 1 and units != out_size:
+            raise SpecError(f"the last layer has width {units}, but the data has {out_size} channel(s); "
+                            f"write {out_size} or 'out'")
+        layers.append({"type": "connected", "units": units, "init": None})
+        if it["activation"]:
+            layers.append({"type": "activation", "name": it["activation"], "arg": it["arg"]})
+    return {"layers": layers, "seed": seed}
+
+
+def format_items(items) -> str:
+    """Item dicts -> spec text (for display and for saving)."""
+    out = []
+    for it in items:
+        if "fourier" in it:
+            out.append(f"fourier:{it['fourier']}:{it['sigma']:g}")
+        else:
+            s = str(it["units"])
+            if it["activation"]:
+                s += ":" + it["activation"] + (f"({it['arg']:g})" if it["arg"] is not None else "")
+            out.append(s)
+    return ",".join(out)
+
+
+# ------------------------------------------------------------------ settings
+
+@dataclass
+class Settings:
+    """Everything a training run needs besides the image. Defaults give a
+    clean recreation of a small image in seconds."""
+    mode: str = "coords"
+    layers: object = "fourier:16:2,64:relu,64:relu,out:sigmoid"
+    epochs: int = 300
+    batch_size: int = 32
+    lr: float = 0.003
+    optimizer: str = "adam"
+    loss: str = "mse"
+    schedule: str = "cosine"
+    seed: int = 0
+    scale: float = 4.0
+    frames: int = 30
+    patch_size: int = 7
+    color: str = "luma"
+    steps: int = 0  # patch mode: cap on training rows per epoch (0 = all)
+    extra: dict = field(default_factory=dict)
+
+    def validate(self):
+        if self.mode not in ("coords", "patch"):
+            raise SpecError(f"unknown mode '{self.mode}'; valid: coords, patch")
+        parse_layers(self.layers)
+        for name in ("epochs", "batch_size", "frames", "seed", "steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise SpecError(f"{name} must be a whole number >= 0, got {v!r}")
+        if self.epochs == 0:
+            raise SpecError("epochs must be at least 1")
+        for name, v in (("lr", self.lr), ("scale", self.scale)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise SpecError(f"{name} must be a positive number, got {v!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("color", self.color, ("luma", "rgb"))
+        if not (isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1):
+            raise SpecError(f"patch_size must be an odd whole number, got {self.patch_size!r}")
+        return self
+
+
+SETTING_KEYS = [f.name for f in fields(Settings) if f.name != "extra"]
+
+
+def load_config(path) -> dict:
+    """YAML file -> dict of settings, with unknown keys refused."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError(f"config file '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise SpecError(f"config '{path}' is a folder; give a .yaml file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"config '{path}' is not valid YAML{line}: {problem}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"config '{path}' is not a text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"config '{path}' must be a mapping of settings (key: value)")
+    unknown = [k for k in data if k not in SETTING_KEYS]
+    if unknown:
+        from .activations import suggest
+        hint = suggest(unknown[0], SETTING_KEYS)
+        raise SpecError(f"config '{path}': unknown key '{unknown[0]}'{hint}; valid keys: {', '.join(SETTING_KEYS)}")
+    return data
+
+
+def make_settings(config: dict | None = None, **overrides) -> Settings:
+    """Defaults <- YAML config <- flags (None means 'not given')."""
+    s = Settings()
+    for source in (config or {}, {k: v for k, v in overrides.items() if v is not None}):
+        for k, v in source.items():
+            if k not in SETTING_KEYS:
+                raise SpecError(f"unknown setting '{k}'; valid: {', '.join(SETTING_KEYS)}")
+            if k in ("lr", "scale") and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            setattr(s, k, v)
+    return s.validate()
+
+
+def _choice(name, value, valid):
+    if value not in valid:
+        from .activations import suggest
+        raise SpecError(f"unknown {name} '{value}'{suggest(value, valid)}; valid: {', '.join(valid)}")
+
+
+def _positive_int(text, where, what):
+    try:
+        v = int(text)
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}: {what} must be a whole number, got '{text}'") from None
+    if v <= 0:
+        raise SpecError(f"{where}: {what} must be positive, got {v}")
+    return v
+
+
+def _finite_float(text, where, what):
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}: {what} must be a number, got '{text}'") from None
+    if not math.isfinite(v):
+        raise SpecError(f"{where}: {what} must be finite, got '{text}'")
+    return v
+
+
+def _positive_float(text, where, what):
+    v = _finite_float(text, where, what)
+    if v <= 0:
+        raise SpecError(f"{where}: {what} must be positive, got {v}")
+    return v
+
+
+ACTIVATION_NAMES = list(ACTIVATIONS)
