@@ -19,6 +19,22 @@ import numpy as np
 
 from .resize import imresize
 
+# Defaults chosen by measurement (benchmarks/patch_defaults.py); configs/patch.yaml
+# documents the same values.
+DEFAULTS = {
+    "mode": "patch",
+    "layers": "64:relu,64:relu,out",
+    "patch_size": 7,
+    "color": "luma",
+    "epochs": 5,
+    "batch_size": 64,
+    "lr": 0.001,
+    "optimizer": "adam",
+    "schedule": "cosine",
+    "steps": 200000,
+    "frames": 10,
+}
+
 BAND_ROWS = 64  # output rows per inference band: bounds memory for any size
 EXTRA_SCALES = (1.0, 0.8)  # also learn from the image shrunk by these
 

@@ -1,0 +1,355 @@
+"""The ``nncompress`` command. Each command parses typed options and makes one
+library call; library errors become one line on stderr and an exit code:
+0 ok, 1 runtime failure, 2 bad input, 130 interrupted."""
+
+import contextlib
+import json
+import math
+import os
+import sys
+import warnings
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Fit a neural network to one image: compress it, render it at any size, "
+                       "or upscale it beyond bicubic.")
+out = Console()
+err = Console(stderr=True)
+STATE = {"debug": bool(os.environ.get("NNCOMPRESS_DEBUG"))}
+
+
+def _version(value: bool):
+    if value:
+        print(f"nncompress {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+):
+    STATE["debug"] = STATE["debug"] or debug
+
+
+@contextlib.contextmanager
+def errors():
+    """Library exceptions -> one line on stderr + exit code."""
+    from .imaging import ImageError
+    from .network import ModelFileError
+    from .runs import RunInterrupted
+    from .spec import SpecError
+    from .training import TrainingDiverged
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.showwarning = lambda msg, *a, **k: err.print(f"[yellow]warning:[/] {msg}", highlight=False)
+            yield
+    except typer.Exit:
+        raise
+    except RunInterrupted as e:
+        err.print(f"interrupted: saved {e.paths.model} (resume with --resume {e.paths.model})", highlight=False)
+        raise typer.Exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(130)
+    except (SpecError, ImageError, ModelFileError, ValueError) as e:
+        if STATE["debug"]:
+            raise
+        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    except TrainingDiverged as e:
+        if STATE["debug"]:
+            raise
+        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    except MemoryError:
+        err.print("error: out of memory; use a smaller output size or image", highlight=False)
+        raise typer.Exit(1)
+    except OSError as e:
+        if STATE["debug"]:
+            raise
+        err.print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), highlight=False, markup=False)
+        raise typer.Exit(1)
+    except Exception as e:  # a bug: say so briefly, details with --debug
+        if STATE["debug"]:
+            raise
+        err.print(f"error: unexpected {type(e).__name__}: {e} (run with --debug for details)", highlight=False,
+                  markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------- train
+
+@app.command()
+def train(
+    image: Annotated[str, typer.Argument(help="Image to fit (PNG, JPEG, GIF, ...).", show_default=False)],
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file of settings (see configs/).")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Layer spec, e.g. 20:leaky_relu,20:leaky_relu,out:sigmoid")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="coords (network = image) or patch (learned upscaler).")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Passes over the table.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="mse or bce (bce needs a sigmoid output).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same model.")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", help="Scale of the upscaled PNG written at the end.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record; 0 = none.")] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder [default: runs/<image stem>].")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue training this model.npz.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+):
+    """Fit a network to IMAGE; write model.npz, an upscaled PNG, frames, a GIF and history.csv."""
+    from .progress import EpochProgress
+    from .runs import train_run
+    from .spec import load_config, make_settings
+
+    with errors():
+        cfg = load_config(config) if config else {}
+        if resume and not config:
+            from .compresser import Compresser
+            cfg = {k: v for k, v in Compresser.load(resume).meta["settings"].items() if k != "extra"}
+        settings = make_settings(cfg, layers=layers, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
+                                 optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
+        bar = {}
+
+        def on_info(comp, paths):
+            if not quiet:
+                out.print(f"[bold]{comp.mode}[/] mode, {comp.net.n_params:,} parameters "
+                          f"({comp.meta['settings']['layers']}) -> {paths.out}/", highlight=False)
+            bar["p"] = EpochProgress(f"training {os.path.basename(image)}", settings.epochs, quiet, out)
+
+        def on_epoch(done, total, loss_v, psnr_v, dt, rows):
+            bar["p"].update(done, loss_v, psnr_v, dt, rows)
+
+        try:
+            result = train_run(image, settings, out_dir, resume, on_epoch=on_epoch, on_info=on_info)
+        finally:
+            if "p" in bar:
+                bar["p"].close()
+        if not quiet:
+            m = result.compresser.meta
+            p = result.paths
+            out.print(f"done: {m['epochs']} epochs in {m['train_seconds']:.1f}s, loss {m['loss']:.4g}, "
+                      f"PSNR {m['psnr']:.2f} dB", highlight=False)
+            for path in (p.model, p.upscaled, p.gif, p.history):
+                if os.path.exists(path):
+                    out.print(f"  {path}", highlight=False)
+
+
+# ----------------------------------------------------------------- upscale
+
+@app.command()
+def upscale(
+    model: Annotated[str, typer.Argument(help="A model.npz from `nncompress train`.", show_default=False)],
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels.")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output PNG [default: beside the model].")] = None,
+    input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Render even if the output looks too large for memory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+):
+    """Render MODEL at a new size: smooth resampling (coords) or learned upscaling (patch)."""
+    from .compresser import Compresser
+    from .imaging import read_image, write_png
+    from .spec import SpecError
+
+    with errors():
+        if scale is None and width is None and height is None:
+            scale = 4.0
+        if scale is not None and (width or height):
+            raise SpecError("give --scale or --width/--height, not both")
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise SpecError(f"--scale must be a positive number, got {scale}")
+        for name, v in (("--width", width), ("--height", height)):
+            if v is not None and v <= 0:
+                raise SpecError(f"{name} must be a positive number of pixels, got {v}")
+        comp = Compresser.load(model)
+        image = None
+        if input_image:
+            if comp.mode != "patch":
+                raise SpecError("--input needs a patch model; a coords model is its own image")
+            image, _ = read_image(input_image)
+        h, w = comp.output_size(scale, width, height, image)
+        _check_memory(h, w, comp, force)
+        bits = comp.meta["source"]["bits"]
+        if output is None:
+            stem = os.path.splitext(os.path.basename(input_image or comp.meta["source"]["name"]))[0]
+            output = os.path.join(os.path.dirname(os.path.abspath(model)), f"{stem}_{w}x{h}.png")
+        if input_image and os.path.realpath(output) == os.path.realpath(input_image):
+            raise SpecError("the output would overwrite the input image; choose another --output")
+        if not quiet:
+            out.print(f"rendering {w}x{h} ({comp.mode} model)...", highlight=False)
+        pixels = comp.upscale(h, w, image=image, bits=bits)
+        from PIL import Image
+        if pixels.dtype.kind == "f":
+            write_png(output, pixels, bits)
+        else:
+            write_png(output, Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels))
+        if not quiet:
+            out.print(f"wrote {output}", highlight=False)
+
+
+def _check_memory(h, w, comp, force):
+    """Refuse outputs that cannot fit in memory, before any work."""
+    from .spec import SpecError
+    c = comp.meta["source"]["channels"]
+    per_pixel = c * (2 + 1) if comp.mode == "coords" else c * 8 * 4  # uint8 out + PNG copy; float64 resize passes
+    need = h * w * per_pixel
+    avail = _available_memory()
+    if not force and avail and need > 0.8 * avail:
+        raise SpecError(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB but only "
+                        f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
+
+
+def _available_memory():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# ----------------------------------------------------------------- animate
+
+@app.command()
+def animate(
+    run_dirs: Annotated[list[str], typer.Argument(help="Run folders made by `nncompress train` (with frames).", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output GIF.")] = "comparison.gif",
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated panel names [default: folder names].")] = None,
+    fps: Annotated[float, typer.Option("--fps", help="Frames per second.")] = 8.0,
+    size: Annotated[int, typer.Option("--size", help="Longest side of each panel, in pixels.")] = 256,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+):
+    """Side-by-side convergence GIF of several runs, frames aligned by epoch."""
+    from .runs import animate as make
+    from .spec import SpecError
+
+    with errors():
+        if not (math.isfinite(fps) and 0 < fps <= 100):
+            raise SpecError(f"--fps must be between 0 and 100, got {fps}")
+        if not 8 <= size <= 4096:
+            raise SpecError(f"--size must be between 8 and 4096 pixels, got {size}")
+        names = [s.strip() for s in labels.split(",")] if labels else None
+        n = make(run_dirs, output, names, fps, size)
+        if not quiet:
+            out.print(f"wrote {output} ({len(run_dirs)} panels, {n} frames)", highlight=False)
+
+
+# -------------------------------------------------------------------- info
+
+@app.command()
+def info(
+    model: Annotated[str, typer.Argument(help="A model.npz.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+):
+    """Describe a model: mode, layers, size in bits per pixel, training record."""
+    from .compresser import Compresser
+
+    with errors():
+        comp = Compresser.load(model)
+        m, src = comp.meta, comp.meta["source"]
+        bpp_file, bpp_weights = comp.bits_per_pixel(model)
+        facts = {
+            "mode": m["mode"], "parameters": comp.net.n_params, "file_bytes": os.path.getsize(model),
+            "bits_per_pixel_file": round(bpp_file, 4), "bits_per_pixel_weights": round(bpp_weights, 4),
+            "source": f"{src['name']} {src['width']}x{src['height']}, {src['channels']} channel(s), {src['bits']}-bit",
+            "layers": m["settings"]["layers"], "epochs": m["epochs"],
+            "loss": m["loss"], "psnr_db": m["psnr"], "train_seconds": round(m["train_seconds"], 2),
+        }
+        if as_json:
+            print(json.dumps(facts, indent=2))
+            return
+        t = Table(title=f"{os.path.basename(model)}", show_header=True)
+        t.add_column("layer")
+        t.add_column("output", justify="right")
+        t.add_column("parameters", justify="right")
+        for name, width, n in comp.net.summary():
+            t.add_row(name, width, f"{n:,}")
+        out.print(t)
+        kv = Table(show_header=False, box=None)
+        for k, v in facts.items():
+            if k == "psnr_db" and v is not None:
+                v = f"{v:.2f} dB ({'recreation' if m['mode'] == 'coords' else 'x' + format(m['settings']['scale'], 'g') + ' self-test'})"
+            elif k == "loss" and v is not None:
+                v = f"{v:.5g}"
+            elif isinstance(v, int):
+                v = f"{v:,}"
+            kv.add_row(k.replace("_", " "), str(v))
+        out.print(kv)
+
+
+# ---------------------------------------------------------------- evaluate
+
+@app.command()
+def evaluate(
+    images: Annotated[list[str], typer.Argument(help="High-resolution images to score on.", show_default=False)],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (2, 3, 4, ...).")] = 2,
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, coords, bicubic, lanczos, nearest.")] = "patch,coords,bicubic,lanczos,nearest",
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.")] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.")] = None,
+    save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+):
+    """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic,
+    upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
+    from .evaluate import METHODS, evaluate_images
+    from .spec import SpecError, load_config, make_settings
+
+    with errors():
+        if scale < 2 or scale > 8:
+            raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
+        chosen = [m.strip() for m in methods.split(",") if m.strip()]
+        bad = [m for m in chosen if m not in METHODS]
+        if bad or not chosen:
+            raise SpecError(f"unknown method '{bad[0] if bad else methods}'; valid: {', '.join(METHODS)}")
+        from .patch import DEFAULTS
+        cfg = load_config(config) if config else dict(DEFAULTS)
+        settings = make_settings(cfg, layers=layers, epochs=epochs, seed=seed, scale=float(scale), mode="patch", frames=0)
+
+        def on_image(name, row):
+            if not quiet:
+                parts = "  ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.4f}" for k, v in row.items() if k in METHODS)
+                out.print(f"{name}: {parts}  ({row['seconds']['patch']:.0f}s patch)" if "patch" in row.get("seconds", {})
+                          else f"{name}: {parts}", highlight=False)
+
+        report = evaluate_images(images, scale, chosen, settings, on_image=on_image, save_dir=save_dir)
+        if json_path:
+            from .atomic import atomic_write
+            atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
+        if not quiet:
+            t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}")
+            t.add_column("image")
+            for m in chosen:
+                t.add_column(m, justify="right")
+            for name, row in report["images"].items():
+                t.add_row(name, *[f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.4f}" for m in chosen])
+            t.add_row("[bold]mean[/]", *[f"[bold]{report['mean'][m]['psnr']:.2f} / {report['mean'][m]['ssim']:.4f}[/]" for m in chosen])
+            out.print(t)
+
+
+def main():
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
