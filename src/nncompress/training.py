@@ -3,9 +3,10 @@
 
 Three engines, one result (tests check they agree):
 
-* ``small``: networks no wider than ``SMALL_WIDTH`` run a whole epoch of
-  minibatch steps in one compiled call (``kernels.train_epoch_small``), so
-  Python is paid once per epoch, not once per step.
+* ``small``: small steps (batch x widest layer < ``SMALL_WORK``) run a
+  whole epoch of minibatch steps in one compiled call
+  (``kernels.train_epoch_small``), so Python is paid once per epoch, not
+  once per step.
 * ``blas``: wider networks take float32 BLAS matmuls per chunk of rows, with
   bias + activation (+ derivative) fused in parallel numba kernels.
 * ``layers``: any other layer stack, through each layer's forward/backward.
@@ -19,14 +20,17 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import kernels as K
 from .layers import Activation
 from .losses import get_loss
-from .network import SMALL_WIDTH, Network
+from .network import Network
 from .optimizers import Optimizer, get_optimizer, schedule as lr_at
 
 CHUNK = 8192       # rows per chunk in the blas engine
+SMALL_WORK = 8192  # batch x widest layer below which the fused kernel beats BLAS (measured)
+BLAS_THREADED_ROWS = 4096  # below this many rows a matmul runs faster on one BLAS thread
 SMALL_CHUNK = 256  # rows per chunk in the small engine
 
 
@@ -71,10 +75,17 @@ def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "ms
 
     stack = net.dense_stack()
     if engine is None:
-        engine = "layers" if stack is None else ("small" if stack.max_width <= SMALL_WIDTH else "blas")
+        engine = "layers" if stack is None else ("small" if batch * stack.max_width < SMALL_WORK else "blas")
     step_epoch = {"small": _SmallEngine, "blas": _BlasEngine, "layers": _LayerEngine}[engine](
         net, stack, X, Y, loss_code, opt, batch)
 
+    # Small matmuls run 3x slower with threads here (and fight numba's)
+    threads = 1 if min(batch, CHUNK) < BLAS_THREADED_ROWS else None
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epochs, total_epochs, callback)
+
+
+def _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epochs, total_epochs, callback):
     history = History()
     good = (net.params.copy(), opt.m.copy(), opt.v.copy(), opt.t)
     for e in range(start_epoch, start_epoch + epochs):

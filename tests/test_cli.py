@@ -1,0 +1,125 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nncompress import __version__
+from nncompress.cli import app
+
+runner = CliRunner()
+TINY = ["--layers", "8:relu,out:sigmoid", "--epochs", "6", "--frames", "3", "--batch-size", "16", "-q"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("cmd", [[], ["train"], ["upscale"], ["animate"], ["info"], ["evaluate"]])
+def test_every_command_has_help(cmd):
+    r = run(*cmd, "--help")
+    assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and __version__ in r.output
+
+
+def test_train_writes_every_promised_file(tmp_path, digit):
+    out = tmp_path / "run"
+    r = run("train", digit, *TINY, "--scale", 3, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert Image.open(out / "digit_3_x3.png").size == (84, 84)
+    gif = Image.open(out / "digit_3_training.gif")
+    assert gif.n_frames == len(list((out / "frames").glob("epoch_*.png"))) >= 3
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,psnr_db,seconds" and len(lines) == 7
+    assert (out / "model.npz").exists()
+
+
+def test_quiet_prints_nothing(tmp_path, digit):
+    r = run("train", digit, *TINY, "-o", tmp_path / "q")
+    assert r.exit_code == 0 and r.output == ""
+
+
+def test_plain_progress_when_not_a_terminal(tmp_path, digit):
+    r = run("train", digit, "--layers", "8:relu,out:sigmoid", "-e", "3", "--frames", "0", "-o", tmp_path / "p")
+    assert r.exit_code == 0
+    assert "epoch 3/3" in r.output and "dB" in r.output and "samples/s" in r.output
+
+
+@pytest.mark.parametrize("scale,size", [(2, (56, 56)), (2.5, (70, 70)), (0.5, (14, 14)), (1.3, (36, 36))])
+def test_upscale_sizes_are_exact(tmp_path, digit, scale, size):
+    run("train", digit, *TINY, "-o", tmp_path / "r")
+    out = tmp_path / "up.png"
+    r = run("upscale", tmp_path / "r" / "model.npz", "--scale", scale, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert Image.open(out).size == size
+
+
+def test_upscale_width_height(tmp_path, rgb_image):
+    run("train", rgb_image, *TINY, "-o", tmp_path / "r")
+    out = tmp_path / "wh.png"
+    assert run("upscale", tmp_path / "r" / "model.npz", "--width", 100, "--height", 33, "-o", out).exit_code == 0
+    im = Image.open(out)
+    assert im.size == (100, 33) and im.mode == "RGB"
+    assert run("upscale", tmp_path / "r" / "model.npz", "--width", 64, "-o", out).exit_code == 0
+    assert Image.open(out).size == (64, 48)  # aspect kept
+
+
+def test_animate_makes_a_multi_panel_gif(tmp_path, digit):
+    for name in ("a", "b"):
+        run("train", digit, *TINY, "-o", tmp_path / name)
+    out = tmp_path / "cmp.gif"
+    r = run("animate", tmp_path / "a", tmp_path / "b", "-o", out, "--labels", "first,second", "--size", 64)
+    assert r.exit_code == 0, r.output
+    gif = Image.open(out)
+    assert gif.n_frames >= 3 and gif.width > 2 * 64
+
+
+def test_info_reports_parameter_count(tmp_path, digit):
+    run("train", digit, *TINY, "-o", tmp_path / "r")
+    r = run("info", tmp_path / "r" / "model.npz", "--json")
+    facts = json.loads(r.output)
+    assert facts["parameters"] == (2 * 8 + 8) + (8 + 1) and facts["mode"] == "coords"
+    assert facts["epochs"] == 6
+    r = run("info", tmp_path / "r" / "model.npz")
+    assert r.exit_code == 0 and "33" in r.output and "bits per pixel" in r.output
+
+
+def test_yaml_and_flags_give_the_same_network(tmp_path, digit):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("layers:\n  - {units: 8, activation: leaky_relu, arg: 0.2}\n  - {fourier: 4, sigma: 3}\n"
+                   "  - out:sigmoid\nepochs: 2\nframes: 0\n")
+    run("train", digit, "-c", cfg, "-q", "-o", tmp_path / "y")
+    run("train", digit, "-l", "8:leaky_relu(0.2),fourier:4:3,out:sigmoid", "-e", 2, "--frames", 0, "-q",
+        "-o", tmp_path / "f")
+    a = np.load(tmp_path / "y" / "model.npz")
+    b = np.load(tmp_path / "f" / "model.npz")
+    assert str(a["config"]) == str(b["config"])
+    np.testing.assert_array_equal(a["params"], b["params"])
+
+
+def test_seed_reproduces_a_run_exactly(tmp_path, digit):
+    for name in ("a", "b"):
+        run("train", digit, *TINY, "--seed", 3, "--optimizer", "adam", "-o", tmp_path / name)
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "model.npz")["params"],
+                                  np.load(tmp_path / "b" / "model.npz")["params"])
+
+
+def test_resume_continues_training(tmp_path, digit):
+    run("train", digit, *TINY, "-o", tmp_path / "r")
+    r = run("train", digit, "--resume", tmp_path / "r" / "model.npz", "-e", 4, "-q", "-o", tmp_path / "r2")
+    assert r.exit_code == 0, r.output
+    facts = json.loads(run("info", tmp_path / "r2" / "model.npz", "--json").output)
+    assert facts["epochs"] == 10
+
+
+def test_python_dash_m():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "nncompress", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
