@@ -103,6 +103,7 @@ def train(
     frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record; 0 = none.")] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder [default: runs/<image stem>].")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="Continue training this model.npz.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write the upscale even if it looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ):
     """Fit a network to IMAGE; write model.npz, an upscaled PNG, frames, a GIF and history.csv."""
@@ -129,7 +130,7 @@ def train(
             bar["p"].update(done, loss_v, psnr_v, dt, rows)
 
         try:
-            result = train_run(image, settings, out_dir, resume, on_epoch=on_epoch, on_info=on_info)
+            result = train_run(image, settings, out_dir, resume, on_epoch=on_epoch, on_info=on_info, force=force)
         finally:
             if "p" in bar:
                 bar["p"].close()
@@ -178,7 +179,7 @@ def upscale(
                 raise SpecError("--input needs a patch model; a coords model is its own image")
             image, _ = read_image(input_image)
         h, w = comp.output_size(scale, width, height, image)
-        _check_memory(h, w, comp, force)
+        comp.check_output_size(h, w, force)
         bits = comp.meta["source"]["bits"]
         if output is None:
             stem = os.path.splitext(os.path.basename(input_image or comp.meta["source"]["name"]))[0]
@@ -195,32 +196,6 @@ def upscale(
             write_png(output, Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels))
         if not quiet:
             out.print(f"wrote {output}", highlight=False)
-
-
-def _check_memory(h, w, comp, force):
-    """Refuse outputs that cannot fit in memory, before any work."""
-    from .spec import SpecError
-    c = comp.meta["source"]["channels"]
-    per_pixel = c * (2 + 1) if comp.mode == "coords" else c * 8 * 4  # uint8 out + PNG copy; float64 resize passes
-    need = h * w * per_pixel
-    avail = _available_memory()
-    if not force and avail and need > 0.8 * avail:
-        raise SpecError(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB but only "
-                        f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
-
-
-def _available_memory():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 # ----------------------------------------------------------------- animate

@@ -33,6 +33,21 @@ def frame_epochs(epochs, frames):
     return sorted(set(int(round(epochs * k * k)) for k in ks))
 
 
+def available_memory():
+    """Bytes of memory free for new work, or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 class Compresser:
     def __init__(self, net: Network, meta: dict, source=None):
         self.net = net
@@ -129,6 +144,17 @@ class Compresser:
                 return max(1, round(h0 * width / w0)), int(width)
             return int(height), max(1, round(w0 * height / h0))
         return max(1, round(h0 * scale)), max(1, round(w0 * scale))
+
+    def check_output_size(self, h, w, force=False):
+        """Refuse, before any work, an output that cannot fit in memory."""
+        from .spec import SpecError
+        c = self.meta["source"]["channels"]
+        # coords: uint8/16 tiles + the PNG encoder's copy; patch: float64 resize passes
+        per_pixel = c * 3 if self.mode == "coords" else c * 8 * 4
+        need, avail = h * w * per_pixel, available_memory()
+        if not force and avail and need > 0.8 * avail:
+            raise SpecError(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB but only "
+                            f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
 
     def upscale(self, h, w, image=None, bits=None):
         """The source (or ``image``, patch mode) at h x w."""

@@ -31,8 +31,12 @@ def read_image(path):
         raise ImageError(f"'{path}' is an empty file, not an image")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we check the size ourselves
+            try:
+                im = Image.open(path)  # reads the header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
             w, h = im.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"'{path}' claims {w}x{h} pixels, over the limit of {MAX_PIXELS:,}; "
@@ -42,8 +46,6 @@ def read_image(path):
                 im.seek(0)
             im.load()
             im = ImageOps.exif_transpose(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"'{path}' is too large to decode safely ({e}); shrink it first") from None
     except UnidentifiedImageError:
         raise ImageError(f"'{path}' is not an image Pillow can read (is it really a PNG/JPEG?)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -58,6 +60,7 @@ def pil_to_array(im):
         if im.mode == "I" and a.max() <= 255:
             return (a / 255).astype(np.float32)[..., None], 8
         return (np.clip(a, 0, 65535) / 65535).astype(np.float32)[..., None], 16
+    was_palette = im.mode in ("P", "PA")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "PA":
@@ -69,6 +72,8 @@ def pil_to_array(im):
     a = np.asarray(im, dtype=np.float32) / 255
     if a.ndim == 2:
         a = a[..., None]
+    elif was_palette and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
+        a = a[..., [0] + ([3] if a.shape[2] == 4 else [])]  # a gray palette stays gray
     return np.ascontiguousarray(a), 8
 
 

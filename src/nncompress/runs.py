@@ -39,6 +39,10 @@ class RunPaths:
         return os.path.join(self.out, "model.npz")
 
     @property
+    def last_good(self):
+        return os.path.join(self.out, "model_last_good.npz")
+
+    @property
     def upscaled(self):
         return os.path.join(self.out, f"{self.stem}_x{self.scale:g}.png")
 
@@ -80,7 +84,7 @@ def prepare_output(out_dir, image_path, paths: RunPaths):
 
 
 def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoch=None, on_info=None,
-              upscale_output=True):
+              upscale_output=True, force=False):
     """Train on one image and write model.npz, the upscale, frames, GIF and
     history.csv into ``out_dir``. ``on_epoch(done, total, loss, psnr,
     seconds, rows)`` returns True to stop early."""
@@ -98,12 +102,13 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             raise SpecError(f"--resume model is a {comp.mode} model; drop --mode or use --mode {comp.mode}")
     else:
         comp, _ = Compresser.for_image(img, bits, settings, name=os.path.basename(image_path))
+    if upscale_output:
+        comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     prepare_output(out_dir, image_path, paths)
     if on_info:
         on_info(comp, paths)
 
     history, frames = [], []
-    sigma2 = None
 
     def psnr_of(loss):
         if comp.mode == "patch":
@@ -123,8 +128,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         imaging.write_png(os.path.join(paths.frames, f"epoch_{epoch:06d}.png"), view)
         frames.append((epoch, view))
 
-    def save_all():
-        comp.save(paths.model)
+    def save_all(model_path=paths.model):
+        comp.save(model_path)
         _write_history(paths.history, history)
         if frames:
             write_training_gif(paths.gif, frames)
@@ -134,9 +139,9 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     except KeyboardInterrupt:
         save_all()
         raise RunInterrupted(paths) from None
-    except TrainingDiverged:
-        save_all()
-        raise
+    except TrainingDiverged as e:
+        save_all(paths.last_good)  # an earlier run's model.npz stays as it was
+        raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
     save_all()
     if upscale_output:
         h, w = comp.output_size(scale=settings.scale)

@@ -1,0 +1,303 @@
+"""Every bad input gets one clear line and exit 2; faults lose nothing."""
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nncompress.cli import app
+from nncompress.compresser import Compresser
+
+runner = CliRunner()
+TINY = ["--layers", "8:relu,out:sigmoid", "-e", "3", "--frames", "0", "-q"]
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(r, code=2, match=None):
+    assert r.exit_code == code, (r.exit_code, r.output)
+    lines = [l for l in r.output.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.output
+    assert "Traceback" not in r.output
+    if match:
+        assert match in lines[0], lines[0]
+    return lines[0]
+
+
+def png_header_only(path, w, h):
+    """A PNG whose IHDR claims w x h pixels, with a tiny IDAT."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+# ------------------------------------------------------------------ images
+
+def test_missing_path(tmp_path):
+    one_line_error(cli("train", tmp_path / "nope.png"), match="does not exist")
+
+
+def test_directory(tmp_path):
+    one_line_error(cli("train", tmp_path), match="is a folder")
+
+
+def test_text_file_named_png(tmp_path):
+    p = tmp_path / "fake.png"
+    p.write_text("hello, I am not a picture")
+    one_line_error(cli("train", p), match="not an image")
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.png"
+    p.write_bytes(b"")
+    one_line_error(cli("train", p), match="empty file")
+
+
+def test_truncated_png(tmp_path, digit):
+    p = tmp_path / "cut.png"
+    Image.open(digit).resize((200, 200)).save(tmp_path / "big.png")
+    p.write_bytes((tmp_path / "big.png").read_bytes()[:300])
+    one_line_error(cli("train", p), match="truncated")
+
+
+def test_decompression_bomb_is_refused_before_allocating(tmp_path):
+    p = tmp_path / "bomb.png"
+    png_header_only(p, 100000, 100000)
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    one_line_error(cli("train", p), match="100000x100000")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 10 GB buffer
+
+
+def test_one_pixel_image_is_handled_in_coords_and_refused_in_patch_mode(tmp_path):
+    p = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(p)
+    r = cli("train", p, *TINY, "-o", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "r" / "dot_x4.png").size == (4, 4)
+    one_line_error(cli("train", p, "--mode", "patch", "-l", "8:relu,out", "-e", 1, "-q", "-o", tmp_path / "p"),
+                   match="too small for patch mode")
+
+
+def test_animated_gif_uses_first_frame_with_a_warning(tmp_path):
+    p = tmp_path / "anim.gif"
+    frames = [Image.new("L", (8, 8), v) for v in (0, 255)]
+    frames[0].save(p, save_all=True, append_images=frames[1:])
+    r = cli("train", p, *TINY, "-o", tmp_path / "r")
+    assert r.exit_code == 0 and "warning" in r.output and "first" in r.output
+    src = Compresser.load(tmp_path / "r" / "model.npz").meta["source"]
+    assert src["channels"] == 1
+
+
+def test_cmyk_jpeg_is_converted(tmp_path):
+    p = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(p)
+    r = cli("train", p, *TINY, "-o", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert Compresser.load(tmp_path / "r" / "model.npz").meta["source"]["channels"] == 3
+
+
+def test_16_bit_grayscale_keeps_precision(tmp_path):
+    from nncompress.imaging import read_image, write_png
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)
+    p = tmp_path / "g16.png"
+    Image.fromarray(ramp).save(p)
+    img, bits = read_image(p)
+    assert bits == 16 and len(np.unique(img)) == 64 * 64  # 8 bits would keep 256 levels
+    write_png(tmp_path / "back.png", img, 16)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "back.png")), ramp)
+    r = cli("train", p, *TINY, "--scale", 1, "-o", tmp_path / "r")
+    assert r.exit_code == 0
+    assert np.asarray(Image.open(tmp_path / "r" / "g16_x1.png")).dtype == np.uint16
+
+
+# ------------------------------------------------------- specs and options
+
+def test_yaml_syntax_error_names_the_line(tmp_path, digit):
+    c = tmp_path / "c.yaml"
+    c.write_text("epochs: 3\nlayers: [8:relu, out\nlr: 0.1\n")
+    one_line_error(cli("train", digit, "-c", c), match="line")
+
+
+def test_unknown_key_lists_valid_keys(tmp_path, digit):
+    c = tmp_path / "c.yaml"
+    c.write_text("epochz: 3\n")
+    line = one_line_error(cli("train", digit, "-c", c), match="unknown key 'epochz'")
+    assert "valid keys" in line and "epochs" in line
+
+
+def test_unknown_activation_suggests(digit):
+    one_line_error(cli("train", digit, "-l", "8:sigmiod,out"), match="did you mean 'sigmoid'")
+
+
+@pytest.mark.parametrize("spec", ["0:relu,out", "--layers=-4:relu,out"])
+def test_zero_or_negative_width(digit, spec):
+    args = [spec] if spec.startswith("--") else ["-l", spec]
+    one_line_error(cli("train", digit, *args), match="positive")
+
+
+def test_output_width_must_match_channels(rgb_image):
+    one_line_error(cli("train", rgb_image, "-l", "8:relu,1:sigmoid"), match="write 3 or 'out'")
+
+
+def test_empty_layer_items(digit):
+    one_line_error(cli("train", digit, "-l", "8:relu,,out"), match="empty")
+
+
+@pytest.mark.parametrize("flag,value,match", [
+    ("--lr", "-0.1", "lr must be a positive"), ("--lr", "nan", "lr must be a positive"),
+    ("--epochs", "-2", "epochs"), ("--batch-size", "-1", "batch_size"),
+    ("--scale", "0", "scale"), ("--scale", "-2", "scale"), ("--scale", "nan", "scale"),
+])
+def test_bad_numbers(digit, flag, value, match):
+    one_line_error(cli("train", digit, f"{flag}={value}"), match=match)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_bad_upscale_scale(tmp_path, digit, value):
+    cli("train", digit, *TINY, "-o", tmp_path / "r")
+    one_line_error(cli("upscale", tmp_path / "r" / "model.npz", f"--scale={value}"), match="--scale")
+
+
+def test_output_too_large_is_refused_unless_forced(tmp_path, digit):
+    cli("train", digit, *TINY, "-o", tmp_path / "r")
+    t0 = time.time()
+    one_line_error(cli("upscale", tmp_path / "r" / "model.npz", "--width", 2_000_000, "--height", 2_000_000),
+                   match="--force")
+    assert time.time() - t0 < 5
+    one_line_error(cli("train", digit, *TINY, "--scale", 100000, "-o", tmp_path / "big"), match="--force")
+    assert not (tmp_path / "big" / "model.npz").exists()  # refused before training
+
+
+# ------------------------------------------------------------- model files
+
+@pytest.mark.parametrize("damage", ["not_zip", "truncated", "missing", "version", "shape", "pickle"])
+def test_bad_model_files(tmp_path, digit, damage):
+    cli("train", digit, *TINY, "-o", tmp_path / "r")
+    good = tmp_path / "r" / "model.npz"
+    bad = tmp_path / "bad.npz"
+    with np.load(good) as z:
+        arrays = {k: z[k] for k in z.files}
+    if damage == "not_zip":
+        bad.write_text("not a zip")
+    elif damage == "truncated":
+        bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    else:
+        if damage == "missing":
+            del arrays["params"]
+        elif damage == "version":
+            arrays["format_version"] = np.array(7)
+        elif damage == "shape":
+            arrays["params"] = arrays["params"][:-1]
+        elif damage == "pickle":
+            arrays["meta"] = np.array([{"x": 1}], dtype=object)
+        np.savez(bad, **arrays)
+    for cmd in (["info", bad], ["upscale", bad, "-o", tmp_path / "o.png"]):
+        one_line_error(cli(*cmd))
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_allow_pickle_is_never_true():
+    src = os.path.join(os.path.dirname(__file__), "..", "src", "nncompress")
+    for name in os.listdir(src):
+        if name.endswith(".py"):
+            text = open(os.path.join(src, name)).read()
+            assert "allow_pickle=True" not in text.replace(" ", ""), name
+
+
+# ----------------------------------------------------------------- outputs
+
+def test_failed_run_leaves_earlier_model_untouched(tmp_path, digit):
+    out = tmp_path / "r"
+    cli("train", digit, *TINY, "-o", out)
+    before = (out / "model.npz").read_bytes()
+    r = cli("train", digit, "-l", "8:relu,out", "--lr", "1e30", "--optimizer", "sgd", "-e", 50, "--frames", 0,
+            "-q", "-o", out)
+    assert r.exit_code == 1 and "smaller learning rate" in r.output and "Traceback" not in r.output
+    assert (out / "model.npz").read_bytes() == before
+    Compresser.load(out / "model_last_good.npz")  # the last good weights, usable
+
+
+def test_unwritable_output_is_reported_before_training(tmp_path, digit):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    t0 = time.time()
+    one_line_error(cli("train", digit, "-l", "8:relu,out", "-e", 100000, "-o", blocker / "sub"), match="--out")
+    assert time.time() - t0 < 10
+
+
+def test_input_is_never_overwritten(tmp_path, digit):
+    out = tmp_path / "r"
+    out.mkdir()
+    img = out / "model.npz"  # an image that happens to sit where an output goes
+    Image.open(digit).save(img, format="PNG")
+    data = img.read_bytes()
+    one_line_error(cli("train", img, *TINY, "-o", out), match="overwrite the input")
+    assert img.read_bytes() == data
+
+
+def test_outputs_are_written_atomically(monkeypatch, tmp_path):
+    """A writer that dies half way leaves the old file and no temporary."""
+    from nncompress.atomic import atomic_write
+    target = tmp_path / "x.bin"
+    target.write_bytes(b"old")
+
+    def dies(f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, dies)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
+
+
+# ------------------------------------------------------------------ faults
+
+def _start_training(tmp_path, digit, out, epochs=200000):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "nncompress", "train", digit, "-l", "16:relu,out:sigmoid",
+                             "-e", str(epochs), "--frames", "5", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_sigint_saves_a_usable_model_and_exits_130(tmp_path, digit):
+    out = tmp_path / "r"
+    p = _start_training(tmp_path, digit, out)
+    for line in p.stdout:  # wait until epochs are running
+        if line.startswith("epoch"):
+            break
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert cli("info", out / "model.npz").exit_code == 0
+    assert cli("upscale", out / "model.npz", "-s", 2, "-o", tmp_path / "u.png").exit_code == 0
+    r = cli("train", digit, "--resume", out / "model.npz", "-e", 2, "--frames", 0, "-q", "-o", tmp_path / "r2")
+    assert r.exit_code == 0, r.output
+    assert (out / "digit_3_training.gif").exists()
+
+
+def test_sigkill_never_leaves_a_corrupt_model(tmp_path, digit):
+    out = tmp_path / "r"
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        p = _start_training(tmp_path, digit, out, epochs=int(rng.integers(5, 60)))
+        time.sleep(float(rng.uniform(0.5, 3.0)))
+        p.kill()
+        p.wait()
+        if (out / "model.npz").exists():
+            Compresser.load(out / "model.npz")  # complete, or the previous one
+    leftovers = [f for f in os.listdir(out) if f.endswith(".tmp")]
+    assert all(f.startswith(".") for f in leftovers)  # only hidden temporaries, never the final name
