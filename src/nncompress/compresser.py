@@ -83,6 +83,11 @@ class Compresser:
             X, Y = imaging.image_to_table(img)
         else:
             extra = self.meta["settings"]["extra"]
+            if "alpha" not in extra:
+                probe = Network.from_config(self.net.get_config())
+                extra["alpha"] = patch.calibrate(probe, img, settings, lambda net, X, Y: fit(
+                    net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer,
+                    lr=settings.lr, schedule=settings.schedule, rng=np.random.default_rng(settings.seed)))
             X, Y, extra["sigma"] = patch.training_table(img, settings, rng, extra.get("sigma"))
         frames = set(frame_epochs(settings.epochs, settings.frames))
         start = self.meta["epochs"]

@@ -8,7 +8,9 @@ mapping sharpens a bicubic upscale of the image itself.
 Table rows: X = patch - patch mean, divided by ``sigma`` (the typical patch
 deviation, fixed at training), (N, k*k); Y = residual / sigma, (N, 1).
 Augmented with the 8 rotations/flips of each patch; at inference the 8
-predictions are averaged (geometric self-ensemble).
+predictions are averaged (geometric self-ensemble). How much of the learned
+detail to add (alpha) is measured by self-validation one scale down
+(``calibrate``).
 
 Colour: ``luma`` learns on Y of YCbCr (JPEG, full range) and upscales Cb,
 Cr with bicubic; ``rgb`` shares one network across R, G and B. Alpha is
@@ -37,6 +39,7 @@ DEFAULTS = {
 
 BAND_ROWS = 64  # output rows per inference band: bounds memory for any size
 EXTRA_SCALES = (1.0, 0.8)  # also learn from the image shrunk by these
+ALPHA_RANGE = (0.0, 1.25)  # limits of the self-validated detail gain
 
 
 def input_size(settings):
@@ -88,9 +91,8 @@ def _list(a):
 # ------------------------------------------------------------ table
 
 def patches(B, k, rows=None):
-    """k x k neighbourhoods (reflect-padded) of the pixels in ``rows`` of
-    the 2-D array B, mean-removed: (len(rows) * W, k*k) float32, and the
-    row-major centres' means (len(rows) * W,)."""
+    """k x k neighbourhoods (reflect-padded) of the pixels in rows [r0, r1)
+    of the 2-D array B, each with its mean removed: (rows * W, k*k) float32."""
     r = k // 2
     h = B.shape[0]
     r0, r1 = (0, h) if rows is None else rows
@@ -100,18 +102,16 @@ def patches(B, k, rows=None):
     band = np.pad(band, ((pad_top, pad_bot), (r, r)), mode="reflect" if min(B.shape) > r else "edge")
     win = np.lib.stride_tricks.sliding_window_view(band, (k, k))  # (rows, W, k, k)
     X = win.reshape(-1, k * k).astype(np.float32)
-    mean = X.mean(axis=1, keepdims=True)
-    X -= mean
-    return X, mean[:, 0]
+    X -= X.mean(axis=1, keepdims=True)
+    return X
 
 
 def pairs(hr, scale, k):
     """Training pairs from one channel: (X patches of bicubic(shrink(hr)),
-    target residual hr - bicubic) before normalisation."""
+    target residual hr - bicubic)."""
     lr = imresize(hr, 1.0 / scale)
     up = imresize(lr, size=hr.shape)
-    X, _ = patches(up, k)
-    return X, (hr - up).reshape(-1, 1).astype(np.float32)
+    return patches(up, k), (hr - up).reshape(-1, 1).astype(np.float32)
 
 
 def training_table(img, settings, rng, sigma=None):
@@ -147,26 +147,52 @@ def training_table(img, settings, rng, sigma=None):
 
 # ------------------------------------------------------------ inference
 
-def refine(net, up, settings, ensemble=True):
-    """up (H, W) bicubic upscale -> up + learned residual, in bands of rows."""
-    k, sigma = settings.patch_size, settings.extra["sigma"]
+def refine(net, up, k, sigma, alpha=1.0, ensemble=True):
+    """up (H, W) bicubic upscale -> up + alpha * learned residual, computed
+    in bands of rows (bounded memory for any size)."""
     perms = dihedral_perms(k) if ensemble else dihedral_perms(k)[:1]
     out = np.empty_like(up)
     for r0 in range(0, up.shape[0], BAND_ROWS):
         r1 = min(up.shape[0], r0 + BAND_ROWS)
-        X, _ = patches(up, k, (r0, r1))
+        X = patches(up, k, (r0, r1))
         X /= sigma
         res = np.zeros(X.shape[0], np.float64)
         for p in perms:
             res += net.predict(np.ascontiguousarray(X[:, p]))[:, 0]
-        out[r0:r1] = up[r0:r1] + (res * (sigma / len(perms))).reshape(r1 - r0, -1)
+        out[r0:r1] = up[r0:r1] + (res * (alpha * sigma / len(perms))).reshape(r1 - r0, -1)
     return out
+
+
+def calibrate(net, img, settings, train):
+    """Self-validation of how far learned detail carries one scale up.
+
+    ``net`` (fresh, same architecture) is trained with ``train(net, X, Y)``
+    on the image shrunk by S, then asked to rebuild the image itself from
+    that shrunk copy. The gain alpha minimising ||true - alpha * predicted
+    detail||^2 is <r, p> / <p, p>. Textures that are not self-similar
+    across scales (brick, fur) get alpha < 1 instead of over-sharpening.
+    Returns 1.0 when the image is too small to test."""
+    S, k = settings.scale, settings.patch_size
+    small = np.clip(imresize(img, 1.0 / S), 0, 1)
+    if min(small.shape[:2]) * min(EXTRA_SCALES) < 2 * S + k:
+        return 1.0
+    X, Y, sigma = training_table(small, settings, np.random.default_rng(settings.seed))
+    train(net, X, Y)
+    rp = pp = 0.0
+    for ch, small_ch in zip(split_channels(img, settings.color)[0], split_channels(small, settings.color)[0]):
+        up = imresize(small_ch, size=ch.shape)
+        p = refine(net, up, k, sigma, ensemble=False) - up
+        rp += float(np.sum((ch - up) * p))
+        pp += float(np.sum(p * p))
+    return float(np.clip(rp / pp, *ALPHA_RANGE)) if pp > 0 else 1.0
 
 
 def upscale(net, img, size, settings, ensemble=True):
     """(H, W, C) image -> (size[0], size[1], C) float32."""
     learned, rest, how = split_channels(img, settings.color)
-    up_learned = [refine(net, imresize(ch, size=size), settings, ensemble) for ch in learned]
+    k, extra = settings.patch_size, settings.extra
+    up_learned = [refine(net, imresize(ch, size=size), k, extra["sigma"], extra.get("alpha", 1.0), ensemble)
+                  for ch in learned]
     up_rest = [imresize(ch, size=size) for ch in rest]
     return merge_channels(up_learned, up_rest, how)
 
