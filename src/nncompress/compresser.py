@@ -89,6 +89,7 @@ class Compresser:
                     net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer,
                     lr=settings.lr, schedule=settings.schedule, rng=np.random.default_rng(settings.seed)))
             X, Y, extra["sigma"] = patch.training_table(img, settings, rng, extra.get("sigma"))
+            extra["train_scale"] = patch.train_scale(settings)
         frames = set(frame_epochs(settings.epochs, settings.frames))
         start = self.meta["epochs"]
         if on_frame and 0 in frames and start == 0:
