@@ -1,20 +1,33 @@
 """nncompress: fit a neural network to one image, in numpy + numba.
 
-image -> table (``imaging``) -> network (``layers``, ``network``,
-``training``) -> image (``compresser``)."""
+image -> table (``imaging``, ``patch``) -> network (``layers``, ``network``,
+``training``) -> image (``compresser``).
+
+The public API is listed once here and imported on first use, so
+``nncompress --help`` starts without loading numba.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .activations import ACTIVATIONS, get_activation
-from .layers import Activation, Connected, FourierFeatures, Input, LAYERS
-from .losses import LOSSES, get_loss
-from .network import ModelFileError, Network
-from .optimizers import OPTIMIZERS, SGD, Adam, Momentum, get_optimizer
-from .training import TrainingDiverged, fit
+_API = {
+    "ACTIVATIONS": "activations", "get_activation": "activations",
+    "LAYERS": "layers", "Activation": "layers", "Connected": "layers", "FourierFeatures": "layers",
+    "Input": "layers",
+    "LOSSES": "losses", "get_loss": "losses",
+    "ModelFileError": "network", "Network": "network",
+    "OPTIMIZERS": "optimizers", "SGD": "optimizers", "Adam": "optimizers", "Momentum": "optimizers",
+    "get_optimizer": "optimizers",
+    "TrainingDiverged": "training", "fit": "training",
+    "Compresser": "compresser",
+}
+__all__ = sorted(_API)
 
-__all__ = [
-    "ACTIVATIONS", "LAYERS", "LOSSES", "OPTIMIZERS",
-    "Activation", "Adam", "Connected", "FourierFeatures", "Input", "Momentum",
-    "ModelFileError", "Network", "SGD", "TrainingDiverged",
-    "fit", "get_activation", "get_loss", "get_optimizer",
-]
+
+def __getattr__(name):
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nncompress' has no attribute {name!r}")

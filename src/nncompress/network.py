@@ -17,7 +17,7 @@ from .activations import get_activation
 
 FORMAT = "nncompress-model"
 FORMAT_VERSION = 1
-PREDICT_CHUNK = 16384  # rows per inference chunk: bounds memory for any output size
+PREDICT_CHUNK = 65536  # rows per inference chunk: bounds memory for any output size
 
 
 class ModelFileError(ValueError):
@@ -173,6 +173,9 @@ class Network:
         N = X.shape[0]
         out = np.empty((N, self.out_size), self.dtype) if out is None else out
         stack = self.dense_stack()
+        small = stack is not None and stack.max_width <= SMALL_WIDTH
+        if stack is not None and not small:  # two ping-pong buffers reused by every chunk and layer
+            bufs = np.empty((2, min(chunk, N) * stack.max_width), self.dtype)
         for s in range(0, N, chunk):
             Xc = np.ascontiguousarray(X[s:s + chunk], dtype=self.dtype)
             if stack is None:
@@ -180,15 +183,16 @@ class Network:
                 continue
             for layer in stack.prefix:
                 Xc = layer.forward(Xc)
-            if stack.max_width <= SMALL_WIDTH:
+            if small:
                 K.predict_small(Xc, self.params, stack.sizes, stack.w_off, stack.b_off,
                                 stack.codes, stack.alphas, out[s:s + chunk])
-            else:
-                for l, layer in enumerate(stack.connected):
-                    Z = Xc @ layer.params["W"]
-                    K.bias_activation_inference(Z, layer.params["b"], stack.codes[l], stack.alphas[l])
-                    Xc = Z
-                out[s:s + chunk] = Xc
+                continue
+            n = Xc.shape[0]
+            for l, layer in enumerate(stack.connected):
+                Z = np.matmul(Xc, layer.params["W"], out=bufs[l % 2, :n * layer.units].reshape(n, layer.units))
+                K.bias_activation_inference(Z, layer.params["b"], stack.codes[l], stack.alphas[l])
+                Xc = Z
+            out[s:s + chunk] = Xc
         return out
 
     # ------------------------------------------------------------- save/load
