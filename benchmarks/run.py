@@ -14,7 +14,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -336,7 +335,7 @@ def main():
     if "W1" in only:
         r = results["W1"] = w1(a.repeat, a.w1_steps)
         _row("W1 train samples/s", r, "samples_per_s", higher=True)
-        print(f"   final loss: " + ", ".join(f"{k} {v['final_loss']:.5f}" for k, v in r.items() if isinstance(v, dict)))
+        print("   final loss: " + ", ".join(f"{k} {v['final_loss']:.5f}" for k, v in r.items() if isinstance(v, dict)))
     net = model = None
     if "W2" in only or "W3" in only:
         r, net, model = w2(a.repeat, gemm)

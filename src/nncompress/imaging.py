@@ -46,6 +46,8 @@ def read_image(path):
                 im.seek(0)
             im.load()
             im = ImageOps.exif_transpose(im)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(f"'{path}' is not an image Pillow can read (is it really a PNG/JPEG?)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -140,12 +142,6 @@ def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None):
         tile = np.clip(predict(pixel_grid(h, w, rows)), 0, 1).reshape(len(rows), w, channels)
         out[rows[0]:rows[-1] + 1] = tile if bits is None else to_uint(tile, bits)
     return out
-
-
-def upscale_view(img, min_long_side=256):
-    """Nearest-neighbour enlargement of a tiny image for viewing (integer factor)."""
-    f = max(1, int(np.ceil(min_long_side / max(img.shape[:2]))))
-    return np.repeat(np.repeat(img, f, axis=0), f, axis=1) if f > 1 else img
 
 
 def label_frame(pil, text, height=18):

@@ -3,7 +3,6 @@ one flat parameter vector (so optimizers and fused kernels see one array),
 plus save/load as a pickle-free ``.npz``."""
 
 import json
-import math
 import os
 import zipfile
 from dataclasses import dataclass

@@ -8,7 +8,6 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 from PIL import Image
 
 from . import imaging

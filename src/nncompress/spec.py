@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 
 import yaml
 
-from .activations import ACTIVATIONS, get_activation
+from .activations import get_activation
 from .optimizers import OPTIMIZERS, SCHEDULES
 from .losses import LOSSES
 
@@ -253,5 +253,3 @@ def _positive_float(text, where, what):
         raise SpecError(f"{where}: {what} must be positive, got {v}")
     return v
 
-
-ACTIVATION_NAMES = list(ACTIVATIONS)
