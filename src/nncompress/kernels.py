@@ -78,9 +78,11 @@ def fast_cos(x):
 
 
 # Each activation as two inlined scalar functions: value f(z, a) and slope
-# g(z, y, a) = d f / d z given y = f(z). Loops take the function as an
-# argument, so numba compiles one branch-free, vectorised loop per activation
-# (a branch on the code inside the loop would block vectorisation: 10-50x).
+# g(z, y, a) = d f / d z given y = f(z). ``act_row``/``slope_row`` branch on
+# the code once per row, so each activation gets its own branch-free,
+# vectorised inner loop (a branch per element blocks vectorisation: 10-50x).
+# Passing the function itself as a kernel argument would be neater, but
+# numba cannot cache such kernels across processes.
 
 @njit(cache=True, fastmath=FM, inline="always")
 def f_identity(z, a):
@@ -142,10 +144,6 @@ def g_sine(z, y, a):
     return a * fast_cos(a * z)
 
 
-# indexed by activation code
-ACT_F = (f_identity, f_relu, f_leaky_relu, f_sigmoid, f_tanh, f_sine)
-ACT_G = (g_identity, g_relu, g_leaky_relu, g_sigmoid, g_tanh, g_sine)
-
 
 @njit(cache=True, fastmath=FM, inline="always")
 def act_row(code, a, z, out, n):
@@ -199,92 +197,91 @@ PARALLEL_MIN = 1 << 19  # elements
 
 
 @njit(cache=True, fastmath=FM)
-def _act_forward(f, a, Z, out):
+def _act_forward(code, a, Z, out):
     for r in range(Z.shape[0]):
-        z, o = Z[r], out[r]
-        for j in range(z.shape[0]):
-            o[j] = f(z[j], a)
+        act_row(code, a, Z[r], out[r], Z.shape[1])
 
 
 @njit(cache=True, fastmath=FM)
-def _act_backward(g, a, Z, Y, dY, dZ):
+def _act_backward(code, a, Z, Y, dY, dZ):
     for r in range(Z.shape[0]):
-        z, y, dy, dz = Z[r], Y[r], dY[r], dZ[r]
-        for j in range(z.shape[0]):
-            dz[j] = dy[j] * g(z[j], y[j], a)
+        dz, dy = dZ[r], dY[r]
+        for j in range(Z.shape[1]):
+            dz[j] = dy[j]
+        slope_row(code, a, Z[r], Y[r], dz, Z.shape[1])
 
 
 @njit(cache=True, fastmath=FM)
-def _bias_act(f, Z, b, a, out):
-    for r in range(Z.shape[0]):
-        z, o = Z[r], out[r]
-        for j in range(z.shape[0]):
-            v = z[j] + b[j]
-            z[j] = v
-            o[j] = f(v, a)
-
-
-@njit(cache=True, fastmath=FM)
-def _bias_act_inplace(f, Z, b, a):
+def _bias_act(code, Z, b, a, out):
     for r in range(Z.shape[0]):
         z = Z[r]
-        for j in range(z.shape[0]):
-            z[j] = f(z[j] + b[j], a)
+        for j in range(Z.shape[1]):
+            z[j] += b[j]
+        act_row(code, a, z, out[r], Z.shape[1])
+
+
+@njit(cache=True, fastmath=FM)
+def _bias_act_inplace(code, Z, b, a):
+    for r in range(Z.shape[0]):
+        z = Z[r]
+        for j in range(Z.shape[1]):
+            z[j] += b[j]
+        act_row(code, a, z, z, Z.shape[1])
 
 
 _BLOCKS = 16
 
 
 @njit(cache=True, fastmath=FM, parallel=True)
-def _act_forward_par(f, a, Z, out):
+def _act_forward_par(code, a, Z, out):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
         r0, r1 = k * n // _BLOCKS, (k + 1) * n // _BLOCKS
-        _act_forward(f, a, Z[r0:r1], out[r0:r1])
+        _act_forward(code, a, Z[r0:r1], out[r0:r1])
 
 
 @njit(cache=True, fastmath=FM, parallel=True)
-def _act_backward_par(g, a, Z, Y, dY, dZ):
+def _act_backward_par(code, a, Z, Y, dY, dZ):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
         r0, r1 = k * n // _BLOCKS, (k + 1) * n // _BLOCKS
-        _act_backward(g, a, Z[r0:r1], Y[r0:r1], dY[r0:r1], dZ[r0:r1])
+        _act_backward(code, a, Z[r0:r1], Y[r0:r1], dY[r0:r1], dZ[r0:r1])
 
 
 @njit(cache=True, fastmath=FM, parallel=True)
-def _bias_act_par(f, Z, b, a, out):
+def _bias_act_par(code, Z, b, a, out):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
         r0, r1 = k * n // _BLOCKS, (k + 1) * n // _BLOCKS
-        _bias_act(f, Z[r0:r1], b, a, out[r0:r1])
+        _bias_act(code, Z[r0:r1], b, a, out[r0:r1])
 
 
 @njit(cache=True, fastmath=FM, parallel=True)
-def _bias_act_inplace_par(f, Z, b, a):
+def _bias_act_inplace_par(code, Z, b, a):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
         r0, r1 = k * n // _BLOCKS, (k + 1) * n // _BLOCKS
-        _bias_act_inplace(f, Z[r0:r1], b, a)
+        _bias_act_inplace(code, Z[r0:r1], b, a)
 
 
 def activation_forward(code, a, Z, out):
     """out = act(Z); Z, out (N, D)."""
-    (_act_forward_par if Z.size >= PARALLEL_MIN else _act_forward)(ACT_F[code], a, Z, out)
+    (_act_forward_par if Z.size >= PARALLEL_MIN else _act_forward)(code, a, Z, out)
 
 
 def activation_backward(code, a, Z, Y, dY, dZ):
     """dZ = dY * act'(Z), given Y = act(Z); all (N, D). dZ may be dY."""
-    (_act_backward_par if Z.size >= PARALLEL_MIN else _act_backward)(ACT_G[code], a, Z, Y, dY, dZ)
+    (_act_backward_par if Z.size >= PARALLEL_MIN else _act_backward)(code, a, Z, Y, dY, dZ)
 
 
 def bias_activation(Z, b, code, a, out):
     """Fused Z += b; out = act(Z). Z keeps the pre-activation for backward."""
-    (_bias_act_par if Z.size >= PARALLEL_MIN else _bias_act)(ACT_F[code], Z, b, a, out)
+    (_bias_act_par if Z.size >= PARALLEL_MIN else _bias_act)(code, Z, b, a, out)
 
 
 def bias_activation_inference(Z, b, code, a):
     """In place Z = act(Z + b), when no backward pass follows."""
-    (_bias_act_inplace_par if Z.size >= PARALLEL_MIN else _bias_act_inplace)(ACT_F[code], Z, b, a)
+    (_bias_act_inplace_par if Z.size >= PARALLEL_MIN else _bias_act_inplace)(code, Z, b, a)
 
 
 # ---------------------------------------------------------------------- losses
