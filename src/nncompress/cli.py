@@ -137,8 +137,10 @@ def train(
         if not quiet:
             m = result.compresser.meta
             p = result.paths
+            what = ("recreation" if m["mode"] == "coords"
+                    else f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink")
             out.print(f"done: {m['epochs']} epochs in {m['train_seconds']:.1f}s, loss {m['loss']:.4g}, "
-                      f"PSNR {m['psnr']:.2f} dB", highlight=False)
+                      f"PSNR {m['psnr']:.2f} dB ({what})", highlight=False)
             for path in (p.model, p.upscaled, p.gif, p.history):
                 if os.path.exists(path):
                     out.print(f"  {path}", highlight=False)
