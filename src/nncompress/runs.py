@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from . import imaging
 from .atomic import atomic_write
@@ -209,7 +209,6 @@ def animate(run_dirs, out_path, labels=None, fps=8, size=256):
         W = sum(p.width for p in shown) + pad * (len(shown) + 1)
         H = max(p.height for p in shown) + top + pad
         canvas = Image.new("RGB", (W, H), "white")
-        from PIL import ImageDraw
         d = ImageDraw.Draw(canvas)
         x = pad
         for p, name in zip(shown, labels):
