@@ -247,7 +247,7 @@ def w3(repeat, net, model, size=1024):
     out = os.path.join(tempfile.mkdtemp(), "w3.png")
 
     def ours():
-        write_png(out, render(net.predict, size, size, 3, bits=8).astype(np.float32) / 255)
+        write_png(out, render(net.predict, size, size, 3, bits=8))
     ours()
     res["nncompress"] = {"pixels_per_s": size * size / median_time(ours, repeat)}
 

@@ -190,12 +190,7 @@ def upscale(
             raise SpecError("the output would overwrite the input image; choose another --output")
         if not quiet:
             out.print(f"rendering {w}x{h} ({comp.mode} model)...", highlight=False)
-        pixels = comp.upscale(h, w, image=image, bits=bits)
-        from PIL import Image
-        if pixels.dtype.kind == "f":
-            write_png(output, pixels, bits)
-        else:
-            write_png(output, Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels))
+        write_png(output, comp.upscale(h, w, image=image, bits=bits))
         if not quiet:
             out.print(f"wrote {output}", highlight=False)
 

@@ -11,7 +11,6 @@ callbacks and never touches the terminal.
 
 import math
 import os
-import time
 
 import numpy as np
 
@@ -46,6 +45,12 @@ def available_memory():
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _fit(net, X, Y, settings, **kw):
+    """``fit`` with a run's training settings."""
+    return fit(net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size, loss=settings.loss,
+               optimizer=settings.optimizer, lr=settings.lr, schedule=settings.schedule, **kw)
 
 
 class Compresser:
@@ -85,16 +90,14 @@ class Compresser:
             extra = self.meta["settings"]["extra"]
             if "alpha" not in extra:
                 probe = Network.from_config(self.net.get_config())
-                extra["alpha"] = patch.calibrate(probe, img, settings, lambda net, X, Y: fit(
-                    net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size, optimizer=settings.optimizer,
-                    lr=settings.lr, schedule=settings.schedule, rng=np.random.default_rng(settings.seed)))
+                extra["alpha"] = patch.calibrate(probe, img, settings, lambda net, X, Y: _fit(
+                    net, X, Y, settings, rng=np.random.default_rng(settings.seed)))
             X, Y, extra["sigma"] = patch.training_table(img, settings, rng, extra.get("sigma"))
             extra["train_scale"] = patch.train_scale(settings)
         frames = set(frame_epochs(settings.epochs, settings.frames))
         start = self.meta["epochs"]
         if on_frame and 0 in frames and start == 0:
             on_frame(0, self.preview(img))
-        t_start = time.perf_counter()
 
         def callback(e, loss, dt):
             done = e + 1 - start
@@ -105,17 +108,14 @@ class Compresser:
                 on_frame(e + 1, self.preview(img))
             return bool(on_epoch and on_epoch(done, settings.epochs, loss, dt, X.shape[0]))
 
-        history = fit(self.net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size,
-                      loss=settings.loss, optimizer=settings.optimizer, lr=settings.lr,
-                      schedule=settings.schedule, rng=rng, callback=callback,
-                      start_epoch=start, total_epochs=start + settings.epochs)
+        history = _fit(self.net, X, Y, settings, rng=rng, callback=callback,
+                       start_epoch=start, total_epochs=start + settings.epochs)
         self.meta["psnr"] = self.score(img)
-        self.meta["wall_seconds"] = self.meta.get("wall_seconds", 0.0) + time.perf_counter() - t_start
         return history
 
     def score(self, img):
         """PSNR (dB, all channels) of the network's recreation of ``img``
-        (coords), or of its x2-from-half reconstruction (patch)."""
+        (coords), or of rebuilding ``img`` from its own 1/S shrink (patch)."""
         if self.mode == "coords":
             return psnr_rgb(self.render(*img.shape[:2]), img)
         return patch.self_score(self.net, img, self.settings)

@@ -86,16 +86,23 @@ def to_uint(img, bits=8):
 
 
 def array_to_pil(img, bits=8):
-    """(H, W, C) float -> Pillow image: L, LA, RGB, RGBA, or I;16 for 16-bit
-    gray. Pillow has no 16-bit colour modes, so colour is written at 8 bits."""
+    """(H, W, C) float in [0, 1] (at ``bits``), uint8 or uint16 -> Pillow
+    image: L, LA, RGB, RGBA, or I;16 for 16-bit gray. Pillow has no 16-bit
+    colour modes, so colour is written at 8 bits."""
     c = img.shape[2]
-    q = to_uint(img, 16 if bits == 16 and c == 1 else 8)
+    if img.dtype.kind == "f":
+        q = to_uint(img, 16 if bits == 16 and c == 1 else 8)
+    elif img.dtype == np.uint16 and c > 1:
+        q = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    else:
+        q = img
     return Image.fromarray(q[..., 0] if c == 1 else q)
 
 
 def write_png(path, img, bits=8):
-    """Write (H, W, C) float in [0, 1] as PNG, atomically."""
-    pil = array_to_pil(img, bits) if isinstance(img, np.ndarray) and img.dtype.kind == "f" else img
+    """Write an (H, W, C) image array (see ``array_to_pil``) or a Pillow
+    image as PNG, atomically."""
+    pil = img if isinstance(img, Image.Image) else array_to_pil(img, bits)
     atomic_write(path, lambda f: pil.save(f, format="PNG"))
 
 

@@ -5,8 +5,9 @@ Every kernel here has a plain-numpy oracle in ``tests/test_kernels.py``.
 
 Conventions
 -----------
-* Activations are identified by an integer code (see ``ACT_CODES``) plus one
-  float argument ``a`` (the leaky slope, or w0 for sine).
+* Activations are identified by an integer code (the constants below; names
+  map to codes in ``activations.ACTIVATIONS``) plus one float argument ``a``
+  (the leaky slope, or w0 for sine).
 * A dense stack of L layers is described by arrays: ``sizes`` (L+1,) widths,
   ``w_off``/``b_off`` (L,) offsets into one flat parameter vector, where the
   weight of layer l is ``params[w_off[l]:].reshape(sizes[l], sizes[l+1])``
@@ -22,14 +23,6 @@ from numba import njit, prange
 FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SINE = 0, 1, 2, 3, 4, 5
-ACT_CODES = {
-    "identity": IDENTITY,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "sigmoid": SIGMOID,
-    "tanh": TANH,
-    "sine": SINE,
-}
 MSE, BCE = 0, 1
 SGD, MOMENTUM, ADAM = 0, 1, 2
 
@@ -213,20 +206,12 @@ def _act_backward(code, a, Z, Y, dY, dZ):
 
 @njit(cache=True, fastmath=FM)
 def _bias_act(code, Z, b, a, out):
+    """Z += b; out = act(Z), row by row (out may be Z)."""
     for r in range(Z.shape[0]):
         z = Z[r]
         for j in range(Z.shape[1]):
             z[j] += b[j]
         act_row(code, a, z, out[r], Z.shape[1])
-
-
-@njit(cache=True, fastmath=FM)
-def _bias_act_inplace(code, Z, b, a):
-    for r in range(Z.shape[0]):
-        z = Z[r]
-        for j in range(Z.shape[1]):
-            z[j] += b[j]
-        act_row(code, a, z, z, Z.shape[1])
 
 
 _BLOCKS = 16
@@ -256,14 +241,6 @@ def _bias_act_par(code, Z, b, a, out):
         _bias_act(code, Z[r0:r1], b, a, out[r0:r1])
 
 
-@njit(cache=True, fastmath=FM, parallel=True)
-def _bias_act_inplace_par(code, Z, b, a):
-    n = Z.shape[0]
-    for k in prange(_BLOCKS):
-        r0, r1 = k * n // _BLOCKS, (k + 1) * n // _BLOCKS
-        _bias_act_inplace(code, Z[r0:r1], b, a)
-
-
 def activation_forward(code, a, Z, out):
     """out = act(Z); Z, out (N, D)."""
     (_act_forward_par if Z.size >= PARALLEL_MIN else _act_forward)(code, a, Z, out)
@@ -281,7 +258,7 @@ def bias_activation(Z, b, code, a, out):
 
 def bias_activation_inference(Z, b, code, a):
     """In place Z = act(Z + b), when no backward pass follows."""
-    (_bias_act_inplace_par if Z.size >= PARALLEL_MIN else _bias_act_inplace)(code, Z, b, a)
+    (_bias_act_par if Z.size >= PARALLEL_MIN else _bias_act)(code, Z, b, a, Z)
 
 
 # ---------------------------------------------------------------------- losses

@@ -26,9 +26,6 @@ class Optimizer:
         K.optimizer_step(self.code, params, grads, self.m, self.v, self.lr if lr is None else lr,
                          self.beta1, self.beta2, self.eps, self.t)
 
-    def state(self):
-        return {"m": self.m, "v": self.v, "t": np.array(self.t)}
-
 
 class SGD(Optimizer):
     """p -= lr g (the original project's ``learn_coef``)."""
