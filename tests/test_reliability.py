@@ -301,3 +301,31 @@ def test_sigkill_never_leaves_a_corrupt_model(tmp_path, digit):
             Compresser.load(out / "model.npz")  # complete, or the previous one
     leftovers = [f for f in os.listdir(out) if f.endswith(".tmp")]
     assert all(f.startswith(".") for f in leftovers)  # only hidden temporaries, never the final name
+
+
+# ------------------------------------------------------------------ errors
+
+def test_a_bug_is_reported_as_internal_not_as_bad_input(monkeypatch, digit):
+    """Only UserError means bad input (exit 2); a stray ValueError is our bug."""
+    import nncompress.runs
+
+    def broken(*a, **k):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(nncompress.runs, "train_run", broken)
+    line = one_line_error(cli("train", digit, *TINY), code=1, match="internal error")
+    assert "--debug" in line and "boom" in line
+    r = cli("--debug", "train", digit, *TINY)
+    assert isinstance(r.exception, ValueError)  # the traceback, not a one-liner
+
+
+def test_every_user_error_class_derives_from_user_error():
+    from nncompress.errors import ImageError, ModelFileError, SpecError, UserError
+    assert all(issubclass(c, UserError) for c in (SpecError, ImageError, ModelFileError))
+    assert not issubclass(UserError, ValueError)
+
+
+@pytest.mark.parametrize("spec,match", [("8:relu(2),out", "takes no argument"), ("8:sine(0),out", "w0"),
+                                        ("8:relu,out", "bce loss needs")])
+def test_bad_layer_arguments_are_user_errors(digit, spec, match):
+    one_line_error(cli("train", digit, "-l", spec, "--loss", "bce", "-e", 1, "--frames", 0, "-q"), match=match)

@@ -35,17 +35,14 @@ def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ):
-    STATE["debug"] = STATE["debug"] or debug
+    STATE["debug"] = bool(os.environ.get("NNCOMPRESS_DEBUG")) or debug
 
 
 @contextlib.contextmanager
 def errors():
-    """Library exceptions -> one line on stderr + exit code."""
-    from .imaging import ImageError
-    from .network import ModelFileError
+    """Library exceptions -> one line on stderr + exit code (``--debug``:
+    the traceback instead)."""
     from .runs import RunInterrupted
-    from .spec import SpecError
-    from .training import TrainingDiverged
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
@@ -59,30 +56,28 @@ def errors():
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
         raise typer.Exit(130)
-    except (SpecError, ImageError, ModelFileError, ValueError) as e:
+    except Exception as e:
         if STATE["debug"]:
             raise
-        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(2)
-    except TrainingDiverged as e:
-        if STATE["debug"]:
-            raise
-        err.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(1)
-    except MemoryError:
-        err.print("error: out of memory; use a smaller output size or image", highlight=False)
-        raise typer.Exit(1)
-    except OSError as e:
-        if STATE["debug"]:
-            raise
-        err.print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), highlight=False, markup=False)
-        raise typer.Exit(1)
-    except Exception as e:  # a bug: say so briefly, details with --debug
-        if STATE["debug"]:
-            raise
-        err.print(f"error: unexpected {type(e).__name__}: {e} (run with --debug for details)", highlight=False,
-                  markup=False, soft_wrap=True)
-        raise typer.Exit(1)
+        code, message = describe_error(e)
+        err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(code)
+
+
+def describe_error(e: Exception) -> tuple[int, str]:
+    """(exit code, one-line message): bad input 2; a runtime failure 1; any
+    other exception is our bug, 1."""
+    from .errors import UserError
+    from .training import TrainingDiverged
+    if isinstance(e, UserError):
+        return 2, str(e)
+    if isinstance(e, TrainingDiverged):
+        return 1, str(e)
+    if isinstance(e, MemoryError):
+        return 1, "out of memory; use a smaller output size or image"
+    if isinstance(e, OSError):
+        return 1, f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+    return 1, f"internal error (run with --debug for the traceback): {type(e).__name__}: {e}"
 
 
 # ------------------------------------------------------------------- train
@@ -162,7 +157,7 @@ def upscale(
     """Render MODEL at a new size: smooth resampling (coords) or learned upscaling (patch)."""
     from .compresser import Compresser
     from .imaging import read_image, write_png
-    from .spec import SpecError
+    from .errors import SpecError
 
     with errors():
         if scale is None and width is None and height is None:
@@ -208,7 +203,7 @@ def animate(
 ):
     """Side-by-side convergence GIF of several runs, frames aligned by epoch."""
     from .runs import animate as make
-    from .spec import SpecError
+    from .errors import SpecError
 
     with errors():
         if not (math.isfinite(fps) and 0 < fps <= 100):
@@ -282,7 +277,8 @@ def evaluate(
     """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic,
     upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
     from .evaluate import METHODS, evaluate_images
-    from .spec import SpecError, load_config, make_settings
+    from .errors import SpecError
+    from .spec import load_config, make_settings
 
     with errors():
         if scale < 2 or scale > 8:

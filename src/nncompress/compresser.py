@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from . import imaging, patch
+from .errors import ModelFileError, SpecError
 from .metrics import psnr_rgb
 from .network import Network
 from .spec import Settings, format_items, network_config, parse_layers
@@ -153,7 +154,6 @@ class Compresser:
 
     def check_output_size(self, h, w, force=False):
         """Refuse, before any work, an output that cannot fit in memory."""
-        from .spec import SpecError
         c = self.meta["source"]["channels"]
         # coords: uint8/16 tiles + the PNG encoder's copy; patch: float64 resize passes
         per_pixel = c * 3 if self.mode == "coords" else c * 8 * 4
@@ -179,7 +179,6 @@ class Compresser:
     @classmethod
     def load(cls, path):
         net, meta, extras = Network.load(path)
-        from .network import ModelFileError
         if meta.get("mode") not in ("coords", "patch") or "source" not in meta or "settings" not in meta:
             raise ModelFileError(f"'{os.path.basename(path)}' is a network file without nncompress image metadata")
         source = None

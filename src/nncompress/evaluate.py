@@ -11,6 +11,7 @@ from PIL import Image
 
 from . import imaging
 from .compresser import Compresser
+from .errors import ImageError
 from .metrics import psnr, ssim
 from .resize import imresize
 from .spec import Settings
@@ -63,7 +64,7 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
         if hr.shape[2] in (2, 4):
             hr = hr[..., :-1]  # score colour, not alpha
         if min(hr.shape[:2]) < 8 * scale:
-            raise ValueError(f"'{path}' is too small to evaluate at x{scale}; it needs {8 * scale}+ pixels a side")
+            raise ImageError(f"'{path}' is too small to evaluate at x{scale}; it needs {8 * scale}+ pixels a side")
         hr, lr = degrade(hr, scale)
         name = os.path.basename(path)
         row, secs = {}, {}

@@ -12,12 +12,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_write
+from .errors import ImageError
 
 MAX_PIXELS = 100_000_000  # refuse larger sources before decoding them
-
-
-class ImageError(ValueError):
-    """An image that cannot be used; the message says why and what to do."""
 
 
 def read_image(path):

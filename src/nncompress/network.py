@@ -13,14 +13,11 @@ from . import kernels as K
 from .atomic import atomic_write
 from .layers import Activation, Connected, FourierFeatures, Input, Layer, layer_config, layer_from_config
 from .activations import get_activation
+from .errors import ModelFileError
 
 FORMAT = "nncompress-model"
 FORMAT_VERSION = 1
 PREDICT_CHUNK = 65536  # rows per inference chunk: bounds memory for any output size
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the message says why."""
 
 
 @dataclass

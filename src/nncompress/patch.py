@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from .errors import ImageError
 from .resize import imresize
 
 # Defaults chosen by measurement (benchmarks/patch_defaults.py); configs/patch.yaml
@@ -151,7 +152,7 @@ def training_table(img, settings, rng, sigma=None):
             Xs.append(X)
             Ys.append(Y)
     if not Xs:
-        raise ValueError(f"the image is too small for patch mode at x{S:g}; it needs at least "
+        raise ImageError(f"the image is too small for patch mode at x{S:g}; it needs at least "
                          f"{int(2 * S + k)} pixels on each side")
     X, Y = np.concatenate(Xs), np.concatenate(Ys)
     if sigma is None:
@@ -199,7 +200,7 @@ def calibrate(net, img, settings, train):
     small = np.clip(imresize(img, 1.0 / settings.scale), 0, 1)
     try:
         X, Y, sigma = training_table(small, settings, np.random.default_rng(settings.seed))
-    except ValueError:
+    except ImageError:
         return 1.0
     train(net, X, Y)
     S, k = train_scale(settings), settings.patch_size

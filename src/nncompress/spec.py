@@ -19,12 +19,10 @@ from dataclasses import dataclass, field, fields
 import yaml
 
 from .activations import get_activation
+from .errors import SpecError
+from .layers import Activation
 from .optimizers import OPTIMIZERS, SCHEDULES
 from .losses import LOSSES
-
-
-class SpecError(ValueError):
-    """A bad layer spec or setting; the message names the offending item."""
 
 
 _ACT = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
@@ -59,6 +57,10 @@ def parse_item(text, index):
         item["activation"] = m.group(1)
         if m.group(2) is not None:
             item["arg"] = _finite_float(m.group(2), where, "activation argument")
+        try:
+            Activation(item["activation"], item["arg"])
+        except ValueError as e:
+            raise SpecError(f"{where}: {e}") from None
     return item
 
 
@@ -158,7 +160,7 @@ class Settings:
     def validate(self):
         if self.mode not in ("coords", "patch"):
             raise SpecError(f"unknown mode '{self.mode}'; valid: coords, patch")
-        parse_layers(self.layers)
+        items = parse_layers(self.layers)
         for name in ("epochs", "batch_size", "frames", "seed", "steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -170,6 +172,8 @@ class Settings:
                 raise SpecError(f"{name} must be a positive number, got {v!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("loss", self.loss, LOSSES)
+        if self.loss == "bce" and items[-1].get("activation") != "sigmoid":
+            raise SpecError("bce loss needs a network that ends in a sigmoid activation")
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("color", self.color, ("luma", "rgb"))
         if not (isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1):
