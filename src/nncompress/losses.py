@@ -1,7 +1,7 @@
 """Losses over predictions P and targets T, both (N, D), averaged over all
 N*D elements. Each returns (loss, dL/dP).
 
-The network trains BCE through the sigmoid's logits (see ``kernels.
+The network trains BCE through the sigmoid's logits (see ``kernels.dense.
 loss_output_grad``), which is exact where p saturates; ``bce`` here is the
 textbook form on probabilities, for reporting and gradient checks."""
 

@@ -1,5 +1,5 @@
 """Optimizers over one flat parameter vector. The update rules, as in the
-papers, live in ``kernels.optimizer_step``; these classes hold settings and
+papers, live in ``kernels.dense.optimizer_step``; these classes hold settings and
 state, so one fused training kernel can run any of them."""
 
 import numpy as np

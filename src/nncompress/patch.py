@@ -24,8 +24,8 @@ import numpy as np
 from .errors import ImageError
 from .resize import imresize
 
-# Defaults chosen by measurement (benchmarks/patch_defaults.py); configs/patch.yaml
-# documents the same values.
+# Defaults chosen by measurement on ../shared/images (README, "Upscaling
+# results"); configs/patch.yaml documents the same values.
 DEFAULTS = {
     "mode": "patch",
     "layers": "64:relu,64:relu,64:relu,out",

@@ -6,7 +6,7 @@ import io
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
@@ -62,7 +62,6 @@ class RunPaths:
 class RunResult:
     paths: RunPaths
     compresser: Compresser
-    history: list = field(default_factory=list)  # (epoch, loss, psnr, seconds)
 
 
 def prepare_output(out_dir, image_path, paths: RunPaths):
@@ -145,7 +144,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     if upscale_output:
         h, w = comp.output_size(scale=settings.scale)
         imaging.write_png(paths.upscaled, comp.upscale(h, w), bits)
-    return RunResult(paths, comp, history)
+    return RunResult(paths, comp)
 
 
 def _write_history(path, rows):

@@ -5,7 +5,7 @@ Three engines, one result (tests check they agree):
 
 * ``small``: small steps (batch x widest layer < ``SMALL_WORK``) run a
   whole epoch of minibatch steps in one compiled call
-  (``kernels.train_epoch_small``), so Python is paid once per epoch, not
+  (``kernels.dense.train_epoch_small``), so Python is paid once per epoch, not
   once per step.
 * ``blas``: wider networks take float32 BLAS matmuls per chunk of rows, with
   bias + activation (+ derivative) fused in parallel numba kernels.
@@ -40,8 +40,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class History:
-    loss: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
+    loss: list = field(default_factory=list)  # mean loss of each epoch
 
 
 def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "mse",
@@ -101,7 +100,6 @@ def _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epoc
                 f"(now {lr:g}). The last good weights were kept.")
         good = (net.params.copy(), opt.m.copy(), opt.v.copy(), opt.t)
         history.loss.append(value)
-        history.seconds.append(dt)
         if callback is not None and callback(e, value, dt):
             break
     return history
