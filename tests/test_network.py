@@ -48,6 +48,28 @@ def test_siren_init_follows_the_activation():
     assert np.abs(W2).max() <= lim and np.abs(W2).max() > 0.9 * lim
 
 
+def test_explicit_siren_init_takes_w0_from_its_sine():
+    """init="siren" given by hand used to keep w0 = 30 whatever the sine's argument."""
+    net = Network([Input(2), Connected(64), Activation("sine", 30.0), Connected(64, "siren"),
+                   Activation("sine", 5.0), Connected(1)], seed=0)
+    W2 = net.layers[3].params["W"]
+    lim = np.sqrt(6 / 64) / 5
+    assert np.abs(W2).max() <= lim and np.abs(W2).max() > 0.9 * lim
+
+
+def test_choose_init_is_a_pure_function_of_the_layers():
+    from nncompress.layers import Init
+    from nncompress.network import choose_init
+    layers = [Input(2), Connected(8), Activation("sine", 7.0), Connected(8), Activation("relu"), Connected(1)]
+    assert [choose_init(layers, i) for i in range(len(layers))] == [
+        None, Init("siren_first", 7.0), None, Init("he"), None, Init("xavier")]
+    assert all(l.init is None for l in layers if isinstance(l, Connected))  # untouched
+
+
+def test_widths_are_recorded_at_build():
+    assert small_net().widths == [2, 8, 8, 8, 8, 8, 3, 3]
+
+
 def test_save_load_round_trip_is_bit_exact(tmp_path):
     net = small_net()
     net.params[...] = np.random.default_rng(0).standard_normal(net.n_params)

@@ -1,12 +1,14 @@
 """Layers. Each is settings (``get_config()`` -> plain dict) plus arrays.
 
-One interface: ``build(in_size, rng, dtype)`` makes the arrays and returns the
-output size; ``forward(X)`` caches what ``backward`` needs; ``backward(dY)``
+One interface: ``build(in_size, rng, dtype, init)`` makes the arrays and
+returns the output size (``init``, chosen by the network, tells a layer with
+weights how they start; others ignore it); ``forward(X)`` caches what ``backward`` needs; ``backward(dY)``
 fills ``grads`` (same keys as ``params``) and returns dX. Shapes: X (N, in),
 Y (N, out). Trainable arrays live in ``params``; fixed ones in ``buffers``.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,13 +18,22 @@ from .activations import get_activation
 INITS = ("he", "xavier", "siren", "siren_first")
 
 
+@dataclass(frozen=True)
+class Init:
+    """How a weight layer starts: ``rule`` (one of INITS) and SIREN's w0."""
+    rule: str = "xavier"
+    w0: float = 30.0
+
+
 class Layer:
+    has_weights = False  # layers with weights get an Init from the network
+
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
 
-    def build(self, in_size, rng, dtype=np.float32):
+    def build(self, in_size, rng, dtype=np.float32, init: Init | None = None):
         return in_size
 
     def get_config(self) -> dict:
@@ -38,7 +49,7 @@ class Input(Layer):
         super().__init__()
         self.size = _positive_int(size, "Input size")
 
-    def build(self, in_size, rng, dtype=np.float32):
+    def build(self, in_size, rng, dtype=np.float32, init=None):
         return self.size
 
     def forward(self, X):
@@ -57,8 +68,9 @@ class Connected(Layer):
     init: "he" (relu family), "xavier" (sigmoid, tanh, linear), "siren"
     (sine after a hidden layer: U(+-sqrt(6/in)/w0)), "siren_first" (sine
     after the first layer: U(+-1/in)). None lets the network choose from
-    the activation that follows.
+    the activation that follows (``network.choose_init``).
     """
+    has_weights = True
 
     def __init__(self, units: int, init: str | None = None):
         super().__init__()
@@ -66,11 +78,11 @@ class Connected(Layer):
         if init is not None and init not in INITS:
             raise ValueError(f"unknown init '{init}'; valid: {', '.join(INITS)}")
         self.init = init
-        self.w0 = 30.0  # used by the siren inits; set by the network
 
-    def build(self, in_size, rng, dtype=np.float32):
+    def build(self, in_size, rng, dtype=np.float32, init: Init | None = None):
         fan_in, fan_out = in_size, self.units
-        init = self.init or "xavier"
+        init = init or Init(self.init or "xavier")
+        w0, init = init.w0, init.rule
         if init == "he":
             W = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
             b = np.zeros(fan_out)
@@ -79,7 +91,7 @@ class Connected(Layer):
             W = rng.uniform(-lim, lim, (fan_in, fan_out))
             b = np.zeros(fan_out)
         else:
-            lim = 1.0 / fan_in if init == "siren_first" else math.sqrt(6.0 / fan_in) / self.w0
+            lim = 1.0 / fan_in if init == "siren_first" else math.sqrt(6.0 / fan_in) / w0
             W = rng.uniform(-lim, lim, (fan_in, fan_out))
             blim = 1.0 / math.sqrt(fan_in)  # as the SIREN reference keeps nn.Linear's bias
             b = rng.uniform(-blim, blim, fan_out)
@@ -145,7 +157,7 @@ class FourierFeatures(Layer):
             raise ValueError(f"Fourier sigma must be a positive number, got {sigma!r}")
         self.seed = int(seed)
 
-    def build(self, in_size, rng, dtype=np.float32):
+    def build(self, in_size, rng, dtype=np.float32, init=None):
         B = np.random.default_rng(self.seed).standard_normal((in_size, self.features)) * self.sigma
         self.buffers = {"B": B.astype(dtype)}
         return 2 * self.features

@@ -1,22 +1,15 @@
 """Network: a validated stack of layers whose trainable arrays are views into
-one flat parameter vector (so optimizers and fused kernels see one array),
-plus save/load as a pickle-free ``.npz``."""
+one flat parameter vector (so optimizers and fused kernels see one array).
+Model files: ``modelfile.py``."""
 
-import json
-import os
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import kernels as K
-from .atomic import atomic_write
-from .layers import Activation, Connected, FourierFeatures, Input, Layer, layer_config, layer_from_config
 from .activations import get_activation
-from .errors import ModelFileError
+from .layers import Activation, Connected, Init, Input, Layer, layer_config, layer_from_config
 
-FORMAT = "nncompress-model"
-FORMAT_VERSION = 1
 PREDICT_CHUNK = 65536  # rows per inference chunk: bounds memory for any output size
 
 
@@ -37,6 +30,25 @@ class DenseStack:
         return int(self.sizes.max())
 
 
+def choose_init(layers, i) -> Init | None:
+    """How layer i's weights start, from the layer list alone (None for a
+    layer without weights): its own ``init`` if set, else the rule of the
+    activation after it (xavier if none), with SIREN's first-layer rule for
+    the first weight layer before a sine. w0 is that sine's argument."""
+    layer = layers[i]
+    if not layer.has_weights:
+        return None
+    nxt = layers[i + 1] if i + 1 < len(layers) else None
+    act = nxt if isinstance(nxt, Activation) else None
+    w0 = act.arg if act is not None and act.name == "sine" else Init.w0
+    if layer.init is not None:
+        return Init(layer.init, w0)
+    rule = get_activation(act.name).init if act is not None else "xavier"
+    if rule == "siren" and not any(l.has_weights for l in layers[:i]):
+        rule = "siren_first"
+    return Init(rule, w0)
+
+
 class Network:
     def __init__(self, layers, seed: int = 0, dtype=np.float32):
         self.layers: list[Layer] = [l if isinstance(l, Layer) else layer_from_config(l) for l in layers]
@@ -46,29 +58,18 @@ class Network:
 
     # ----------------------------------------------------------------- build
     def _build(self, rng):
+        """Each layer builds its arrays from the width before it; the output
+        width of every layer is recorded once, in ``widths``."""
         if not self.layers or not isinstance(self.layers[0], Input):
             raise ValueError("a network must start with an Input layer")
-        if not any(isinstance(l, Connected) for l in self.layers):
+        if not any(l.has_weights for l in self.layers):
             raise ValueError("a network needs at least one Connected layer")
-        size = None
-        first_connected = True
+        size, self.widths = None, []
         for i, layer in enumerate(self.layers):
             if i > 0 and isinstance(layer, Input):
                 raise ValueError(f"layer {i} ({layer!r}): Input may only be the first layer")
-            if isinstance(layer, Connected) and layer.init is None:
-                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-                init = get_activation(nxt.name).init if isinstance(nxt, Activation) else "xavier"
-                if init == "siren":
-                    layer.w0 = nxt.arg
-                    init = "siren_first" if first_connected else "siren"
-                layer._auto_init = init
-            if isinstance(layer, Connected):
-                saved, layer.init = layer.init, layer.init or layer._auto_init
-                size = layer.build(size, rng, self.dtype)
-                layer.init = saved
-                first_connected = False
-            else:
-                size = layer.build(size, rng, self.dtype)
+            size = layer.build(size, rng, self.dtype, init=choose_init(self.layers, i))
+            self.widths.append(size)
         self.in_size = self.layers[0].size
         self.out_size = size
         self._pack()
@@ -103,16 +104,7 @@ class Network:
 
     def summary(self) -> list[tuple[str, str, int]]:
         """(layer, output width, parameters) per layer."""
-        rows, size = [], None
-        for layer in self.layers:
-            if isinstance(layer, Input):
-                size = layer.size
-            elif isinstance(layer, Connected):
-                size = layer.units
-            elif isinstance(layer, FourierFeatures):
-                size = 2 * layer.features
-            rows.append((repr(layer), str(size), sum(p.size for p in layer.params.values())))
-        return rows
+        return [(repr(l), str(w), sum(p.size for p in l.params.values())) for l, w in zip(self.layers, self.widths)]
 
     # ------------------------------------------------------- generic passes
     def forward(self, X):
@@ -135,9 +127,7 @@ class Network:
         while i < len(self.layers) and not isinstance(self.layers[i], Connected):
             prefix.append(self.layers[i])
             i += 1
-        sizes = [self.in_size]
-        for layer in prefix:
-            sizes[0] = layer.features * 2 if isinstance(layer, FourierFeatures) else sizes[0]
+        sizes = [self.widths[i - 1]]
         w_off, b_off, codes, alphas, connected = [], [], [], [], []
         while i < len(self.layers):
             layer = self.layers[i]
@@ -193,72 +183,15 @@ class Network:
 
     # ------------------------------------------------------------- save/load
     def save(self, path, meta: dict | None = None, extras: dict | None = None):
-        """Write weights, config (JSON text) and metadata as one ``.npz``,
-        atomically: a crash never leaves a partial file at ``path``."""
-        arrays = {
-            "format": np.array(FORMAT),
-            "format_version": np.array(FORMAT_VERSION),
-            "config": np.array(json.dumps(self.get_config())),
-            "meta": np.array(json.dumps(meta or {})),
-            "params": self.params,
-        }
-        for i, layer in enumerate(self.layers):
-            for k, b in layer.buffers.items():
-                arrays[f"buffer.{i}.{k}"] = b
-        for k, v in (extras or {}).items():
-            arrays[f"extra.{k}"] = np.asarray(v)
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        """Write a model file (see ``modelfile.save``)."""
+        from . import modelfile
+        modelfile.save(path, self, meta, extras)
 
     @classmethod
     def load(cls, path):
-        """Returns (network, meta dict, extras dict). Never unpickles;
-        raises ModelFileError naming what is wrong."""
-        path = os.fspath(path)
-        name = os.path.basename(path)
-        if not os.path.exists(path):
-            raise ModelFileError(f"model file '{path}' does not exist")
-        if os.path.isdir(path):
-            raise ModelFileError(f"'{path}' is a folder, not a model file (did you mean {os.path.join(path, 'model.npz')}?)")
-        if not zipfile.is_zipfile(path):
-            raise ModelFileError(f"'{name}' is not a readable nncompress model (.npz): not a zip file, or truncated")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
-            raise ModelFileError(f"'{name}' is not a readable nncompress model (.npz): {e}") from None
-        except ValueError as e:
-            if "pickle" in str(e):
-                raise ModelFileError(f"'{name}' holds a pickled object array, which is never loaded (it could run code)") from None
-            raise ModelFileError(f"'{name}' is damaged: {e}") from None
-        for key in ("format", "format_version", "config", "meta", "params"):
-            if key not in data:
-                raise ModelFileError(f"'{name}' is not an nncompress model: the '{key}' array is missing")
-        if str(data["format"]) != FORMAT:
-            raise ModelFileError(f"'{name}' is not an nncompress model (format {str(data['format'])!r})")
-        version = data["format_version"]
-        if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-            raise ModelFileError(f"'{name}' has format version {version!r}; this nncompress reads version {FORMAT_VERSION}")
-        try:
-            cfg = json.loads(str(data["config"]))
-            meta = json.loads(str(data["meta"]))
-            net = cls.from_config(cfg)
-        except (json.JSONDecodeError, ValueError, TypeError) as e:
-            raise ModelFileError(f"'{name}' has an invalid config: {e}") from None
-        params = data["params"]
-        if params.dtype != net.dtype or params.shape != net.params.shape:
-            raise ModelFileError(f"'{name}': params has shape {params.shape} and dtype {params.dtype}; "
-                                 f"its config needs {net.params.shape} {net.dtype}")
-        if not np.all(np.isfinite(params)):
-            raise ModelFileError(f"'{name}': the weights contain NaN or infinity")
-        net.params[...] = params
-        for i, layer in enumerate(net.layers):
-            for k, b in layer.buffers.items():
-                got = data.get(f"buffer.{i}.{k}")
-                if got is None or got.shape != b.shape or got.dtype != b.dtype:
-                    raise ModelFileError(f"'{name}': buffer {k} of layer {i} is missing or has the wrong shape")
-                b[...] = got
-        extras = {k[len("extra."):]: v for k, v in data.items() if k.startswith("extra.")}
-        return net, meta, extras
+        """Returns (network, meta dict, extras dict); see ``modelfile.load``."""
+        from . import modelfile
+        return modelfile.load(path)
 
 
 SMALL_WIDTH = 32  # networks no wider than this predict in the fused per-row kernel (measured)

@@ -1,0 +1,93 @@
+"""Model files: a network's weights as plain arrays, its config and metadata
+as JSON text, in one ``.npz`` written atomically and read without pickle.
+Every field is checked on load; a bad file raises ModelFileError naming
+what is wrong.
+
+Arrays: ``format``, ``format_version``, ``config`` (the network's
+``{"layers": [...]}``), ``meta`` (the caller's JSON), ``params`` (the flat
+weight vector), ``buffer.<layer>.<name>`` (fixed arrays such as Fourier
+frequencies) and ``extra.<name>`` (the caller's arrays, such as a source
+image).
+"""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from .atomic import atomic_write
+from .errors import ModelFileError
+from .network import Network
+
+FORMAT = "nncompress-model"
+FORMAT_VERSION = 1
+
+
+def save(path, net, meta: dict | None = None, extras: dict | None = None):
+    """Write weights, config (JSON text) and metadata as one ``.npz``,
+    atomically: a crash never leaves a partial file at ``path``."""
+    arrays = {
+        "format": np.array(FORMAT),
+        "format_version": np.array(FORMAT_VERSION),
+        "config": np.array(json.dumps(net.get_config())),
+        "meta": np.array(json.dumps(meta or {})),
+        "params": net.params,
+    }
+    for i, layer in enumerate(net.layers):
+        for k, b in layer.buffers.items():
+            arrays[f"buffer.{i}.{k}"] = b
+    for k, v in (extras or {}).items():
+        arrays[f"extra.{k}"] = np.asarray(v)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load(path):
+    """Returns (network, meta dict, extras dict). Never unpickles;
+    raises ModelFileError naming what is wrong."""
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file '{path}' does not exist")
+    if os.path.isdir(path):
+        raise ModelFileError(f"'{path}' is a folder, not a model file (did you mean {os.path.join(path, 'model.npz')}?)")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"'{name}' is not a readable nncompress model (.npz): not a zip file, or truncated")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
+        raise ModelFileError(f"'{name}' is not a readable nncompress model (.npz): {e}") from None
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise ModelFileError(f"'{name}' holds a pickled object array, which is never loaded (it could run code)") from None
+        raise ModelFileError(f"'{name}' is damaged: {e}") from None
+    for key in ("format", "format_version", "config", "meta", "params"):
+        if key not in data:
+            raise ModelFileError(f"'{name}' is not an nncompress model: the '{key}' array is missing")
+    if str(data["format"]) != FORMAT:
+        raise ModelFileError(f"'{name}' is not an nncompress model (format {str(data['format'])!r})")
+    version = data["format_version"]
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
+        raise ModelFileError(f"'{name}' has format version {version!r}; this nncompress reads version {FORMAT_VERSION}")
+    try:
+        cfg = json.loads(str(data["config"]))
+        meta = json.loads(str(data["meta"]))
+        net = Network.from_config(cfg)
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        raise ModelFileError(f"'{name}' has an invalid config: {e}") from None
+    params = data["params"]
+    if params.dtype != net.dtype or params.shape != net.params.shape:
+        raise ModelFileError(f"'{name}': params has shape {params.shape} and dtype {params.dtype}; "
+                             f"its config needs {net.params.shape} {net.dtype}")
+    if not np.all(np.isfinite(params)):
+        raise ModelFileError(f"'{name}': the weights contain NaN or infinity")
+    net.params[...] = params
+    for i, layer in enumerate(net.layers):
+        for k, b in layer.buffers.items():
+            got = data.get(f"buffer.{i}.{k}")
+            if got is None or got.shape != b.shape or got.dtype != b.dtype:
+                raise ModelFileError(f"'{name}': buffer {k} of layer {i} is missing or has the wrong shape")
+            b[...] = got
+    extras = {k[len("extra."):]: v for k, v in data.items() if k.startswith("extra.")}
+    return net, meta, extras
