@@ -1,10 +1,10 @@
 """Activation registry: name -> kernel code, default argument and the weight
 initialisation that suits it (used by the Connected layer before it)."""
 
-import difflib
 from dataclasses import dataclass
 
 from . import kernels as K
+from .registry import lookup
 
 
 @dataclass(frozen=True)
@@ -25,17 +25,5 @@ ACTIVATIONS = {
 }
 
 
-def suggest(name, valid):
-    """' (did you mean 'x'?)' or '' for the closest valid name."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def get_activation(name) -> ActivationInfo:
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation '{name}'{suggest(name, ACTIVATIONS)}; "
-            f"valid: {', '.join(ACTIVATIONS)}"
-        ) from None
+    return lookup(ACTIVATIONS, name, "activation")

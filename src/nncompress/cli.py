@@ -277,16 +277,16 @@ def evaluate(
     """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic,
     upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
     from .evaluate import METHODS, evaluate_images
+    from .registry import lookup
     from .errors import SpecError
     from .spec import load_config, make_settings
 
     with errors():
         if scale < 2 or scale > 8:
             raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
-        chosen = [m.strip() for m in methods.split(",") if m.strip()]
-        bad = [m for m in chosen if m not in METHODS]
-        if bad or not chosen:
-            raise SpecError(f"unknown method '{bad[0] if bad else methods}'; valid: {', '.join(METHODS)}")
+        chosen = [lookup(METHODS, m.strip(), "method", SpecError) for m in methods.split(",") if m.strip()]
+        if not chosen:
+            lookup(METHODS, methods, "method", SpecError)
         from .patch import DEFAULTS
         cfg = load_config(config) if config else dict(DEFAULTS)
         settings = make_settings(cfg, layers=layers, epochs=epochs, seed=seed, scale=float(scale), mode="patch", frames=0)

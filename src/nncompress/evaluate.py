@@ -13,6 +13,7 @@ from . import imaging
 from .compresser import Compresser
 from .errors import ImageError
 from .metrics import psnr, ssim
+from .registry import lookup
 from .resize import imresize
 from .spec import Settings
 
@@ -50,7 +51,7 @@ def upscale_with(method, lr, size, settings: Settings):
         comp, _ = Compresser.for_image(lr, 8, coords.validate())
         comp.train(lr, coords)
         return comp.upscale(*size)
-    raise ValueError(f"unknown method {method}")
+    lookup(METHODS, method, "method")  # raises: every method is handled above
 
 
 def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None):

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import kernels as K
 from .activations import get_activation
+from .registry import lookup
 
 INITS = ("he", "xavier", "siren", "siren_first")
 
@@ -75,9 +76,7 @@ class Connected(Layer):
     def __init__(self, units: int, init: str | None = None):
         super().__init__()
         self.units = _positive_int(units, "Connected units")
-        if init is not None and init not in INITS:
-            raise ValueError(f"unknown init '{init}'; valid: {', '.join(INITS)}")
-        self.init = init
+        self.init = init if init is None else lookup(INITS, init, "init")
 
     def build(self, in_size, rng, dtype=np.float32, init: Init | None = None):
         fan_in, fan_out = in_size, self.units
@@ -198,10 +197,7 @@ def layer_from_config(cfg: dict) -> Layer:
         raise ValueError(f"a layer must be a mapping with a 'type', got {cfg!r}")
     cfg = dict(cfg)
     kind = cfg.pop("type")
-    if kind not in LAYERS:
-        from .activations import suggest
-        raise ValueError(f"unknown layer type '{kind}'{suggest(kind, LAYERS)}; valid: {', '.join(LAYERS)}")
-    cls = LAYERS[kind]
+    cls = lookup(LAYERS, kind, "layer type")
     try:
         return cls(**cfg)
     except TypeError as e:

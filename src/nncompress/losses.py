@@ -8,7 +8,7 @@ textbook form on probabilities, for reporting and gradient checks."""
 import numpy as np
 
 from . import kernels as K
-from .activations import suggest
+from .registry import lookup
 
 
 def mse(P, T):
@@ -26,6 +26,4 @@ LOSSES = {"mse": (K.MSE, mse), "bce": (K.BCE, bce)}
 
 
 def get_loss(name):
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss '{name}'{suggest(name, LOSSES)}; valid: {', '.join(LOSSES)}")
-    return LOSSES[name]
+    return lookup(LOSSES, name, "loss")

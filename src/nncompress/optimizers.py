@@ -5,7 +5,7 @@ state, so one fused training kernel can run any of them."""
 import numpy as np
 
 from . import kernels as K
-from .activations import suggest
+from .registry import lookup
 
 
 class Optimizer:
@@ -53,9 +53,7 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 
 def get_optimizer(name, lr):
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer '{name}'{suggest(name, OPTIMIZERS)}; valid: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](lr)
+    return lookup(OPTIMIZERS, name, "optimizer")(lr)
 
 
 def schedule(name, lr, epoch, epochs, warmup=0):
@@ -64,7 +62,7 @@ def schedule(name, lr, epoch, epochs, warmup=0):
         return lr
     if name == "cosine":
         return 0.5 * lr * (1 + np.cos(np.pi * min(epoch, epochs) / max(epochs, 1))) + 0.0
-    raise ValueError(f"unknown schedule '{name}'{suggest(name, SCHEDULES)}; valid: {', '.join(SCHEDULES)}")
+    lookup(SCHEDULES, name, "schedule")  # raises: both schedules are handled above
 
 
 SCHEDULES = ("constant", "cosine")

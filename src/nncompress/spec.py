@@ -23,6 +23,7 @@ from .errors import SpecError
 from .layers import Activation
 from .optimizers import OPTIMIZERS, SCHEDULES
 from .losses import LOSSES
+from .registry import lookup, unknown
 
 
 _ACT = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
@@ -158,8 +159,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     def validate(self):
-        if self.mode not in ("coords", "patch"):
-            raise SpecError(f"unknown mode '{self.mode}'; valid: coords, patch")
+        lookup(("coords", "patch"), self.mode, "mode", SpecError)
         items = parse_layers(self.layers)
         for name in ("epochs", "batch_size", "frames", "seed", "steps"):
             v = getattr(self, name)
@@ -204,11 +204,9 @@ def load_config(path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise SpecError(f"config '{path}' must be a mapping of settings (key: value)")
-    unknown = [k for k in data if k not in SETTING_KEYS]
-    if unknown:
-        from .activations import suggest
-        hint = suggest(unknown[0], SETTING_KEYS)
-        raise SpecError(f"config '{path}': unknown key '{unknown[0]}'{hint}; valid keys: {', '.join(SETTING_KEYS)}")
+    bad = [k for k in data if k not in SETTING_KEYS]
+    if bad:
+        raise SpecError(f"config '{path}': {unknown('key', bad[0], SETTING_KEYS, 'valid keys')}")
     return data
 
 
@@ -217,8 +215,7 @@ def make_settings(config: dict | None = None, **overrides) -> Settings:
     s = Settings()
     for source in (config or {}, {k: v for k, v in overrides.items() if v is not None}):
         for k, v in source.items():
-            if k not in SETTING_KEYS:
-                raise SpecError(f"unknown setting '{k}'; valid: {', '.join(SETTING_KEYS)}")
+            lookup(SETTING_KEYS, k, "setting", SpecError)
             if k in ("lr", "scale") and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             setattr(s, k, v)
@@ -226,9 +223,7 @@ def make_settings(config: dict | None = None, **overrides) -> Settings:
 
 
 def _choice(name, value, valid):
-    if value not in valid:
-        from .activations import suggest
-        raise SpecError(f"unknown {name} '{value}'{suggest(value, valid)}; valid: {', '.join(valid)}")
+    lookup(tuple(valid), value, name, SpecError)
 
 
 def _positive_int(text, where, what):
