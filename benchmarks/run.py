@@ -29,7 +29,8 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 from nncompress import Network, fit  # noqa: E402
-from nncompress.imaging import render, write_png  # noqa: E402
+from nncompress.coords import render  # noqa: E402
+from nncompress.imaging import write_png  # noqa: E402
 from nncompress.spec import network_config, parse_layers  # noqa: E402
 
 try:

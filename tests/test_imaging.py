@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nncompress.imaging import image_to_table, pixel_grid, read_image, render, write_png
+from nncompress.coords import image_to_table, pixel_grid, render
+from nncompress.imaging import read_image, write_png
 
 
 @pytest.mark.parametrize("mode,channels", [("L", 1), ("LA", 2), ("RGB", 3), ("RGBA", 4)])

@@ -1,7 +1,7 @@
 """nncompress: fit a neural network to one image, in numpy + numba.
 
-image -> table (``imaging``, ``patch``) -> network (``layers``, ``network``,
-``training``) -> image (``compresser``).
+image -> table (a mode: ``coords``, ``patch``; see ``modes``) -> network
+(``layers``, ``network``, ``training``) -> image (``compresser``).
 
 The public API is listed once here and imported on first use, so
 ``nncompress --help`` starts without loading numba.
@@ -21,7 +21,8 @@ _API = {
     "OPTIMIZERS": "optimizers", "SGD": "optimizers", "Adam": "optimizers", "Momentum": "optimizers",
     "get_optimizer": "optimizers",
     "TrainingDiverged": "training", "fit": "training",
-    "Compresser": "compresser",
+    "Compresser": "compresser", "MODES": "modes", "get_mode": "modes",
+    "Settings": "spec", "make_settings": "spec",
 }
 __all__ = sorted(_API)
 

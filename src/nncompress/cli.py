@@ -110,7 +110,7 @@ def train(
         cfg = load_config(config) if config else {}
         if resume and not config:
             from .compresser import Compresser
-            cfg = {k: v for k, v in Compresser.load(resume).meta["settings"].items() if k != "extra"}
+            cfg = Compresser.load(resume).settings.to_dict()
         settings = make_settings(cfg, layers=layers, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
         bar = {}
@@ -118,7 +118,7 @@ def train(
         def on_info(comp, paths):
             if not quiet:
                 out.print(f"[bold]{comp.mode}[/] mode, {comp.net.n_params:,} parameters "
-                          f"({comp.meta['settings']['layers']}) -> {paths.out}/", highlight=False)
+                          f"({comp.settings.layers}) -> {paths.out}/", highlight=False)
             bar["p"] = EpochProgress(f"training {os.path.basename(image)}", settings.epochs, quiet, out)
 
         def on_epoch(done, total, loss_v, psnr_v, dt, rows):
@@ -132,8 +132,7 @@ def train(
         if not quiet:
             m = result.compresser.meta
             p = result.paths
-            what = ("recreation" if m["mode"] == "coords"
-                    else f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink")
+            what = result.compresser.describe()["score_detail"]
             out.print(f"done: {m['epochs']} epochs in {m['train_seconds']:.1f}s, loss {m['loss']:.4g}, "
                       f"PSNR {m['psnr']:.2f} dB ({what})", highlight=False)
             for path in (p.model, p.upscaled, p.gif, p.history):
@@ -157,6 +156,7 @@ def upscale(
     """Render MODEL at a new size: smooth resampling (coords) or learned upscaling (patch)."""
     from .compresser import Compresser
     from .imaging import read_image, write_png
+    from .modes import MODES, get_mode
     from .errors import SpecError
 
     with errors():
@@ -172,8 +172,9 @@ def upscale(
         comp = Compresser.load(model)
         image = None
         if input_image:
-            if comp.mode != "patch":
-                raise SpecError("--input needs a patch model; a coords model is its own image")
+            if not comp.impl.TAKES_IMAGE:
+                takers = " or ".join(n for n in MODES if get_mode(n).TAKES_IMAGE)
+                raise SpecError(f"--input needs a {takers} model; a {comp.mode} model is its own image")
             image, _ = read_image(input_image)
         h, w = comp.output_size(scale, width, height, image)
         comp.check_output_size(h, w, force)
@@ -234,9 +235,11 @@ def info(
             "mode": m["mode"], "parameters": comp.net.n_params, "file_bytes": os.path.getsize(model),
             "bits_per_pixel_file": round(bpp_file, 4), "bits_per_pixel_weights": round(bpp_weights, 4),
             "source": f"{src['name']} {src['width']}x{src['height']}, {src['channels']} channel(s), {src['bits']}-bit",
-            "layers": m["settings"]["layers"], "epochs": m["epochs"],
+            "layers": comp.settings.layers, "epochs": m["epochs"],
             "loss": m["loss"], "psnr_db": m["psnr"], "train_seconds": round(m["train_seconds"], 2),
         }
+        about = comp.describe()
+        facts.update({f"learned_{k}": v for k, v in about["learned"].items()})
         if as_json:
             print(json.dumps(facts, indent=2))
             return
@@ -250,7 +253,7 @@ def info(
         kv = Table(show_header=False, box=None)
         for k, v in facts.items():
             if k == "psnr_db" and v is not None:
-                v = f"{v:.2f} dB ({'recreation' if m['mode'] == 'coords' else 'x' + format(m['settings']['scale'], 'g') + ' self-test'})"
+                v = f"{v:.2f} dB ({about['score']})"
             elif k == "loss" and v is not None:
                 v = f"{v:.5g}"
             elif isinstance(v, int):
@@ -287,8 +290,7 @@ def evaluate(
         chosen = [lookup(METHODS, m.strip(), "method", SpecError) for m in methods.split(",") if m.strip()]
         if not chosen:
             lookup(METHODS, methods, "method", SpecError)
-        from .patch import DEFAULTS
-        cfg = load_config(config) if config else dict(DEFAULTS)
+        cfg = load_config(config) if config else {}
         settings = make_settings(cfg, layers=layers, epochs=epochs, seed=seed, scale=float(scale), mode="patch", frames=0)
 
         def on_image(name, row):

@@ -1,25 +1,25 @@
-"""The Compresser: image -> table -> network -> image.
+"""The Compresser: image -> table -> network -> image, in any mode.
 
-* coords mode: each row maps a pixel centre (y, x) in [-1, 1] to its colour,
-  so the trained network *is* the image, renderable at any size.
-* patch mode (``patch.py``): each row maps a neighbourhood of a bicubic
-  upscale to the detail it lacks, learned from the image itself.
+The mode (``modes.py``: ``coords.py``, ``patch.py``) says how an image
+becomes training data and how the network makes an image again; the
+Compresser owns what every mode shares: the network, the settings the user
+chose, the state training learned, the training record, frames on a
+schedule, the memory check, and the model file. It never branches on the
+mode's name.
 
 Progress, frames and Ctrl-C are the caller's: ``train`` reports through
 callbacks and never touches the terminal.
 """
 
-import math
 import os
 
 import numpy as np
 
-from . import imaging, patch
+from . import imaging
 from .errors import ModelFileError, SpecError
-from .metrics import psnr_rgb
+from .modes import MODES, get_mode
 from .network import Network
-from .spec import Settings, format_items, network_config, parse_layers
-from .training import fit
+from .spec import Settings, make_settings
 
 
 def frame_epochs(epochs, frames):
@@ -48,99 +48,72 @@ def available_memory():
         return None
 
 
-def _fit(net, X, Y, settings, **kw):
-    """``fit`` with a run's training settings."""
-    return fit(net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size, loss=settings.loss,
-               optimizer=settings.optimizer, lr=settings.lr, schedule=settings.schedule, **kw)
-
-
 class Compresser:
-    def __init__(self, net: Network, meta: dict, source=None):
+    def __init__(self, net: Network, meta: dict, settings: Settings, state, source=None):
         self.net = net
-        self.meta = meta          # mode, source size/bits, settings, training record
-        self.source = source      # patch mode keeps its source image (H, W, C) float32
+        self.meta = meta          # mode, source size/bits, training record (epochs, train_seconds, loss, psnr)
+        self.settings = settings  # what the user chose
+        self.state = state        # what training learned besides the weights (the mode's State)
+        self.source = source      # the training image (H, W, C) float32, kept when the mode upscales images
 
     @property
-    def mode(self):
+    def mode(self) -> str:
         return self.meta["mode"]
+
+    @property
+    def impl(self):
+        """The mode's module."""
+        return get_mode(self.mode)
 
     # ---------------------------------------------------------------- build
     @classmethod
     def for_image(cls, img, bits, settings: Settings, name="image"):
         h, w, c = img.shape
-        items = parse_layers(settings.layers)
-        if settings.mode == "coords":
-            in_size, out_size = 2, c
-        else:
-            in_size, out_size = patch.input_size(settings), 1
-        net = Network.from_config(network_config(items, in_size, out_size, settings.seed))
+        impl = get_mode(settings.mode)
+        net = impl.network(settings, c)
         meta = {"mode": settings.mode, "source": {"name": name, "height": h, "width": w, "channels": c, "bits": bits},
-                "settings": {**vars(settings), "layers": format_items(items), "extra": {}},
                 "epochs": 0, "train_seconds": 0.0, "loss": None, "psnr": None}
-        return cls(net, meta, img if settings.mode == "patch" else None), img
+        return cls(net, meta, settings, impl.State(), img if impl.TAKES_IMAGE else None), img
 
     # ---------------------------------------------------------------- train
     def train(self, img, settings: Settings, on_epoch=None, on_frame=None):
         """Fit the network to ``img``. ``on_epoch(epoch, epochs, loss, seconds,
         samples)`` may return True to stop; ``on_frame(epoch, image)`` gets
         previews on the frame schedule. Returns the training History."""
-        rng = np.random.default_rng(settings.seed)
-        if self.mode == "coords":
-            X, Y = imaging.image_to_table(img)
-        else:
-            extra = self.meta["settings"]["extra"]
-            if "alpha" not in extra:
-                probe = Network.from_config(self.net.get_config())
-                extra["alpha"] = patch.calibrate(probe, img, settings, lambda net, X, Y: _fit(
-                    net, X, Y, settings, rng=np.random.default_rng(settings.seed)))
-            X, Y, extra["sigma"] = patch.training_table(img, settings, rng, extra.get("sigma"))
-            extra["train_scale"] = patch.train_scale(settings)
         frames = set(frame_epochs(settings.epochs, settings.frames))
         start = self.meta["epochs"]
-        if on_frame and 0 in frames and start == 0:
-            on_frame(0, self.preview(img))
 
-        def callback(e, loss, dt):
+        def on_start():
+            if on_frame and 0 in frames and start == 0:
+                on_frame(0, self.preview(img))
+
+        def epoch_done(e, loss, dt, samples):
             done = e + 1 - start
             self.meta["epochs"] = e + 1
             self.meta["loss"] = float(loss)
             self.meta["train_seconds"] += dt
             if on_frame and done in frames:
                 on_frame(e + 1, self.preview(img))
-            return bool(on_epoch and on_epoch(done, settings.epochs, loss, dt, X.shape[0]))
+            return bool(on_epoch and on_epoch(done, settings.epochs, loss, dt, samples))
 
-        history = _fit(self.net, X, Y, settings, rng=rng, callback=callback,
-                       start_epoch=start, total_epochs=start + settings.epochs)
+        history = self.impl.train(self.net, img, settings, self.state, start_epoch=start, on_start=on_start,
+                                  on_epoch=epoch_done)
         self.meta["psnr"] = self.score(img)
         return history
 
     def score(self, img):
-        """PSNR (dB, all channels) of the network's recreation of ``img``
-        (coords), or of rebuilding ``img`` from its own 1/S shrink (patch)."""
-        if self.mode == "coords":
-            return psnr_rgb(self.render(*img.shape[:2]), img)
-        return patch.self_score(self.net, img, self.settings)
+        """PSNR (dB) of the mode's own test on ``img``: the recreation
+        (coords), or rebuilding ``img`` from its own 1/S shrink (patch)."""
+        return self.impl.score(self.net, img, self.settings, self.state)
 
     def preview(self, img):
         """What the network makes of ``img`` now, for frames."""
-        if self.mode == "coords":
-            h, w = img.shape[:2]
-            f = max(1, math.ceil(256 / max(h, w)))  # render tiny sources larger: that is the point
-            return self.render(h * f, w * f)
-        return patch.preview(self.net, img, self.settings)
+        return self.impl.preview(self.net, img, self.settings, self.state)
 
-    @property
-    def settings(self) -> Settings:
-        s = Settings()
-        for k, v in self.meta["settings"].items():
-            setattr(s, k, v)
-        return s
+    def describe(self) -> dict:
+        return self.impl.describe(self.settings, self.state)
 
     # --------------------------------------------------------------- output
-    def render(self, h, w, bits=None):
-        """coords: the image at any size, in tiles (bounded memory)."""
-        return imaging.render(self.net.predict, h, w, self.net.out_size, bits=bits)
-
     def output_size(self, scale=None, width=None, height=None, image=None):
         src = self.meta["source"]
         h0, w0 = (image.shape[:2] if image is not None else (src["height"], src["width"]))
@@ -155,39 +128,48 @@ class Compresser:
     def check_output_size(self, h, w, force=False):
         """Refuse, before any work, an output that cannot fit in memory."""
         c = self.meta["source"]["channels"]
-        # coords: uint8/16 tiles + the PNG encoder's copy; patch: float64 resize passes
-        per_pixel = c * 3 if self.mode == "coords" else c * 8 * 4
-        need, avail = h * w * per_pixel, available_memory()
+        need, avail = h * w * c * self.impl.OUTPUT_BYTES_PER_VALUE, available_memory()
         if not force and avail and need > 0.8 * avail:
             raise SpecError(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB but only "
                             f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
 
     def upscale(self, h, w, image=None, bits=None):
-        """The source (or ``image``, patch mode) at h x w."""
-        if self.mode == "coords":
-            return self.render(h, w, bits=bits)
-        out = patch.upscale(self.net, self.source if image is None else image, (h, w), self.settings)
-        return out if bits is None else imaging.to_uint(out, bits)
+        """The source (or ``image``, for modes that take one) at h x w."""
+        return self.impl.upscale(self.net, (h, w), self.settings, self.state,
+                                 self.source if image is None else image, bits)
 
     # ------------------------------------------------------------ save/load
     def save(self, path):
         extras = {}
         if self.source is not None:
             extras["source"] = imaging.to_uint(self.source, self.meta["source"]["bits"])
-        self.net.save(path, meta=self.meta, extras=extras)
+        meta = {**self.meta, "settings": self.settings.to_dict(), "state": self.state.to_dict()}
+        self.net.save(path, meta=meta, extras=extras)
 
     @classmethod
     def load(cls, path):
         net, meta, extras = Network.load(path)
-        if meta.get("mode") not in ("coords", "patch") or "source" not in meta or "settings" not in meta:
-            raise ModelFileError(f"'{os.path.basename(path)}' is a network file without nncompress image metadata")
+        name = os.path.basename(path)
+        if meta.get("mode") not in MODES or "source" not in meta or not isinstance(meta.get("settings"), dict):
+            raise ModelFileError(f"'{name}' is a network file without nncompress image metadata")
+        impl = get_mode(meta["mode"])
+        settings = dict(meta.pop("settings"))
+        state = meta.pop("state", None)
+        if state is None:  # format 1 files before the state had its own key kept it in settings["extra"]
+            state = settings.get("extra", {})
+        settings.pop("extra", None)
+        try:
+            settings = make_settings(settings)
+            state = impl.State.from_dict(state)
+        except (SpecError, ValueError, TypeError) as e:
+            raise ModelFileError(f"'{name}' has invalid settings: {e}") from None
         source = None
-        if meta["mode"] == "patch":
+        if impl.TAKES_IMAGE:
             src = extras.get("source")
             if src is None or src.ndim != 3:
-                raise ModelFileError(f"'{os.path.basename(path)}' is a patch model without its source image")
+                raise ModelFileError(f"'{name}' is a {meta['mode']} model without its source image")
             source = src.astype(np.float32) / (65535 if src.dtype == np.uint16 else 255)
-        return cls(net, meta, source)
+        return cls(net, meta, settings, state, source)
 
     def bits_per_pixel(self, path=None):
         """Model size per source pixel: of the file, and of the weights alone."""

@@ -34,6 +34,13 @@ def _pillow(lr, size, method):
     return imaging.pil_to_array(up)[0]
 
 
+# The learned methods, each a mode: trained with the run's settings (None),
+# or with these (coords: a small Fourier-feature network given ~10 s an image).
+LEARNED = {"patch": None,
+           "coords": dict(mode="coords", epochs=40, frames=0, batch_size=256, lr=0.003,
+                          layers="fourier:64:8,64:relu,64:relu,out:sigmoid")}
+
+
 def upscale_with(method, lr, size, settings: Settings):
     if method == "bicubic":
         return np.clip(imresize(lr, size=size), 0, 1)
@@ -41,15 +48,10 @@ def upscale_with(method, lr, size, settings: Settings):
         return _pillow(lr, size, Image.LANCZOS)
     if method == "nearest":
         return _pillow(lr, size, Image.NEAREST)
-    if method == "patch":
-        comp, _ = Compresser.for_image(lr, 8, settings)
-        comp.train(lr, settings)
-        return comp.upscale(*size)
-    if method == "coords":
-        coords = Settings(epochs=40, frames=0, seed=settings.seed, batch_size=256, lr=0.003,
-                          layers="fourier:64:8,64:relu,64:relu,out:sigmoid")
-        comp, _ = Compresser.for_image(lr, 8, coords.validate())
-        comp.train(lr, coords)
+    if method in LEARNED:
+        s = settings if LEARNED[method] is None else Settings(seed=settings.seed, **LEARNED[method]).validate()
+        comp, _ = Compresser.for_image(lr, 8, s)
+        comp.train(lr, s)
         return comp.upscale(*size)
     lookup(METHODS, method, "method")  # raises: every method is handled above
 

@@ -1,4 +1,4 @@
-"""Images in and out, and image <-> table for coords mode.
+"""Images in and out: read any common format, write PNG and GIF atomically.
 
 Images are float32 arrays (H, W, C) in [0, 1] with C = 1 (gray), 2 (gray +
 alpha), 3 (RGB) or 4 (RGBA). ``bits`` (8 or 16) records the source depth so
@@ -111,41 +111,6 @@ def write_gif(path, frames, fps=10):
         frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:], duration=duration,
                        loop=0, optimize=False, disposal=1)
     atomic_write(path, write)
-
-
-# ------------------------------------------------------------ coords table
-
-def pixel_grid(h, w, rows=None):
-    """(y, x) of pixel centres scaled to [-1, 1], for rows ``rows`` (default
-    all) of an h x w image: (len(rows) * w, 2) float32, row-major."""
-    rows = np.arange(h) if rows is None else np.asarray(rows)
-    y = ((rows + 0.5) / h * 2 - 1).astype(np.float32)
-    x = ((np.arange(w) + 0.5) / w * 2 - 1).astype(np.float32)
-    grid = np.empty((len(rows), w, 2), np.float32)
-    grid[..., 0] = y[:, None]
-    grid[..., 1] = x[None, :]
-    return grid.reshape(-1, 2)
-
-
-def image_to_table(img):
-    """(H, W, C) image -> X (H*W, 2) pixel centres in [-1, 1], Y (H*W, C)."""
-    h, w, c = img.shape
-    return pixel_grid(h, w), np.ascontiguousarray(img.reshape(-1, c), dtype=np.float32)
-
-
-def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None):
-    """Evaluate ``predict`` (X (N, 2) -> (N, C)) over an h x w grid in tiles
-    of whole rows, so memory is bounded for any size. Returns float32
-    (H, W, C) in [0, 1], or uint8/uint16 when ``bits`` is given (a quarter
-    or half the memory for very large outputs)."""
-    dtype = np.float32 if bits is None else (np.uint16 if bits == 16 else np.uint8)
-    out = np.empty((h, w, channels), dtype)
-    rows_per_tile = max(1, tile_pixels // max(w, 1))
-    for r0 in range(0, h, rows_per_tile):
-        rows = np.arange(r0, min(h, r0 + rows_per_tile))
-        tile = np.clip(predict(pixel_grid(h, w, rows)), 0, 1).reshape(len(rows), w, channels)
-        out[rows[0]:rows[-1] + 1] = tile if bits is None else to_uint(tile, bits)
-    return out
 
 
 def label_frame(pil, text, height=18):

@@ -15,14 +15,23 @@ detail to add (alpha) is measured by self-validation one scale down
 Colour: ``luma`` learns on Y of YCbCr (JPEG, full range) and upscales Cb,
 Cr with bicubic; ``rgb`` shares one network across R, G and B. Alpha is
 always upscaled with bicubic.
+
+Implements the mode interface in ``modes.py``; what training learns (sigma,
+alpha, the scale of one step) is the ``State``.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ImageError
+from .modes import State as _State
 from .resize import imresize
+
+NAME = "patch"
+TAKES_IMAGE = True
+OUTPUT_BYTES_PER_VALUE = 32  # float64 resize passes over the output
 
 # Defaults chosen by measurement on ../shared/images (README, "Upscaling
 # results"); configs/patch.yaml documents the same values.
@@ -38,6 +47,7 @@ DEFAULTS = {
     "schedule": "cosine",
     "steps": 200000,
     "frames": 10,
+    "scale": 2.0,
 }
 
 BAND_ROWS = 64  # output rows per inference band: bounds memory for any size
@@ -45,6 +55,13 @@ EXTRA_SCALES = (1.0, 0.8)  # also learn from the image shrunk by these
 ALPHA_GRID = np.arange(0, 1.26, 0.125)  # detail gains tried by self-validation
 IBP_ITERATIONS = 10  # back-projection steps in the base upscale
 MAX_STEP = 2.0  # largest scale learned in one step: x4 as two x2 steps measured +0.3 dB better
+
+
+@dataclass
+class State(_State):
+    sigma: float | None = None        # typical patch deviation: the table's unit
+    alpha: float | None = None        # detail gain from self-validation (None: 1)
+    train_scale: float | None = None  # the scale of one learned step (None: settings.scale)
 
 
 def input_size(settings):
@@ -244,33 +261,76 @@ def learned_upscale(net, ch, size, k, sigma, alpha, train_scale, ensemble=True):
     return back_project(cur, ch)
 
 
-def upscale(net, img, size, settings, ensemble=True):
+def upscale_image(net, img, size, settings, state, ensemble=True):
     """(H, W, C) image -> (size[0], size[1], C) float32: learned channels
     through ``learned_upscale``, chroma the base upscale, alpha bicubic."""
     learned, rest, how = split_channels(img, settings.color)
     if size[0] <= img.shape[0] and size[1] <= img.shape[1]:  # shrinking: nothing to learn
         return merge_channels([imresize(c, size=size) for c in learned], [imresize(c, size=size) for c in rest], how)
-    x = settings.extra
-    up_learned = [learned_upscale(net, ch, size, settings.patch_size, x["sigma"], x.get("alpha", 1.0),
-                                  x.get("train_scale", settings.scale), ensemble) for ch in learned]
+    alpha = 1.0 if state.alpha is None else state.alpha
+    step = settings.scale if state.train_scale is None else state.train_scale
+    up_learned = [learned_upscale(net, ch, size, settings.patch_size, state.sigma, alpha, step, ensemble)
+                  for ch in learned]
     n_chroma = 2 if how == "ycc" else 0
     up_rest = [base_upscale(c, size) if i < n_chroma else imresize(c, size=size) for i, c in enumerate(rest)]
     return merge_channels(up_learned, up_rest, how)
 
 
-def preview(net, img, settings, crop=96):
+# ------------------------------------------------------------ mode interface
+
+def network(settings, channels):
+    from .spec import build_network
+    return build_network(settings.layers, input_size(settings), 1, settings.seed)
+
+
+def train(net, img, settings, state, *, start_epoch, on_start, on_epoch):
+    """Self-validate alpha (once), build the table, fit it."""
+    from .network import Network
+    from .training import fit_settings
+    rng = np.random.default_rng(settings.seed)
+    if state.alpha is None:
+        probe = Network.from_config(net.get_config())
+        state.alpha = calibrate(probe, img, settings, lambda n, X, Y: fit_settings(
+            n, X, Y, settings, rng=np.random.default_rng(settings.seed)))
+    X, Y, state.sigma = training_table(img, settings, rng, state.sigma)
+    state.train_scale = train_scale(settings)
+    on_start()
+    return fit_settings(net, X, Y, settings, rng=rng, callback=lambda e, loss, dt: on_epoch(e, loss, dt, X.shape[0]),
+                        start_epoch=start_epoch, total_epochs=start_epoch + settings.epochs)
+
+
+def preview(net, img, settings, state, crop=96):
     """A quick frame: the centre crop upscaled by the training scale."""
     h, w = img.shape[:2]
     y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
     part = img[y0:y0 + crop, x0:x0 + crop]
     S = settings.scale
     size = (round(part.shape[0] * S), round(part.shape[1] * S))
-    return upscale(net, part, size, settings, ensemble=False)
+    return upscale_image(net, part, size, settings, state, ensemble=False)
 
 
-def self_score(net, img, settings):
+def score(net, img, settings, state):
     """PSNR (dB) of rebuilding the image from its own 1/S shrink."""
     from .metrics import psnr_rgb
     S = settings.scale
     small = np.clip(imresize(img, 1.0 / S), 0, 1)
-    return psnr_rgb(upscale(net, small, img.shape[:2], settings, ensemble=False), img)
+    return psnr_rgb(upscale_image(net, small, img.shape[:2], settings, state, ensemble=False), img)
+
+
+def upscale(net, size, settings, state, image, bits=None):
+    out = upscale_image(net, image, size, settings, state)
+    if bits is None:
+        return out
+    from .imaging import to_uint
+    return to_uint(out, bits)
+
+
+def describe(settings, state):
+    return {"score": f"x{settings.scale:g} self-test",
+            "score_detail": f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink",
+            "learned": state.to_dict()}
+
+
+def loss_psnr(loss, settings, state):
+    """The loss is in units of sigma."""
+    return 10 * math.log10(1.0 / max(loss * state.sigma * state.sigma, 1e-20))

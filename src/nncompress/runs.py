@@ -3,7 +3,6 @@ side-by-side comparison GIF of several runs. Reports through callbacks."""
 
 import csv
 import io
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -108,16 +107,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
 
     history, frames = [], []
 
-    def psnr_of(loss):
-        if comp.mode == "patch":
-            s = comp.meta["settings"]["extra"]["sigma"]
-            return 10 * math.log10(1.0 / max(loss * s * s, 1e-20))
-        if settings.loss == "mse":
-            return 10 * math.log10(1.0 / max(loss, 1e-20))
-        return None
-
     def epoch_cb(done, total, loss, dt, rows):
-        p = psnr_of(loss)
+        p = comp.impl.loss_psnr(loss, settings, comp.state)
         history.append((comp.meta["epochs"], loss, p, dt))
         return bool(on_epoch and on_epoch(done, total, loss, p, dt, rows))
 

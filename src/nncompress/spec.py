@@ -122,26 +122,42 @@ def network_config(items, in_size, out_size, seed=0) -> dict:
     return {"layers": layers, "seed": seed}
 
 
+def build_network(layers, in_size, out_size, seed=0):
+    """Spec text or YAML list -> Network with Input(in_size) and an output
+    of ``out_size``."""
+    from .network import Network
+    return Network.from_config(network_config(parse_layers(layers), in_size, out_size, seed))
+
+
 def format_items(items) -> str:
-    """Item dicts -> spec text (for display and for saving)."""
+    """Item dicts -> spec text (for display and for saving); parsing the
+    text gives the same items back."""
     out = []
     for it in items:
         if "fourier" in it:
-            out.append(f"fourier:{it['fourier']}:{it['sigma']:g}")
+            out.append(f"fourier:{it['fourier']}:{_num(it['sigma'])}")
         else:
             s = str(it["units"])
             if it["activation"]:
-                s += ":" + it["activation"] + (f"({it['arg']:g})" if it["arg"] is not None else "")
+                s += ":" + it["activation"] + (f"({_num(it['arg'])})" if it["arg"] is not None else "")
             out.append(s)
     return ",".join(out)
+
+
+def _num(v) -> str:
+    """A float as short text that reads back exactly: 2.0 -> '2', 0.2 -> '0.2'."""
+    s = repr(float(v))
+    return s[:-2] if s.endswith(".0") else s
 
 
 # ------------------------------------------------------------------ settings
 
 @dataclass
 class Settings:
-    """Everything a training run needs besides the image. Defaults give a
-    clean recreation of a small image in seconds."""
+    """What the user chose: everything a training run needs besides the
+    image. The field defaults are coords mode's (a clean recreation of a
+    small image in seconds); other modes start from their ``DEFAULTS``
+    (see ``make_settings``)."""
     mode: str = "coords"
     layers: object = "fourier:16:2,64:relu,64:relu,out:sigmoid"
     epochs: int = 300
@@ -158,9 +174,14 @@ class Settings:
     steps: int = 0  # patch mode: cap on training rows per epoch (0 = all)
     extra: dict = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in SETTING_KEYS}
+
     def validate(self):
-        lookup(("coords", "patch"), self.mode, "mode", SpecError)
+        from .modes import MODES
+        lookup(tuple(MODES), self.mode, "mode", SpecError)
         items = parse_layers(self.layers)
+        self.layers = format_items(items)  # one form, whether given as text or a YAML list
         for name in ("epochs", "batch_size", "frames", "seed", "steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -211,9 +232,15 @@ def load_config(path) -> dict:
 
 
 def make_settings(config: dict | None = None, **overrides) -> Settings:
-    """Defaults <- YAML config <- flags (None means 'not given')."""
+    """The mode's defaults <- YAML config <- flags (None means 'not given').
+    The mode is the flag's, else the config's, else coords. The one place
+    where a mode's defaults are applied."""
+    from .modes import get_mode
+    config = config or {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    mode = get_mode(given.get("mode", config.get("mode", "coords")))
     s = Settings()
-    for source in (config or {}, {k: v for k, v in overrides.items() if v is not None}):
+    for source in (mode.DEFAULTS, config, given):
         for k, v in source.items():
             lookup(SETTING_KEYS, k, "setting", SpecError)
             if k in ("lr", "scale") and isinstance(v, int) and not isinstance(v, bool):

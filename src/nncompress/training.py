@@ -84,6 +84,13 @@ def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "ms
         return _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epochs, total_epochs, callback)
 
 
+def fit_settings(net, X, Y, settings, **kw) -> History:
+    """``fit`` with a run's training settings (epochs, batch size, loss,
+    optimizer, learning rate and schedule)."""
+    return fit(net, X, Y, epochs=settings.epochs, batch_size=settings.batch_size, loss=settings.loss,
+               optimizer=settings.optimizer, lr=settings.lr, schedule=settings.schedule, **kw)
+
+
 def _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epochs, total_epochs, callback):
     history = History()
     good = (net.params.copy(), opt.m.copy(), opt.v.copy(), opt.t)
