@@ -1,14 +1,17 @@
 """Modes share one interface, their defaults are applied in one place, and
 nothing outside the registry branches on a mode's name."""
 
+import json
 import os
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from nncompress.cli import app
 from nncompress.compresser import Compresser
+from nncompress.errors import ModelFileError
 from nncompress.modes import MODES, State, get_mode
 from nncompress.spec import load_config, make_settings
 
@@ -63,3 +66,60 @@ def test_no_branch_on_a_mode_name_outside_the_registry():
                 if pattern.search(line):
                     hits.append(f"{f}:{i}: {line.strip()}")
     assert not hits, hits
+
+
+# ------------------------------------------------------- settings and state
+
+def _trained(tmp_path, mode, **flags):
+    img = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    s = make_settings(mode=mode, epochs=1, frames=0, steps=2000, layers="8:relu,out", **flags)
+    comp, _ = Compresser.for_image(img, 8, s)
+    comp.train(img, s)
+    comp.save(tmp_path / "m.npz")
+    return comp, tmp_path / "m.npz"
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_settings_and_state_round_trip_through_the_model_file(tmp_path, mode):
+    comp, path = _trained(tmp_path, mode, lr=0.0123456789, seed=5)
+    again = Compresser.load(path)
+    assert again.settings == comp.settings and again.state == comp.state
+    assert type(again.state) is get_mode(mode).State
+
+
+def test_settings_hold_only_what_the_user_chose(tmp_path):
+    comp, path = _trained(tmp_path, "patch")
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+    assert set(meta["settings"]) == set(comp.settings.to_dict()) and "extra" not in meta["settings"]
+    assert set(meta["state"]) == {"sigma", "alpha", "train_scale"} and meta["state"]["sigma"] > 0
+
+
+def test_a_layer_argument_survives_the_round_trip():
+    s = make_settings(layers="8:leaky_relu(0.123456789),fourier:4:2.5,out")
+    assert s.layers == "8:leaky_relu(0.123456789),fourier:4:2.5,out"
+    assert make_settings(layers=[{"units": 8, "activation": "relu"}, "out"]).layers == "8:relu,out"
+
+
+def test_format_1_files_with_state_in_settings_extra_still_load(tmp_path):
+    comp, path = _trained(tmp_path, "patch")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["settings"]["extra"] = meta.pop("state")  # the layout before the state had its own key
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = Compresser.load(tmp_path / "old.npz")
+    assert old.state == comp.state and old.settings == comp.settings
+
+
+def test_a_bad_learned_state_is_refused_in_one_line(tmp_path):
+    _, path = _trained(tmp_path, "patch")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["state"]["sigma"] = "wide"
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelFileError, match="learned sigma must be a finite number"):
+        Compresser.load(tmp_path / "bad.npz")

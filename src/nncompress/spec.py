@@ -14,7 +14,7 @@ In YAML the same items may be strings, or mappings such as
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import yaml
 
@@ -159,7 +159,7 @@ class Settings:
     small image in seconds); other modes start from their ``DEFAULTS``
     (see ``make_settings``)."""
     mode: str = "coords"
-    layers: object = "fourier:16:2,64:relu,64:relu,out:sigmoid"
+    layers: str = "fourier:16:2,64:relu,64:relu,out:sigmoid"  # a YAML list is accepted; validate() makes it text
     epochs: int = 300
     batch_size: int = 32
     lr: float = 0.003
@@ -172,7 +172,6 @@ class Settings:
     patch_size: int = 7
     color: str = "luma"
     steps: int = 0  # patch mode: cap on training rows per epoch (0 = all)
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in SETTING_KEYS}
@@ -202,7 +201,7 @@ class Settings:
         return self
 
 
-SETTING_KEYS = [f.name for f in fields(Settings) if f.name != "extra"]
+SETTING_KEYS = [f.name for f in fields(Settings)]
 
 
 def load_config(path) -> dict:
