@@ -27,7 +27,12 @@ def rgb_image(tmp_path):
 
 
 def shared_image(name):
+    """Path of a test photo in ../shared/images. Skipped where the photos
+    are absent, except under CI (env CI set), where that is a failure: a
+    quality test must not pass there by not running."""
     path = os.path.join(SHARED, "images", name)
     if not os.path.exists(path):
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI must provide ../shared/images (the test photos)", pytrace=False)
         pytest.skip(f"{path} not available")
     return path

@@ -16,10 +16,21 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["upscale"], ["animate"], ["info"], ["evaluate"]])
+def _commands():
+    """The app itself and every command registered on it."""
+    import typer.main
+    return [[]] + [[name] for name in sorted(typer.main.get_command(app).commands)]
+
+
+@pytest.mark.parametrize("cmd", _commands(), ids=lambda c: c[0] if c else "app")
 def test_every_command_has_help(cmd):
     r = run(*cmd, "--help")
     assert r.exit_code == 0 and "Usage" in r.output
+    assert "--help" in r.output and (not cmd or len(r.output.splitlines()) > 5)
+
+
+def test_help_covers_the_commands_the_readme_names():
+    assert {"train", "upscale", "animate", "info", "evaluate"} <= {c[0] for c in _commands() if c}
 
 
 def test_version():

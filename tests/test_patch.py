@@ -1,6 +1,7 @@
 import os
 
 import numpy as np
+import pytest
 import yaml
 
 from nncompress import patch
@@ -50,6 +51,7 @@ def test_back_projection_makes_the_shrink_consistent():
     assert np.abs(imresize(imresize(lr, size=(32, 32)), size=(16, 16)) - lr).max() > 0.05
 
 
+@pytest.mark.slow
 def test_patch_mode_beats_bicubic_at_x2():
     """A fixed-seed run on a photo crop beats bicubic by a clear margin, and
     the learned detail itself adds to the back-projected base (which alone
@@ -80,3 +82,14 @@ def test_patch_model_upscales_another_image(tmp_path):
     other = img[:40, :50]
     out = again.upscale(80, 100, image=other)
     assert out.shape == (80, 100, 3) and out.min() >= 0 and out.max() <= 1
+
+
+def test_a_missing_photo_fails_under_ci_instead_of_skipping(monkeypatch):
+    import conftest
+    monkeypatch.setattr(conftest, "SHARED", "/nonexistent")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must provide"):
+        shared_image("camera.png")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        shared_image("camera.png")
