@@ -51,14 +51,22 @@ def test_train_writes_every_promised_file(tmp_path, digit):
 
 
 def test_quiet_prints_nothing(tmp_path, digit):
-    r = run("train", digit, *TINY, "-o", tmp_path / "q")
-    assert r.exit_code == 0 and r.output == ""
+    r = run("train", digit, "-e", 10, "--frames", 3, "-q", "-o", tmp_path / "q")
+    assert r.exit_code == 0 and r.output == ""  # a run that learns: no warning either
+
+
+def test_a_useless_result_says_so_and_still_exits_0(tmp_path, digit):
+    r = run("train", digit, "-l", "8:relu,out:sigmoid", "-e", 5, "--frames", 0, "--optimizer", "sgd",
+            "--lr", "1e6", "-q", "-o", tmp_path / "u")
+    assert r.exit_code == 0, r.output
+    assert "no better than a flat image of the mean colour" in r.output
+    assert "smaller --lr (now 1e+06)" in r.output and "more --epochs" in r.output
 
 
 def test_plain_progress_when_not_a_terminal(tmp_path, digit):
     r = run("train", digit, "--layers", "8:relu,out:sigmoid", "-e", "3", "--frames", "0", "-o", tmp_path / "p")
     assert r.exit_code == 0
-    assert "epoch 3/3" in r.output and "dB" in r.output and "samples/s" in r.output
+    assert "epoch 3/3" in r.output and "dB" in r.output and "rows/s" in r.output
 
 
 @pytest.mark.parametrize("scale,size", [(2, (56, 56)), (2.5, (70, 70)), (0.5, (14, 14)), (1.3, (36, 36))])
@@ -122,10 +130,11 @@ def test_seed_reproduces_a_run_exactly(tmp_path, digit):
 
 def test_resume_continues_training(tmp_path, digit):
     run("train", digit, *TINY, "-o", tmp_path / "r")
-    r = run("train", digit, "--resume", tmp_path / "r" / "model.npz", "-e", 4, "-q", "-o", tmp_path / "r2")
-    assert r.exit_code == 0, r.output
+    r = run("train", digit, "--resume", tmp_path / "r" / "model.npz", "-e", 10, "-q", "-o", tmp_path / "r2")
+    assert r.exit_code == 0, r.output  # --epochs is the total: 4 more
     facts = json.loads(run("info", tmp_path / "r2" / "model.npz", "--json").output)
     assert facts["epochs"] == 10
+    assert len((tmp_path / "r2" / "history.csv").read_text().splitlines()) == 1 + 10  # the first run's rows kept
 
 
 def test_python_dash_m():

@@ -285,7 +285,9 @@ def test_sigint_saves_a_usable_model_and_exits_130(tmp_path, digit):
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
     assert cli("info", out / "model.npz").exit_code == 0
     assert cli("upscale", out / "model.npz", "-s", 2, "-o", tmp_path / "u.png").exit_code == 0
-    r = cli("train", digit, "--resume", out / "model.npz", "-e", 2, "--frames", 0, "-q", "-o", tmp_path / "r2")
+    import re
+    done = int(re.search(r"interrupted at epoch (\d+) of", stderr).group(1))
+    r = cli("train", digit, "--resume", out / "model.npz", "-e", done + 2, "--frames", 0, "-q", "-o", tmp_path / "r2")
     assert r.exit_code == 0, r.output
     assert (out / "digit_3_training.gif").exists()
 

@@ -11,14 +11,53 @@ import warnings
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from . import __version__
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+
+def _flags_look_like_flags(cmd, ctx):
+    """On/off options show no value type (Typer would print <bool>)."""
+    for p in cmd.get_params(ctx):
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+
+
+class Command(typer.core.TyperCommand):
+    def format_help(self, ctx, formatter):
+        _flags_look_like_flags(self, ctx)
+        return super().format_help(ctx, formatter)
+
+
+class Group(typer.core.TyperGroup):
+    def format_help(self, ctx, formatter):
+        _flags_look_like_flags(self, ctx)
+        return super().format_help(ctx, formatter)
+
+
+def examples(*lines):
+    """A command's help epilog: 2-4 example command lines with a comment each."""
+    return "[bold]Examples[/]\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# Defaults that depend on the mode, as --help shows them (a test checks them
+# against Settings and each mode's DEFAULTS; importing those here would load
+# numba for --help).
+MODE_DEFAULTS = {
+    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: 64:relu,64:relu,64:relu,out",
+    "mode": "coords", "epochs": "300; patch: 10", "batch_size": "32; patch: 64", "lr": "0.003; patch: 0.001",
+    "optimizer": "adam", "loss": "mse", "seed": "0", "scale": "4; patch: 2", "frames": "30; patch: 10",
+}
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=Group,
                   help="Fit a neural network to one image: compress it, render it at any size, "
-                       "or upscale it beyond bicubic.")
+                       "or upscale it beyond bicubic.",
+                  epilog=examples("nncompress train photo.png               # fit; writes runs/photo/photo_x4.png",
+                                  "nncompress train photo.png --mode patch  # learn an upscaler from the photo",
+                                  "nncompress upscale runs/photo/model.npz -s 8",
+                                  "nncompress info runs/photo/model.npz"))
 out = Console()
 err = Console(stderr=True)
 STATE = {"debug": bool(os.environ.get("NNCOMPRESS_DEBUG"))}
@@ -43,15 +82,21 @@ def errors():
     """Library exceptions -> one line on stderr + exit code (``--debug``:
     the traceback instead)."""
     from .runs import RunInterrupted
+    for console in (out, err):  # piped output is never wrapped or cut: one report, one line; tables in full
+        console.width = None
+        console.width = None if console.is_terminal else 100_000
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
-            warnings.showwarning = lambda msg, *a, **k: err.print(f"[yellow]warning:[/] {msg}", highlight=False)
+            warnings.showwarning = lambda msg, *a, **k: err.print(f"warning: {msg}", highlight=False, markup=False,
+                                                                  soft_wrap=True)
             yield
     except typer.Exit:
         raise
     except RunInterrupted as e:
-        err.print(f"interrupted: saved {e.paths.model} (resume with --resume {e.paths.model})", highlight=False)
+        err.print(f"interrupted at epoch {e.epoch} of {e.epochs}: saved {e.paths.model}", highlight=False,
+                  markup=False, soft_wrap=True)
+        err.print(f"go on with: {e.resume_command()}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
@@ -82,62 +127,72 @@ def describe_error(e: Exception) -> tuple[int, str]:
 
 # ------------------------------------------------------------------- train
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "nncompress train photo.png                        # fit; the x4 PNG it writes is the upscale",
+    "nncompress train photo.png --mode patch -s 4      # learn an upscaler from the photo itself",
+    "nncompress train photo.png --resume runs/photo/model.npz -e 600   # go on to 600 epochs in all",
+    "nncompress train -c configs/siren.yaml photo.png -o runs/siren"))
 def train(
-    image: Annotated[str, typer.Argument(help="Image to fit (PNG, JPEG, GIF, ...).", show_default=False)],
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file of settings (see configs/).")] = None,
-    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Layer spec, e.g. 20:leaky_relu,20:leaky_relu,out:sigmoid")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="coords (network = image) or patch (learned upscaler).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Passes over the table.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.")] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="mse or bce (bce needs a sigmoid output).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same model.")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", help="Scale of the upscaled PNG written at the end.")] = None,
-    frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record; 0 = none.")] = None,
-    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder [default: runs/<image stem>].")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue training this model.npz.")] = None,
+    image: Annotated[Optional[str], typer.Argument(help="Image to fit (PNG, JPEG, GIF, ...). With --resume it may be left out: the image the model records is used.", show_default=False)] = None,
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file of settings (see configs/); flags override it.", show_default="none")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Layer spec, e.g. 20:leaky_relu,20:leaky_relu,out:sigmoid.", show_default=MODE_DEFAULTS["layers"])] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="coords (the network is the image) or patch (a learned upscaler).", show_default=MODE_DEFAULTS["mode"])] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch.", show_default=MODE_DEFAULTS["batch_size"])] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
+    optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.", show_default=MODE_DEFAULTS["optimizer"])] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="mse or bce (bce needs a sigmoid output).", show_default=MODE_DEFAULTS["loss"])] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same model, bit for bit.", show_default=MODE_DEFAULTS["seed"])] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale of the upscaled PNG written at the end.", show_default=MODE_DEFAULTS["scale"])] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record; 0 = none.", show_default=MODE_DEFAULTS["frames"])] = None,
+    out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder.", show_default="runs/IMAGE-NAME; with --resume, the model's folder")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this model.npz exactly where it stopped (its settings, unless overridden).", show_default="none")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write the upscale even if it looks too large for memory.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
-    """Fit a network to IMAGE; write model.npz, an upscaled PNG, frames, a GIF and history.csv."""
-    from .progress import EpochProgress
+    """Fit a network to IMAGE; write model.npz (and the checkpoint that resumes it), the upscaled PNG,
+    frames, a GIF and history.csv."""
+    from .progress import Reporter
     from .runs import train_run
     from .spec import load_config, make_settings
 
     with errors():
+        if image is None and not resume:
+            from .errors import SpecError
+            raise SpecError("give the IMAGE to train on (or --resume MODEL to go on with a run)")
         cfg = load_config(config) if config else {}
         if resume and not config:
             from .compresser import Compresser
             cfg = Compresser.load(resume).settings.to_dict()
         settings = make_settings(cfg, layers=layers, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
-        bar = {}
+        report = Reporter(out, quiet)
 
         def on_info(comp, paths):
-            if not quiet:
-                out.print(f"[bold]{comp.mode}[/] mode, {comp.net.n_params:,} parameters "
-                          f"({comp.settings.layers}) -> {paths.out}/", highlight=False)
-            bar["p"] = EpochProgress(f"training {os.path.basename(image)}", settings.epochs, quiet, out)
-
-        def on_epoch(done, total, loss_v, psnr_v, dt, rows):
-            bar["p"].update(done, loss_v, psnr_v, dt, rows)
+            report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({comp.settings.layers}) -> {paths.out}/")
+            report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs)
 
         try:
-            result = train_run(image, settings, out_dir, resume, on_epoch=on_epoch, on_info=on_info, force=force)
+            result = train_run(image, settings, out_dir, resume, on_epoch=report.epoch, on_info=on_info, force=force,
+                               on_progress=report)
         finally:
-            if "p" in bar:
-                bar["p"].close()
+            report.close()
         if not quiet:
-            m = result.compresser.meta
-            p = result.paths
+            m, p = result.compresser.meta, result.paths
             what = result.compresser.describe()["score_detail"]
-            out.print(f"done: {m['epochs']} epochs in {m['train_seconds']:.1f}s, loss {m['loss']:.4g}, "
-                      f"PSNR {m['psnr']:.2f} dB ({what})", highlight=False)
+            report.print(f"done: {m['epochs']} epochs, loss {m['loss']:.4g}, PSNR {m['psnr']:.2f} dB ({what})")
+            report.print(f"time: {timing_text(m['seconds'])}")
             for path in (p.model, p.upscaled, p.gif, p.history):
                 if os.path.exists(path):
-                    out.print(f"  {path}", highlight=False)
+                    report.print(f"  {path}")
+
+
+def timing_text(seconds: dict) -> str:
+    """'41.2s wall: training 11.3s, rendering 26.0s, writing 1.9s, other 2.0s'."""
+    parts = [(k, seconds.get(k, 0.0)) for k in ("training", "rendering", "writing")]
+    other = seconds.get("wall", 0.0) - sum(v for _, v in parts)
+    return f"{seconds.get('wall', 0.0):.1f}s wall: " + ", ".join(
+        f"{k} {v:.1f}s" for k, v in parts + [("other", max(other, 0.0))])
 
 
 # ----------------------------------------------------------------- upscale
@@ -157,6 +212,7 @@ def upscale(
     from .compresser import Compresser
     from .imaging import read_image, write_png
     from .modes import MODES, get_mode
+    from .progress import Reporter
     from .errors import SpecError
 
     with errors():
@@ -184,11 +240,14 @@ def upscale(
             output = os.path.join(os.path.dirname(os.path.abspath(model)), f"{stem}_{w}x{h}.png")
         if input_image and os.path.realpath(output) == os.path.realpath(input_image):
             raise SpecError("the output would overwrite the input image; choose another --output")
-        if not quiet:
-            out.print(f"rendering {w}x{h} ({comp.mode} model)...", highlight=False)
-        write_png(output, comp.upscale(h, w, image=image, bits=bits))
-        if not quiet:
-            out.print(f"wrote {output}", highlight=False)
+        report = Reporter(out, quiet)
+        report.print(f"rendering {w}x{h} ({comp.mode} model)...")
+        try:
+            picture = comp.upscale(h, w, image=image, bits=bits, on_progress=report)
+        finally:
+            report.close()
+        write_png(output, picture)
+        report.print(f"wrote {output}")
 
 
 # ----------------------------------------------------------------- animate

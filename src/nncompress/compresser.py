@@ -12,10 +12,12 @@ callbacks and never touches the terminal.
 """
 
 import os
+import warnings
 
 import numpy as np
 
-from . import imaging
+from . import checkpoint as checkpoints, imaging
+from .checkpoint import Checkpoint
 from .errors import ModelFileError, SpecError
 from .modes import MODES, get_mode
 from .network import Network
@@ -55,6 +57,7 @@ class Compresser:
         self.settings = settings  # what the user chose
         self.state = state        # what training learned besides the weights (the mode's State)
         self.source = source      # the training image (H, W, C) float32, kept when the mode upscales images
+        self.checkpoint = Checkpoint(epoch=meta.get("epochs", 0))  # where training stands, to go on exactly
 
     @property
     def mode(self) -> str:
@@ -76,35 +79,41 @@ class Compresser:
         return cls(net, meta, settings, impl.State(), img if impl.TAKES_IMAGE else None), img
 
     # ---------------------------------------------------------------- train
-    def train(self, img, settings: Settings, on_epoch=None, on_frame=None):
-        """Fit the network to ``img``. ``on_epoch(epoch, epochs, loss, seconds,
-        samples)`` may return True to stop; ``on_frame(epoch, image)`` gets
-        previews on the frame schedule. Returns the training History."""
+    def train(self, img, settings: Settings, on_epoch=None, on_frame=None, on_progress=None, score=True):
+        """Fit the network to ``img`` up to ``settings.epochs`` epochs in all,
+        going on from ``self.checkpoint`` (exactly, when it holds optimizer
+        state). ``on_epoch(done, total, loss, seconds, samples)`` may return
+        True to stop; ``on_frame(epoch, image)`` gets previews on the frame
+        schedule; ``on_progress(what, done, total)`` reports slow phases;
+        ``score``: also measure meta["psnr"]. Returns the training History."""
         frames = set(frame_epochs(settings.epochs, settings.frames))
-        start = self.meta["epochs"]
+        ck = self.checkpoint
+        start = ck.epoch
 
         def on_start():
             if on_frame and 0 in frames and start == 0:
                 on_frame(0, self.preview(img))
 
         def epoch_done(e, loss, dt, samples):
-            done = e + 1 - start
             self.meta["epochs"] = e + 1
             self.meta["loss"] = float(loss)
             self.meta["train_seconds"] += dt
-            if on_frame and done in frames:
+            if on_frame and e + 1 in frames:
                 on_frame(e + 1, self.preview(img))
-            return bool(on_epoch and on_epoch(done, settings.epochs, loss, dt, samples))
+            return bool(on_epoch and on_epoch(e + 1, settings.epochs, loss, dt, samples))
 
-        history = self.impl.train(self.net, img, settings, self.state, start_epoch=start, on_start=on_start,
-                                  on_epoch=epoch_done)
-        self.meta["psnr"] = self.score(img)
+        self.settings = settings
+        history = self.impl.train(self.net, img, settings, self.state, checkpoint=ck, on_start=on_start,
+                                  on_epoch=epoch_done, on_progress=on_progress)
+        self.meta["epochs"] = ck.epoch
+        if score:
+            self.meta["psnr"] = self.score(img)
         return history
 
-    def score(self, img):
+    def score(self, img, on_progress=None):
         """PSNR (dB) of the mode's own test on ``img``: the recreation
         (coords), or rebuilding ``img`` from its own 1/S shrink (patch)."""
-        return self.impl.score(self.net, img, self.settings, self.state)
+        return self.impl.score(self.net, img, self.settings, self.state, on_progress=on_progress)
 
     def preview(self, img):
         """What the network makes of ``img`` now, for frames."""
@@ -133,21 +142,34 @@ class Compresser:
             raise SpecError(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB but only "
                             f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
 
-    def upscale(self, h, w, image=None, bits=None):
-        """The source (or ``image``, for modes that take one) at h x w."""
+    def upscale(self, h, w, image=None, bits=None, on_progress=None):
+        """The source (or ``image``, for modes that take one) at h x w;
+        ``on_progress(what, done, total)`` as the work goes."""
         return self.impl.upscale(self.net, (h, w), self.settings, self.state,
-                                 self.source if image is None else image, bits)
+                                 self.source if image is None else image, bits, on_progress=on_progress)
 
     # ------------------------------------------------------------ save/load
-    def save(self, path):
+    def save(self, path, checkpoint=True):
+        """The model file, and beside it the checkpoint that continues its
+        training exactly (``checkpoint.path_for(path)``), both atomic. The
+        weights saved are the checkpoint's: a whole number of epochs."""
         extras = {}
         if self.source is not None:
             extras["source"] = imaging.to_uint(self.source, self.meta["source"]["bits"])
+        ck = self.checkpoint
+        if ck.params is not None and ck.params.shape == self.net.params.shape:
+            self.net.params[...] = ck.params
+        self.meta["epochs"] = ck.epoch
         meta = {**self.meta, "settings": self.settings.to_dict(), "state": self.state.to_dict()}
+        if checkpoint and ck.resumable:  # first: a kill between the writes leaves a checkpoint that no longer matches, and says so
+            checkpoints.save(checkpoints.path_for(path), ck, self.net.params)
         self.net.save(path, meta=meta, extras=extras)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, resume=False):
+        """The model at ``path``; with ``resume``, also its checkpoint (a
+        warning, and training goes on with fresh optimizer state, when it is
+        missing or does not match)."""
         net, meta, extras = Network.load(path)
         name = os.path.basename(path)
         if meta.get("mode") not in MODES or "source" not in meta or not isinstance(meta.get("settings"), dict):
@@ -169,7 +191,22 @@ class Compresser:
             if src is None or src.ndim != 3:
                 raise ModelFileError(f"'{name}' is a {meta['mode']} model without its source image")
             source = src.astype(np.float32) / (65535 if src.dtype == np.uint16 else 255)
-        return cls(net, meta, settings, state, source)
+        comp = cls(net, meta, settings, state, source)
+        comp.checkpoint.epoch = int(meta.get("epochs", 0))
+        if resume:
+            side = checkpoints.path_for(path)
+            try:
+                ck = checkpoints.load(side, net.params)
+                if ck is None and comp.checkpoint.epoch:
+                    raise ModelFileError(f"no checkpoint '{os.path.basename(side)}' beside the model")
+            except ModelFileError as e:
+                warnings.warn(f"{e}: training goes on with fresh optimizer state, so its first epochs "
+                              f"may lose ground", stacklevel=2)
+                ck = None
+            if ck is not None:
+                ck.epoch = comp.checkpoint.epoch  # the model's record; the weights are the same (checksum)
+                comp.checkpoint = ck
+        return comp
 
     def bits_per_pixel(self, path=None):
         """Model size per source pixel: of the file, and of the weights alone."""

@@ -46,18 +46,22 @@ def image_to_table(img):
     return pixel_grid(h, w), np.ascontiguousarray(img.reshape(-1, c), dtype=np.float32)
 
 
-def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None):
+def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None, on_progress=None):
     """Evaluate ``predict`` (X (N, 2) -> (N, C)) over an h x w grid in tiles
     of whole rows, so memory is bounded for any size. Returns float32
     (H, W, C) in [0, 1], or uint8/uint16 when ``bits`` is given (a quarter
-    or half the memory for very large outputs)."""
+    or half the memory for very large outputs). ``on_progress(what, done,
+    total)`` after each tile."""
     dtype = np.float32 if bits is None else (np.uint16 if bits == 16 else np.uint8)
     out = np.empty((h, w, channels), dtype)
     rows_per_tile = max(1, tile_pixels // max(w, 1))
-    for r0 in range(0, h, rows_per_tile):
+    tiles = -(-h // rows_per_tile)
+    for i, r0 in enumerate(range(0, h, rows_per_tile)):
         rows = np.arange(r0, min(h, r0 + rows_per_tile))
         tile = np.clip(predict(pixel_grid(h, w, rows)), 0, 1).reshape(len(rows), w, channels)
         out[rows[0]:rows[-1] + 1] = tile if bits is None else to_uint(tile, bits)
+        if on_progress:
+            on_progress(f"rendering {w}x{h}", i + 1, tiles)
     return out
 
 
@@ -68,18 +72,18 @@ def network(settings, channels):
     return build_network(settings.layers, 2, channels, settings.seed)
 
 
-def train(net, img, settings, state, *, start_epoch, on_start, on_epoch):
+def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progress=None):
     from .training import fit_settings
     rng = np.random.default_rng(settings.seed)
     X, Y = image_to_table(img)
     on_start()
     return fit_settings(net, X, Y, settings, rng=rng, callback=lambda e, loss, dt: on_epoch(e, loss, dt, X.shape[0]),
-                        start_epoch=start_epoch, total_epochs=start_epoch + settings.epochs)
+                        checkpoint=checkpoint)
 
 
-def score(net, img, settings, state):
+def score(net, img, settings, state, on_progress=None):
     """PSNR (dB, all channels) of the network's recreation of ``img``."""
-    return psnr_rgb(upscale(net, img.shape[:2], settings, state, None), img)
+    return psnr_rgb(upscale(net, img.shape[:2], settings, state, None, on_progress=on_progress), img)
 
 
 def preview(net, img, settings, state):
@@ -88,9 +92,9 @@ def preview(net, img, settings, state):
     return upscale(net, (h * f, w * f), settings, state, None)
 
 
-def upscale(net, size, settings, state, image, bits=None):
+def upscale(net, size, settings, state, image, bits=None, on_progress=None):
     """The network rendered at ``size``; ``image`` is unused."""
-    return render(net.predict, size[0], size[1], net.out_size, bits=bits)
+    return render(net.predict, size[0], size[1], net.out_size, bits=bits, on_progress=on_progress)
 
 
 def describe(settings, state):

@@ -13,17 +13,24 @@ A mode module provides::
                                     besides the weights; saved under "state" in the model file
 
     network(settings, channels) -> Network
-    train(net, img, settings, state, *, start_epoch, on_start, on_epoch) -> History
+    train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progress) -> History
         Fit ``net`` to img (H, W, C) float32 in [0, 1], filling ``state`` in place.
         Call ``on_start()`` once, when ``state`` is ready for previews, before the
         first epoch; then ``on_epoch(epoch, loss, seconds, samples)`` after each
-        (0-based, counted from ``start_epoch``), stopping when it returns True.
-        Runs ``settings.epochs`` epochs in a schedule of ``start_epoch + settings.epochs``.
-    score(net, img, settings, state) -> float     PSNR (dB) of the mode's own test on img
+        (0-based, counting from 0 for the run's first epoch), stopping when it
+        returns True. ``settings.epochs`` is the total: train epochs
+        [checkpoint.epoch, settings.epochs), through ``training.run_epochs``
+        (or its contract: restore the optimizer and RNG from ``checkpoint``
+        first, ``checkpoint.take`` after each epoch, ``checkpoint.restore``
+        on Ctrl-C), so a stopped run continues bit for bit.
+        ``on_progress(what, done, total)`` reports phases before the epochs
+        (calibration) that can take seconds.
+    score(net, img, settings, state, on_progress=None) -> float   PSNR (dB) of the mode's own test on img
     preview(net, img, settings, state) -> (h, w, C) float32 frame for the training GIF
-    upscale(net, size, settings, state, image, bits=None) -> (size[0], size[1], C) image:
+    upscale(net, size, settings, state, image, bits=None, on_progress=None) -> (size[0], size[1], C) image:
         float32 in [0, 1], or uint8/uint16 when ``bits`` is given; ``image`` is the
-        picture to upscale (None when TAKES_IMAGE is False)
+        picture to upscale (None when TAKES_IMAGE is False); ``on_progress(what,
+        done, total)`` as the work goes (tiles, stages, back-projection)
     describe(settings, state) -> dict   for ``info`` and the end of ``train``: "score"
         (what the PSNR measures, short), "score_detail" (in full), "learned" (state dict)
     loss_psnr(loss, settings, state) -> float | None   PSNR a training loss implies

@@ -1,41 +1,174 @@
-"""Progress for the CLI: a rich live bar on a terminal, plain lines every few
-seconds otherwise (logs, CI, pipes), nothing with --quiet."""
+"""Progress for the CLI: one live line on a terminal, plain lines every few
+seconds otherwise (logs, CI, pipes), nothing with --quiet. The library
+reports through callbacks (``on_epoch``, ``on_progress(what, done,
+total)``) and never knows about the terminal; this module is where they
+meet it.
+
+The live line fits the terminal: fields are dropped or shortened in order of
+importance, never the counter or the ETA (``fit_line``). The ETA appears
+once it means something (``Eta``)."""
 
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.live import Live
+from rich.text import Text
+
+MIN_ETA_SECONDS = 2.0  # no ETA before this much time has passed: the first steps pay compile and warm-up
+SHOW_AFTER = 1.0       # a phase gets a live line only once it has taken this long
+PLAIN_EVERY = 3.0      # seconds between plain progress lines
 
 
-class EpochProgress:
-    def __init__(self, description, total, quiet=False, console=None, every=3.0):
-        self.console = console or Console(stderr=False)
-        self.quiet, self.total, self.every = quiet, total, every
-        self.start = self.last = time.perf_counter()
-        self.live = not quiet and self.console.is_terminal
-        if self.live:
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
-                                TimeRemainingColumn(), console=self.console, transient=False)
-            self.task = self.bar.add_task(description, total=total, stats="")
-            self.bar.start()
-        elif not quiet:
-            self.console.print(f"{description}: {total} epochs", highlight=False)
+def clock_text(seconds):
+    """0:07, 2:05, 1:02:05."""
+    s = int(round(seconds))
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
 
-    def update(self, done, loss, psnr, seconds, rows):
-        rate = rows / max(seconds, 1e-9)
-        stats = f"loss {loss:.3g}" + (f"  {psnr:.2f} dB" if psnr is not None else "") + f"  {rate:,.0f} samples/s"
-        if self.live:
-            self.bar.update(self.task, completed=done, stats=stats)
+
+class Eta:
+    """Seconds left, from the pace since the first report (the first step,
+    which pays numba's compile, is left out of the pace); None until at
+    least MIN_ETA_SECONDS have passed and two reports have come."""
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock, self.begin, self.first = clock, clock(), None
+
+    def update(self, done, total):
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+            return None
+        if done >= total:
+            return 0.0
+        t0, d0 = self.first
+        if done <= d0 or now - self.begin < MIN_ETA_SECONDS:
+            return None
+        return (now - t0) / (done - d0) * max(total - done, 0)
+
+
+def fit_line(width, counter, eta, name="", fraction=None, fields=()):
+    """One status line of at most ``width`` characters:
+    ``name bar counter field... eta``. ``counter`` and ``eta`` always stay;
+    ``fields`` (most important first) are kept while they fit, then the bar
+    (10 to 30 wide), then the name, shortened with an ellipsis if need be."""
+    tail = [counter]
+    used = len(counter) + len(eta) + 1
+    kept = []
+    for f in fields:
+        if used + len(f) + 2 <= width:
+            kept.append(f)
+            used += len(f) + 2
+    bar = ""
+    if fraction is not None and used + 12 <= width:
+        n = min(30, width - used - 2 - (len(name) + 1 if name else 0))
+        n = max(n, 10)
+        full = round(max(0.0, min(1.0, fraction)) * n)
+        bar = "━" * full + "╺" * (n > full) + " " * max(0, n - full - 1)
+        used += n + 1
+    if name and used + 6 <= width:
+        room = width - used - 1
+        name = name if len(name) <= room else name[:room - 1] + "…"
+    else:
+        name = ""
+    left = " ".join(p for p in (name, bar) if p)
+    return "  ".join(p for p in ([left] if left else []) + tail + kept + [eta])
+
+
+class Reporter:
+    """Every progress callback of one command, on one console: epochs
+    (``epoch``) and other phases (``__call__``, usable as ``on_progress``)."""
+
+    def __init__(self, console=None, quiet=False, clock=time.perf_counter):
+        self.console = console or Console()
+        self.quiet, self.clock = quiet, clock
+        self.tty = not quiet and self.console.is_terminal
+        self.live = None
+        self.what = None
+        self.label = "training"
+
+    # ---------------------------------------------------------- output
+    def _show(self, line):
+        if self.live is None:
+            self.live = Live(Text(line, no_wrap=True, overflow="crop"), console=self.console, auto_refresh=False,
+                             transient=False)
+            self.live.start()
+        self.live.update(Text(line, no_wrap=True, overflow="crop"), refresh=True)
+
+    def _commit(self):
+        """Leave the current live line on screen and start a fresh one."""
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def print(self, line):
+        if not self.quiet:
+            self._commit()
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    def _start(self, what, total):
+        self._commit()
+        self.what, self.total = what, total
+        self.t0 = self.last = self.clock()
+        self.eta = Eta(self.clock)
+        self.shown = False
+
+    # ---------------------------------------------------------- epochs
+    def epochs(self, label, start, total):
+        """Epochs ``start`` -> ``total`` of ``label`` begin."""
+        self.label = label
+        self._start(("epochs", label), total)
+        if not self.quiet and not self.tty:
+            more = f" (going on from epoch {start})" if start else ""
+            self.print(f"{label}: {total} epochs{more}")
+
+    def epoch(self, done, total, loss, psnr, seconds, rows):
+        if self.quiet:
             return
-        now = time.perf_counter()
-        if not self.quiet and (now - self.last >= self.every or done == self.total):
+        if self.what != ("epochs", self.label):
+            self.epochs(self.label, done - 1, total)
+        eta = self.eta.update(done, total)
+        fields = [f"{psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}",
+                  f"{rows / max(seconds, 1e-9):,.0f} rows/s", clock_text(self.clock() - self.t0)]
+        fields = [f for f in fields if f]
+        eta_text = "eta " + (clock_text(eta) if eta is not None else "…")
+        counter = f"epoch {done:>{len(str(total))}}/{total}"
+        if self.tty:
+            self._show(fit_line(self.console.width - 1, counter, eta_text, self.label, done / total, fields))
+        elif self._due(done == total):
+            self.console.print("  ".join([counter] + fields + [eta_text]), highlight=False, markup=False,
+                               soft_wrap=True)
+
+    # ---------------------------------------------------------- other phases
+    def __call__(self, what, done, total):
+        """on_progress: ``done`` of ``total`` units of ``what`` (a short
+        phrase, e.g. 'rendering 1024x1024'). A phase shows only once it has
+        taken SHOW_AFTER seconds (plain output: every PLAIN_EVERY)."""
+        if self.quiet:
+            return
+        if self.what != what:
+            self._start(what, total)
+        eta = self.eta.update(done, total)
+        elapsed = self.clock() - self.t0
+        eta_text = "eta " + (clock_text(eta) if eta is not None else "…")
+        counter = f"{done}/{total}"
+        if self.tty:
+            if elapsed >= SHOW_AFTER or self.shown:
+                self.shown = True
+                self._show(fit_line(self.console.width - 1, counter, eta_text, what, done / max(total, 1),
+                                    [clock_text(elapsed)]))
+        elif (elapsed >= PLAIN_EVERY or self.shown) and self._due(done >= total):
+            self.shown = True
+            end = f"done in {elapsed:.1f}s" if done >= total else eta_text
+            self.console.print(f"{what}: {counter}  {end}", highlight=False, markup=False, soft_wrap=True)
+
+    def _due(self, final):
+        now = self.clock()
+        if final or now - self.last >= PLAIN_EVERY:
             self.last = now
-            el = now - self.start
-            eta = el / done * (self.total - done) if done else 0
-            self.console.print(f"epoch {done}/{self.total}  {stats}  elapsed {el:.0f}s  eta {eta:.0f}s",
-                               highlight=False)
+            return True
+        return False
 
     def close(self):
-        if self.live:
-            self.bar.stop()
+        self._commit()
+        self.what = None

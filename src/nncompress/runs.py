@@ -5,25 +5,34 @@ import csv
 import io
 import os
 import re
+import shlex
+import warnings
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from . import imaging
 from .atomic import atomic_write
 from .compresser import Compresser
+from .metrics import psnr_rgb
 from .spec import Settings, SpecError
+from .timing import Phases
 from .training import TrainingDiverged
 
 FRAME_RE = re.compile(r"^epoch_(\d+)\.png$")
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C during training; everything so far was saved."""
+    """Ctrl-C during training; everything up to the last whole epoch was saved."""
 
-    def __init__(self, paths):
+    def __init__(self, paths, image, epoch, epochs):
         super().__init__("interrupted")
-        self.paths = paths
+        self.paths, self.image, self.epoch, self.epochs = paths, image, epoch, epochs
+
+    def resume_command(self):
+        """A command that goes on where this run stopped, as given."""
+        return " ".join(shlex.quote(a) for a in ("nncompress", "train", self.image, "--resume", self.paths.model))
 
 
 @dataclass
@@ -81,61 +90,160 @@ def prepare_output(out_dir, image_path, paths: RunPaths):
 
 
 def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoch=None, on_info=None,
-              upscale_output=True, force=False):
-    """Train on one image and write model.npz, the upscale, frames, GIF and
-    history.csv into ``out_dir``. ``on_epoch(done, total, loss, psnr,
-    seconds, rows)`` returns True to stop early."""
-    img, bits = imaging.read_image(image_path)
+              upscale_output=True, force=False, on_progress=None):
+    """Train on one image and write model.npz (with its checkpoint), the
+    upscale, frames, GIF and history.csv into ``out_dir``.
+
+    ``settings.epochs`` is the total: with ``resume`` (a model.npz) training
+    goes on from the model's epoch to it, exactly as if never stopped, and
+    ``image_path`` may be None to use the image the model records. The
+    history and frames so far are kept. ``on_epoch(done, total, loss, psnr,
+    seconds, rows)`` returns True to stop early; ``on_progress(what, done,
+    total)`` reports the other slow phases. Raises RunInterrupted on Ctrl-C."""
+    phases = Phases()
+    earlier_rows, earlier_frames = [], []
+    if resume:
+        comp = Compresser.load(resume, resume=True)
+        image_path = recorded_image(comp, image_path)
+    with phases("reading"):
+        img, bits = imaging.read_image(image_path)
     stem = os.path.splitext(os.path.basename(image_path))[0]
-    out_dir = out_dir or os.path.join("runs", stem)
+    out_dir = out_dir or (os.path.dirname(resume) or "." if resume else os.path.join("runs", stem))
     paths = RunPaths(out_dir, stem, settings.scale)
     if resume:
-        comp = Compresser.load(resume)
-        src = comp.meta["source"]
-        if (src["height"], src["width"], src["channels"]) != img.shape:
-            raise SpecError(f"--resume model was trained on a {src['width']}x{src['height']} image with "
-                            f"{src['channels']} channel(s); this image is {img.shape[1]}x{img.shape[0]}x{img.shape[2]}")
-        if comp.mode != settings.mode:
-            raise SpecError(f"--resume model is a {comp.mode} model; drop --mode or use --mode {comp.mode}")
+        _check_resume(comp, img, settings)
+        start = comp.checkpoint.epoch
+        folder = os.path.dirname(resume) or "."
+        earlier_rows = [r for r in read_history(os.path.join(folder, "history.csv")) if r[0] <= start]
+        if settings.frames and os.path.isdir(os.path.join(folder, "frames")):
+            earlier_frames = [(e, p) for e, p in read_frames(folder) if e <= start]
     else:
         comp, _ = Compresser.for_image(img, bits, settings, name=os.path.basename(image_path))
+    comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     prepare_output(out_dir, image_path, paths)
     if on_info:
         on_info(comp, paths)
 
-    history, frames = [], []
+    history, frames = list(earlier_rows), []
+    for e, p in earlier_frames:
+        view = imaging.pil_to_array(Image.open(p))[0]
+        frames.append((e, imaging.array_to_pil(view)))
+        if os.path.realpath(os.path.dirname(p)) != os.path.realpath(paths.frames):
+            imaging.write_png(os.path.join(paths.frames, os.path.basename(p)), frames[-1][1])
+    timing = dict(comp.meta.get("seconds") or {})
 
     def epoch_cb(done, total, loss, dt, rows):
         p = comp.impl.loss_psnr(loss, settings, comp.state)
-        history.append((comp.meta["epochs"], loss, p, dt))
+        history.append((done, loss, p, dt))
         return bool(on_epoch and on_epoch(done, total, loss, p, dt, rows))
 
     def frame_cb(epoch, picture):
-        view = imaging.array_to_pil(picture)
-        imaging.write_png(os.path.join(paths.frames, f"epoch_{epoch:06d}.png"), view)
-        frames.append((epoch, view))
+        with phases("writing"):
+            view = imaging.array_to_pil(picture)
+            imaging.write_png(os.path.join(paths.frames, f"epoch_{epoch:06d}.png"), view)
+            frames.append((epoch, view))
 
-    def save_all(model_path=paths.model):
-        comp.save(model_path)
-        _write_history(paths.history, history)
-        if frames:
-            write_training_gif(paths.gif, frames)
+    def save_all(model_path=paths.model, checkpoint=True):
+        with phases("writing"):
+            comp.meta["seconds"] = phases.record(timing)
+            comp.save(model_path, checkpoint=checkpoint)
+            _write_history(paths.history, [r for r in history if r[0] <= comp.checkpoint.epoch])
+            if frames:
+                write_training_gif(paths.gif, [f for f in frames if f[0] <= comp.checkpoint.epoch])
 
     try:
-        comp.train(img, settings, on_epoch=epoch_cb, on_frame=frame_cb if settings.frames else None)
+        with phases("training"):
+            comp.train(img, settings, on_epoch=epoch_cb, on_frame=frame_cb if settings.frames else None,
+                       on_progress=on_progress, score=False)
+        with phases("rendering"):
+            comp.meta["psnr"] = comp.score(img, on_progress)
     except KeyboardInterrupt:
         save_all()
-        raise RunInterrupted(paths) from None
+        raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs) from None
     except TrainingDiverged as e:
         save_all(paths.last_good)  # an earlier run's model.npz stays as it was
         raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
     save_all()
+    warn_if_useless(comp, img, settings)
     if upscale_output:
         h, w = comp.output_size(scale=settings.scale)
-        imaging.write_png(paths.upscaled, comp.upscale(h, w), bits)
+        with phases("rendering"):
+            up = comp.upscale(h, w, bits=bits, on_progress=on_progress)
+        with phases("writing"):
+            imaging.write_png(paths.upscaled, up, bits)
+        del up
+        save_all(checkpoint=False)  # the time record now covers the upscale too
     return RunResult(paths, comp)
+
+
+USELESS_MARGIN_DB = 1.0  # a result within this of a flat image of the mean colour learned nothing worth having
+
+
+def flat_psnr(img):
+    """PSNR (dB) of a flat image of ``img``'s mean colour: the floor any
+    trained network should clear."""
+    return psnr_rgb(np.broadcast_to(img.mean(axis=(0, 1)), img.shape), img)
+
+
+def warn_if_useless(comp, img, settings):
+    """Warn (the run still succeeds) when the result is no better than a
+    flat image of the mean colour, saying what to change."""
+    got, floor = comp.meta["psnr"], flat_psnr(img)
+    if got is not None and got < floor + USELESS_MARGIN_DB:
+        adam = "" if settings.optimizer == "adam" else " or --optimizer adam"
+        warnings.warn(f"the result ({got:.2f} dB) is no better than a flat image of the mean colour "
+                      f"({floor:.2f} dB): training did not learn the image. Try a smaller --lr (now "
+                      f"{settings.lr:g}), more --epochs (now {settings.epochs}){adam}", stacklevel=2)
+
+
+def recorded_image(comp, image_path):
+    """The image to go on training with: ``image_path``, else the one the
+    model records if that file still exists."""
+    if image_path:
+        return image_path
+    src = comp.meta["source"]
+    recorded = src.get("path")
+    if recorded and os.path.isfile(recorded):
+        return recorded
+    where = f" (recorded as {recorded}, which no longer exists)" if recorded else ""
+    raise SpecError(f"--resume needs the image the model was trained on, {src['name']} "
+                    f"({src['width']}x{src['height']}){where}; give it: nncompress train IMAGE --resume MODEL")
+
+
+def _check_resume(comp, img, settings):
+    src = comp.meta["source"]
+    if (src["height"], src["width"], src["channels"]) != img.shape:
+        raise SpecError(f"--resume model was trained on a {src['width']}x{src['height']} image with "
+                        f"{src['channels']} channel(s); this image is {img.shape[1]}x{img.shape[0]}x{img.shape[2]}")
+    if comp.mode != settings.mode:
+        raise SpecError(f"--resume model is a {comp.mode} model; drop --mode or use --mode {comp.mode}")
+    done = comp.checkpoint.epoch
+    if done >= settings.epochs:
+        raise SpecError(f"the model has trained {done} epochs and --epochs is the total ({settings.epochs}); "
+                        f"pass --epochs N with N > {done} to train further")
+    before = comp.settings.epochs
+    if done and settings.epochs != before and settings.schedule != "constant":
+        warnings.warn(f"the {settings.schedule} schedule now spans {settings.epochs} epochs (it was {before}), "
+                      f"so the learning rate changes at epoch {done}", stacklevel=3)
+
+
+def read_history(path):
+    """[(epoch, loss, psnr or None, seconds)] from a history.csv ([] if absent)."""
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                rows.append((int(r["epoch"]), float(r["loss"]), float(r["psnr_db"]) if r["psnr_db"] else None,
+                             float(r["seconds"])))
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError):
+        warnings.warn(f"'{path}' is not a history.csv this version wrote; its rows are not carried over",
+                      stacklevel=3)
+        return []
+    return rows
 
 
 def _write_history(path, rows):

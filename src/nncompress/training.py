@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from . import kernels as K
 from .layers import Activation
+from .checkpoint import Checkpoint
 from .losses import get_loss
 from .network import Network
 from .optimizers import Optimizer, get_optimizer, schedule as lr_at
@@ -45,14 +46,14 @@ class History:
 
 def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "mse",
         optimizer: str | Optimizer = "sgd", lr: float = 0.01, schedule: str = "constant",
-        rng: np.random.Generator | None = None, callback=None, start_epoch: int = 0,
-        total_epochs: int | None = None, engine: str | None = None) -> History:
-    """Train ``net`` on X (N, in) -> Y (N, out) for ``epochs`` epochs.
+        rng: np.random.Generator | None = None, callback=None, checkpoint: Checkpoint | None = None,
+        engine: str | None = None) -> History:
+    """Train ``net`` on X (N, in) -> Y (N, out) up to ``epochs`` epochs in all.
 
     batch_size 0 (or >= N) is full-batch gradient descent. ``callback(epoch,
     loss, seconds)`` runs after each epoch and stops training by returning
-    True. ``start_epoch``/``total_epochs`` place these epochs inside a longer
-    schedule (for resuming). Raises TrainingDiverged on a NaN/inf loss, with
+    True. ``checkpoint`` (see ``run_epochs``) continues a stopped run exactly
+    and is kept up to date. Raises TrainingDiverged on a NaN/inf loss, with
     the last good weights restored.
     """
     X = np.ascontiguousarray(X, dtype=net.dtype)
@@ -70,18 +71,22 @@ def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "ms
     rng = rng if rng is not None else np.random.default_rng(0)
     N = X.shape[0]
     batch = N if batch_size <= 0 else min(int(batch_size), N)
-    total_epochs = total_epochs or start_epoch + epochs
 
     stack = net.dense_stack()
     if engine is None:
         engine = "layers" if stack is None else ("small" if batch * stack.max_width < SMALL_WORK else "blas")
-    step_epoch = {"small": _SmallEngine, "blas": _BlasEngine, "layers": _LayerEngine}[engine](
+    engine_epoch = {"small": _SmallEngine, "blas": _BlasEngine, "layers": _LayerEngine}[engine](
         net, stack, X, Y, loss_code, opt, batch)
+
+    def step_epoch(e):
+        perm = rng.permutation(N) if batch < N else np.arange(N)
+        return engine_epoch(perm, lr_at(schedule, lr, e, epochs))
 
     # Small matmuls run 3x slower with threads here (and fight numba's)
     threads = 1 if min(batch, CHUNK) < BLAS_THREADED_ROWS else None
     with threadpool_limits(limits=threads, user_api="blas"):
-        return _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epochs, total_epochs, callback)
+        return run_epochs(net, opt, rng, step_epoch, epochs=epochs, checkpoint=checkpoint, callback=callback,
+                          lr=lr)
 
 
 def fit_settings(net, X, Y, settings, **kw) -> History:
@@ -91,21 +96,38 @@ def fit_settings(net, X, Y, settings, **kw) -> History:
                optimizer=settings.optimizer, lr=settings.lr, schedule=settings.schedule, **kw)
 
 
-def _epochs(net, opt, step_epoch, N, batch, rng, lr, schedule, start_epoch, epochs, total_epochs, callback):
+def run_epochs(net, opt, rng, step_epoch, *, epochs, checkpoint=None, callback=None, lr=None) -> History:
+    """The epoch loop every mode shares: epochs [checkpoint.epoch, epochs)
+    of ``step_epoch(e) -> mean loss``, which draws its randomness from
+    ``rng`` and its rate from the schedule at ``e`` of ``epochs``.
+
+    A checkpoint that holds optimizer state puts the optimizer and ``rng``
+    back first, so a resumed run continues the same curve, bit for bit.
+    After each epoch the checkpoint records the weights, optimizer and RNG;
+    on a NaN/inf loss (TrainingDiverged) or Ctrl-C (KeyboardInterrupt,
+    re-raised) they go back to it, so what the caller saves is always a
+    whole epoch that the checkpoint continues exactly.
+    ``callback(epoch, loss, seconds)`` stops training by returning True."""
+    ck = checkpoint if checkpoint is not None else Checkpoint()
+    if ck.resumable:
+        ck.restore(net.params, opt, rng)
+    ck.take(ck.epoch, net.params, opt, rng)
     history = History()
-    good = (net.params.copy(), opt.m.copy(), opt.v.copy(), opt.t)
-    for e in range(start_epoch, start_epoch + epochs):
-        t0 = time.perf_counter()
-        perm = rng.permutation(N) if batch < N else np.arange(N)
-        lr_e = lr_at(schedule, lr, e, total_epochs)
-        value = step_epoch(perm, lr_e)
-        dt = time.perf_counter() - t0
+    for e in range(ck.epoch, epochs):
+        try:
+            t0 = time.perf_counter()
+            value = step_epoch(e)
+            dt = time.perf_counter() - t0
+        except KeyboardInterrupt:
+            ck.restore(net.params, opt, rng)
+            raise
         if not math.isfinite(value):
-            net.params[...], opt.m[...], opt.v[...], opt.t = good
+            ck.restore(net.params, opt, rng)
+            rate = "" if lr is None else f" (now {lr:g})"
             raise TrainingDiverged(
-                f"the loss became {value} at epoch {e + 1}; try a smaller learning rate "
-                f"(now {lr:g}). The last good weights were kept.")
-        good = (net.params.copy(), opt.m.copy(), opt.v.copy(), opt.t)
+                f"the loss became {value} at epoch {e + 1}; try a smaller learning rate{rate}. "
+                f"The last good weights were kept.")
+        ck.take(e + 1, net.params, opt, rng)
         history.loss.append(value)
         if callback is not None and callback(e, value, dt):
             break

@@ -1,0 +1,139 @@
+"""Exact resume: a run stopped at epoch 10 and resumed to 20 ends with the
+same weights, bit for bit, as one that ran 20 epochs straight. Bit-exact
+because the checkpoint restores the optimizer's moments and step count, the
+schedule position and the RNG state, and the engine and its chunking are the
+same on both paths."""
+
+import csv
+import json
+import shlex
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nncompress import training
+from nncompress.checkpoint import Checkpoint, path_for
+from nncompress.cli import app
+from nncompress.optimizers import get_optimizer
+from nncompress.training import run_epochs
+
+runner = CliRunner()
+SMALL = ["-l", "8:relu,out:sigmoid", "-b", "16", "--optimizer", "adam", "--seed", "4", "--frames", "4"]
+PATCH = ["--mode", "patch", "-l", "8:relu,out", "-b", "32", "--seed", "4", "--frames", "0", "--scale", "2"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def params(path):
+    return np.load(path)["params"]
+
+
+def history(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def interrupt_at(monkeypatch, epoch):
+    """Ctrl-C inside the epoch loop just after epoch ``epoch``'s step, before
+    its checkpoint: the worst moment (the weights moved; nothing recorded).
+    Only the run's own training (with a checkpoint), not patch mode's
+    calibration."""
+    original = training.run_epochs
+
+    def patched(net, opt, rng, step_epoch, **kw):
+        if kw.get("checkpoint") is None:
+            return original(net, opt, rng, step_epoch, **kw)
+
+        def step(e):
+            value = step_epoch(e)
+            if e + 1 == epoch:
+                raise KeyboardInterrupt
+            return value
+        return original(net, opt, rng, step, **kw)
+    monkeypatch.setattr(training, "run_epochs", patched)
+
+
+@pytest.mark.parametrize("flags", [SMALL, PATCH], ids=["coords", "patch"])
+def test_stop_at_10_resume_to_20_equals_20_straight(tmp_path, digit, monkeypatch, flags):
+    straight = tmp_path / "straight"
+    assert run("train", digit, *flags, "-e", 20, "-q", "-o", straight).exit_code == 0
+
+    stopped = tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 11)
+        r = run("train", digit, *flags, "-e", 20, "-q", "-o", stopped)
+    assert r.exit_code == 130
+    hint = r.output.strip().splitlines()[-1]
+    assert hint.startswith("go on with: nncompress train ") and str(digit) in hint
+    facts = json.loads(run("info", stopped / "model.npz", "--json").output)
+    assert facts["epochs"] == 10 and len(history(stopped / "history.csv")) == 10
+    assert path_for(stopped / "model.npz").endswith("model.checkpoint.npz")
+
+    command = shlex.split(hint[len("go on with: "):])[1:]  # as printed, less the program name
+    r = run(*command, "-q")
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(params(stopped / "model.npz"), params(straight / "model.npz"))
+    rows = history(stopped / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 21))  # appended, not overwritten
+    assert [r["loss"] for r in rows] == [r["loss"] for r in history(straight / "history.csv")]
+    facts = json.loads(run("info", stopped / "model.npz", "--json").output)
+    assert facts["epochs"] == 20 == len(rows)
+
+
+def test_epochs_is_the_total_and_a_finished_run_says_how_to_go_on(tmp_path, digit):
+    out = tmp_path / "r"
+    assert run("train", digit, *SMALL, "-e", 6, "-q", "-o", out).exit_code == 0
+    r = run("train", digit, "--resume", out / "model.npz", "-q")
+    assert r.exit_code == 2 and "--epochs" in r.output and "6" in r.output
+    r = run("train", digit, "--resume", out / "model.npz", "-e", 9, "-q")  # same folder, 3 more
+    assert r.exit_code == 0, r.output
+    assert json.loads(run("info", out / "model.npz", "--json").output)["epochs"] == 9
+    assert len(history(out / "history.csv")) == 9
+
+
+def test_resume_without_image_uses_the_recorded_one_or_names_it(tmp_path, digit):
+    import shutil
+    img = tmp_path / "pic.png"
+    shutil.copy(digit, img)
+    out = tmp_path / "r"
+    assert run("train", img, *SMALL, "-e", 4, "-q", "-o", out).exit_code == 0
+    r = run("train", "--resume", out / "model.npz", "-e", 6, "-q")
+    assert r.exit_code == 0, r.output
+    img.unlink()
+    r = run("train", "--resume", out / "model.npz", "-e", 8, "-q")
+    assert r.exit_code == 2 and "pic.png" in r.output and "28x28" in r.output
+    assert run("train", "-q").exit_code == 2
+
+
+def test_a_checkpoint_of_other_weights_is_refused_with_a_warning(tmp_path, digit):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, seed in ((a, 1), (b, 2)):
+        assert run("train", digit, *SMALL[:-4], "--seed", seed, "-e", 3, "--frames", 0, "-q", "-o", out).exit_code == 0
+    (a / "model.checkpoint.npz").write_bytes((b / "model.checkpoint.npz").read_bytes())
+    r = run("train", digit, "--resume", a / "model.npz", "-e", 5)
+    assert r.exit_code == 0 and "other weights" in r.output and "fresh optimizer state" in r.output
+
+
+def test_ctrl_c_mid_epoch_goes_back_to_the_last_whole_epoch():
+    from nncompress.network import Network
+    net = Network([{"type": "input", "size": 2}, {"type": "connected", "units": 3}])
+    opt = get_optimizer("adam", 0.1)
+    opt.init_state(net.n_params)
+    rng = np.random.default_rng(0)
+    ck = Checkpoint()
+
+    def step(e):
+        net.params[:] += 1.0
+        opt.t += 1
+        rng.random()
+        if e == 2:
+            raise KeyboardInterrupt
+        return 1.0
+
+    with pytest.raises(KeyboardInterrupt):
+        run_epochs(net, opt, rng, step, epochs=5, checkpoint=ck)
+    assert ck.epoch == 2 and opt.t == 2 and np.array_equal(net.params, ck.params)
+    assert rng.bit_generator.state == ck.rng
