@@ -142,3 +142,46 @@ def test_python_dash_m():
     import sys
     r = subprocess.run([sys.executable, "-m", "nncompress", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and __version__ in r.stdout
+
+
+def _options(cmd):
+    import typer.main
+    group = typer.main.get_command(app)
+    command = group.commands[cmd[0]] if cmd else group
+    return [p for p in command.params if p.param_type_name == "option"]
+
+
+@pytest.mark.parametrize("cmd", _commands(), ids=lambda c: c[0] if c else "app")
+def test_help_shows_real_defaults_flags_and_examples(cmd):
+    r = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "240"})
+    text = r.output
+    for p in _options(cmd):
+        if p.is_flag:  # on/off: no value type, no default text
+            line = next(l for l in text.splitlines() if p.opts[0] + " " in l or l.rstrip().endswith(p.opts[0]))
+            assert "<bool>" not in line, line
+        else:
+            assert p.show_default or p.default is not None, f"{p.opts[0]} shows no default"
+    import re
+    assert "[default: ]" not in text and "[default: ()]" not in text
+    assert not re.search(r"\w \.(\s|$)", text), "a default written into the help text was eaten as markup"
+    assert "<bool>" not in text
+    after = text.split("Examples", 1)[1] if "Examples" in text else ""
+    examples = [l for l in after.splitlines() if l.strip().strip("│").strip().startswith("nncompress ")]
+    assert 2 <= len(examples) <= 4, text
+
+
+def test_help_defaults_are_the_real_ones():
+    from nncompress.cli import MODE_DEFAULTS
+    from nncompress.modes import get_mode
+    from nncompress.spec import make_settings
+    coords, patch = make_settings({}), make_settings({}, mode="patch")
+    for key, shown in MODE_DEFAULTS.items():
+        if key == "mode":
+            assert shown == coords.mode
+            continue
+        a, b = getattr(coords, key), getattr(patch, key)
+        text = f"{a:g}" if isinstance(a, float) else str(a)
+        assert shown.split(";")[0] == text, (key, shown)
+        other = f"{b:g}" if isinstance(b, float) else str(b)
+        assert other == text or shown.endswith(f"patch: {other}"), (key, shown)
+    assert get_mode("patch").DEFAULTS["epochs"] == patch.epochs

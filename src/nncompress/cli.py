@@ -37,9 +37,10 @@ class Group(typer.core.TyperGroup):
         return super().format_help(ctx, formatter)
 
 
-def examples(*lines):
-    """A command's help epilog: 2-4 example command lines with a comment each."""
-    return "[bold]Examples[/]\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
+def examples(*pairs):
+    """A command's help epilog: 2-4 (what it does, command) examples, the
+    common cases first; each line fits 80 columns."""
+    return "[bold]Examples[/]\n\n\b\n" + "\n".join(f"  [dim]# {what}[/]\n  {cmd}" for what, cmd in pairs)
 
 
 # Defaults that depend on the mode, as --help shows them (a test checks them
@@ -54,10 +55,12 @@ MODE_DEFAULTS = {
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=Group,
                   help="Fit a neural network to one image: compress it, render it at any size, "
                        "or upscale it beyond bicubic.",
-                  epilog=examples("nncompress train photo.png               # fit; writes runs/photo/photo_x4.png",
-                                  "nncompress train photo.png --mode patch  # learn an upscaler from the photo",
-                                  "nncompress upscale runs/photo/model.npz -s 8",
-                                  "nncompress info runs/photo/model.npz"))
+                  epilog=examples(
+    ('fit; writes runs/photo/photo_x4.png', 'nncompress train photo.png'),
+    ('learn an upscaler from the photo', 'nncompress train photo.png --mode patch'),
+    ('render a trained model at x8', 'nncompress upscale runs/photo/model.npz -s 8'),
+    ('what a model holds and how long it took', 'nncompress info runs/photo/model.npz'),
+))
 out = Console()
 err = Console(stderr=True)
 STATE = {"debug": bool(os.environ.get("NNCOMPRESS_DEBUG"))}
@@ -128,10 +131,11 @@ def describe_error(e: Exception) -> tuple[int, str]:
 # ------------------------------------------------------------------- train
 
 @app.command(cls=Command, epilog=examples(
-    "nncompress train photo.png                        # fit; the x4 PNG it writes is the upscale",
-    "nncompress train photo.png --mode patch -s 4      # learn an upscaler from the photo itself",
-    "nncompress train photo.png --resume runs/photo/model.npz -e 600   # go on to 600 epochs in all",
-    "nncompress train -c configs/siren.yaml photo.png -o runs/siren"))
+    ('fit; the x4 PNG it writes is the upscale', 'nncompress train photo.png'),
+    ('learn an upscaler from the photo itself', 'nncompress train photo.png --mode patch -s 4'),
+    ('go on with a stopped run, to 600 epochs in all', 'nncompress train photo.png --resume runs/photo/model.npz -e 600'),
+    ('settings from a file, into another folder', 'nncompress train photo.png -c configs/siren.yaml -o runs/siren'),
+))
 def train(
     image: Annotated[Optional[str], typer.Argument(help="Image to fit (PNG, JPEG, GIF, ...). With --resume it may be left out: the image the model records is used.", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file of settings (see configs/); flags override it.", show_default="none")] = None,
@@ -150,8 +154,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Write the upscale even if it looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
-    """Fit a network to IMAGE; write model.npz (and the checkpoint that resumes it), the upscaled PNG,
-    frames, a GIF and history.csv."""
+    """Fit a network to IMAGE; write model.npz (and the checkpoint that resumes it), the upscaled PNG, frames, a GIF and history.csv."""
     from .progress import Reporter
     from .runs import train_run
     from .spec import load_config, make_settings
@@ -181,7 +184,7 @@ def train(
             m, p = result.compresser.meta, result.paths
             what = result.compresser.describe()["score_detail"]
             report.print(f"done: {m['epochs']} epochs, loss {m['loss']:.4g}, PSNR {m['psnr']:.2f} dB ({what})")
-            report.print(f"time: {timing_text(m['seconds'])}")
+            report.print(f"time: {timing_text(result.seconds)}")
             for path in (p.model, p.upscaled, p.gif, p.history):
                 if os.path.exists(path):
                     report.print(f"  {path}")
@@ -197,14 +200,18 @@ def timing_text(seconds: dict) -> str:
 
 # ----------------------------------------------------------------- upscale
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    ('x4, beside the model', 'nncompress upscale runs/photo/model.npz'),
+    ('to a width, aspect kept', 'nncompress upscale runs/photo/model.npz --width 1920'),
+    ('a patch model upscales any image', 'nncompress upscale runs/photo/model.npz -i other.png -s 2'),
+))
 def upscale(
     model: Annotated[str, typer.Argument(help="A model.npz from `nncompress train`.", show_default=False)],
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels.")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels.")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output PNG [default: beside the model].")] = None,
-    input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).", show_default="4 unless --width/--height")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels.", show_default="from --height, aspect kept")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels.", show_default="from --width, aspect kept")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output PNG.", show_default="NAME_WxH.png beside the model")] = None,
+    input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.", show_default="the training image")] = None,
     force: Annotated[bool, typer.Option("--force", help="Render even if the output looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ):
@@ -252,16 +259,20 @@ def upscale(
 
 # ----------------------------------------------------------------- animate
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    ('comparison.gif, panels named by folder', 'nncompress animate runs/relu runs/siren'),
+    ('named panels, faster', 'nncompress animate runs/a runs/b -o ab.gif --labels A,B --fps 12'),
+))
 def animate(
     run_dirs: Annotated[list[str], typer.Argument(help="Run folders made by `nncompress train` (with frames).", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="Output GIF.")] = "comparison.gif",
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated panel names [default: folder names].")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated panel names.", show_default="the folder names")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frames per second.")] = 8.0,
     size: Annotated[int, typer.Option("--size", help="Longest side of each panel, in pixels.")] = 256,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ):
     """Side-by-side convergence GIF of several runs, frames aligned by epoch."""
+    from .progress import Reporter
     from .runs import animate as make
     from .errors import SpecError
 
@@ -271,14 +282,20 @@ def animate(
         if not 8 <= size <= 4096:
             raise SpecError(f"--size must be between 8 and 4096 pixels, got {size}")
         names = [s.strip() for s in labels.split(",")] if labels else None
-        n = make(run_dirs, output, names, fps, size)
-        if not quiet:
-            out.print(f"wrote {output} ({len(run_dirs)} panels, {n} frames)", highlight=False)
+        report = Reporter(out, quiet)
+        try:
+            n = make(run_dirs, output, names, fps, size, on_progress=report)
+        finally:
+            report.close()
+        report.print(f"wrote {output} ({len(run_dirs)} panels, {n} frames)")
 
 
 # -------------------------------------------------------------------- info
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    ('layers, size, training record, time split', 'nncompress info runs/photo/model.npz'),
+    ('the same facts as JSON', 'nncompress info runs/photo/model.npz --json'),
+))
 def info(
     model: Annotated[str, typer.Argument(help="A model.npz.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -295,8 +312,12 @@ def info(
             "bits_per_pixel_file": round(bpp_file, 4), "bits_per_pixel_weights": round(bpp_weights, 4),
             "source": f"{src['name']} {src['width']}x{src['height']}, {src['channels']} channel(s), {src['bits']}-bit",
             "layers": comp.settings.layers, "epochs": m["epochs"],
-            "loss": m["loss"], "psnr_db": m["psnr"], "train_seconds": round(m["train_seconds"], 2),
+            "loss": m["loss"], "psnr_db": m["psnr"],
         }
+        seconds = m.get("seconds") or {"training": m["train_seconds"]}  # older files kept the epochs' time only
+        facts.update({f"seconds_{k}": round(v, 2) for k, v in seconds.items()})
+        from .checkpoint import path_for
+        facts["checkpoint"] = os.path.basename(path_for(model)) if os.path.exists(path_for(model)) else "none"
         about = comp.describe()
         facts.update({f"learned_{k}": v for k, v in about["learned"].items()})
         if as_json:
@@ -323,22 +344,26 @@ def info(
 
 # ---------------------------------------------------------------- evaluate
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    ('every method at x2', 'nncompress evaluate photo.png'),
+    ('x4, two methods, scores kept as JSON', 'nncompress evaluate a.png b.png -s 4 --methods patch,bicubic --json s.json'),
+    ("also keep each method's upscale", 'nncompress evaluate photo.png --save upscales/'),
+))
 def evaluate(
     images: Annotated[list[str], typer.Argument(help="High-resolution images to score on.", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (2, 3, 4, ...).")] = 2,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, coords, bicubic, lanczos, nearest.")] = "patch,coords,bicubic,lanczos,nearest",
-    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.")] = None,
-    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.")] = None,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.")] = None,
-    save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.", show_default="none")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.", show_default="64:relu,64:relu,64:relu,out")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.", show_default="10")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.", show_default="0")] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.", show_default="none")] = None,
+    save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ):
-    """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic,
-    upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
+    """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic, upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
     from .evaluate import METHODS, evaluate_images
+    from .progress import Reporter
     from .registry import lookup
     from .errors import SpecError
     from .spec import load_config, make_settings
@@ -352,19 +377,24 @@ def evaluate(
         cfg = load_config(config) if config else {}
         settings = make_settings(cfg, layers=layers, epochs=epochs, seed=seed, scale=float(scale), mode="patch", frames=0)
 
-        def on_image(name, row):
-            if not quiet:
-                parts = "  ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.4f}" for k, v in row.items() if k in METHODS)
-                out.print(f"{name}: {parts}  ({row['seconds']['patch']:.0f}s patch)" if "patch" in row.get("seconds", {})
-                          else f"{name}: {parts}", highlight=False)
+        progress = Reporter(out, quiet)
 
-        report = evaluate_images(images, scale, chosen, settings, on_image=on_image, save_dir=save_dir)
+        def on_image(name, row):
+            parts = "  ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.4f}" for k, v in row.items() if k in METHODS)
+            secs = f"  ({row['seconds']['patch']:.0f}s patch)" if "patch" in row.get("seconds", {}) else ""
+            progress.print(f"{name}: {parts}{secs}")
+
+        try:
+            report = evaluate_images(images, scale, chosen, settings, on_image=on_image, save_dir=save_dir,
+                                     on_progress=progress)
+        finally:
+            progress.close()
         if json_path:
             from .atomic import atomic_write
             atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
         if not quiet:
             t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}")
-            t.add_column("image")
+            t.add_column("image", no_wrap=True, min_width=max(len(n) for n in report["images"]))
             for m in chosen:
                 t.add_column(m, justify="right")
             for name, row in report["images"].items():

@@ -41,7 +41,7 @@ LEARNED = {"patch": None,
                           layers="fourier:64:8,64:relu,64:relu,out:sigmoid")}
 
 
-def upscale_with(method, lr, size, settings: Settings):
+def upscale_with(method, lr, size, settings: Settings, on_progress=None):
     if method == "bicubic":
         return np.clip(imresize(lr, size=size), 0, 1)
     if method == "lanczos":
@@ -51,13 +51,17 @@ def upscale_with(method, lr, size, settings: Settings):
     if method in LEARNED:
         s = settings if LEARNED[method] is None else Settings(seed=settings.seed, **LEARNED[method]).validate()
         comp, _ = Compresser.for_image(lr, 8, s)
-        comp.train(lr, s)
-        return comp.upscale(*size)
+        report = on_progress or (lambda what, done, total: None)
+        comp.train(lr, s, on_epoch=lambda done, total, *_: report(f"{method}: training", done, total),
+                   on_progress=on_progress, score=False)
+        return comp.upscale(*size, on_progress=on_progress)
     lookup(METHODS, method, "method")  # raises: every method is handled above
 
 
-def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None):
-    """Returns {"scale", "images": {name: {method: {psnr, ssim}}, "seconds"}, "mean"}."""
+def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None, on_progress=None):
+    """Returns {"scale", "images": {name: {method: {psnr, ssim}}, "seconds"}, "mean"}.
+    ``on_image(name, row)`` after each image; ``on_progress(what, done,
+    total)`` as the learned methods train and upscale."""
     report = {"scale": scale, "protocol": "MATLAB bicubic x1/S, PSNR/SSIM on Y (BT.601), border S",
               "images": {}, "mean": {}}
     if save_dir:
@@ -73,7 +77,9 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
         row, secs = {}, {}
         for m in methods:
             t0 = time.perf_counter()
-            sr = upscale_with(m, lr, hr.shape[:2], settings)
+            named = None if on_progress is None else (
+                lambda what, done, total, _n=name: on_progress(f"{_n}, {what}", done, total))
+            sr = upscale_with(m, lr, hr.shape[:2], settings, named)
             secs[m] = time.perf_counter() - t0
             sr = np.round(np.clip(sr, 0, 1) * 255) / 255  # scored as the saved 8-bit PNG
             row[m] = {"psnr": psnr(sr, hr, scale), "ssim": ssim(sr, hr, scale)}

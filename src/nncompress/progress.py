@@ -47,32 +47,40 @@ class Eta:
         return (now - t0) / (done - d0) * max(total - done, 0)
 
 
-def fit_line(width, counter, eta, name="", fraction=None, fields=()):
+def fit_line(width, counter, eta, name="", fraction=None, fields=(), extras=()):
     """One status line of at most ``width`` characters:
-    ``name bar counter field... eta``. ``counter`` and ``eta`` always stay;
-    ``fields`` (most important first) are kept while they fit, then the bar
-    (10 to 30 wide), then the name, shortened with an ellipsis if need be."""
-    tail = [counter]
-    used = len(counter) + len(eta) + 1
+    ``name bar  counter  field...  extra...  eta``. ``counter`` and ``eta``
+    always stay; then, while they fit: ``fields`` (most important first), a
+    bar of 10 and 12 characters of the name, ``extras``; the bar then grows
+    to 30 and the name takes what is left, shortened with an ellipsis."""
+    def line(name, bar, kept):
+        left = " ".join(p for p in (name, bar) if p)
+        return "  ".join(([left] if left else []) + [counter] + kept + [eta])
+
+    def fits(kept, reserve=0):
+        return len(line("", "", kept)) + reserve <= width
+
     kept = []
     for f in fields:
-        if used + len(f) + 2 <= width:
+        if fits(kept + [f]):
             kept.append(f)
-            used += len(f) + 2
+    reserve = (12 if fraction is not None and fits(kept, 12) else 0)
+    reserve += min(len(name), 12) + 2 if name and fits(kept, reserve + 14) else 0
+    for f in extras:
+        if fits(kept + [f], reserve):
+            kept.append(f)
     bar = ""
-    if fraction is not None and used + 12 <= width:
-        n = min(30, width - used - 2 - (len(name) + 1 if name else 0))
-        n = max(n, 10)
+    room = width - len(line("", "", kept)) - 2
+    if fraction is not None and room >= 10:
+        n = max(10, min(30, room - (min(len(name), 20) + 1 if name else 0)))
         full = round(max(0.0, min(1.0, fraction)) * n)
         bar = "━" * full + "╺" * (n > full) + " " * max(0, n - full - 1)
-        used += n + 1
-    if name and used + 6 <= width:
-        room = width - used - 1
+    room = width - len(line("", bar, kept)) - (1 if bar else 2)
+    if name and room >= 6:
         name = name if len(name) <= room else name[:room - 1] + "…"
     else:
         name = ""
-    left = " ".join(p for p in (name, bar) if p)
-    return "  ".join(p for p in ([left] if left else []) + tail + kept + [eta])
+    return line(name, bar, kept)
 
 
 class Reporter:
@@ -128,15 +136,14 @@ class Reporter:
         if self.what != ("epochs", self.label):
             self.epochs(self.label, done - 1, total)
         eta = self.eta.update(done, total)
-        fields = [f"{psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}",
-                  f"{rows / max(seconds, 1e-9):,.0f} rows/s", clock_text(self.clock() - self.t0)]
-        fields = [f for f in fields if f]
+        fields = [f for f in (f"{psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}") if f]
+        extras = [f"{rows / max(seconds, 1e-9):,.0f} rows/s", clock_text(self.clock() - self.t0)]
         eta_text = "eta " + (clock_text(eta) if eta is not None else "…")
         counter = f"epoch {done:>{len(str(total))}}/{total}"
         if self.tty:
-            self._show(fit_line(self.console.width - 1, counter, eta_text, self.label, done / total, fields))
+            self._show(fit_line(self.console.width - 1, counter, eta_text, self.label, done / total, fields, extras))
         elif self._due(done == total):
-            self.console.print("  ".join([counter] + fields + [eta_text]), highlight=False, markup=False,
+            self.console.print("  ".join([counter] + fields + extras + [eta_text]), highlight=False, markup=False,
                                soft_wrap=True)
 
     # ---------------------------------------------------------- other phases
@@ -156,7 +163,7 @@ class Reporter:
             if elapsed >= SHOW_AFTER or self.shown:
                 self.shown = True
                 self._show(fit_line(self.console.width - 1, counter, eta_text, what, done / max(total, 1),
-                                    [clock_text(elapsed)]))
+                                    extras=[clock_text(elapsed)]))
         elif (elapsed >= PLAIN_EVERY or self.shown) and self._due(done >= total):
             self.shown = True
             end = f"done in {elapsed:.1f}s" if done >= total else eta_text

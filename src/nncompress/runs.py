@@ -70,6 +70,7 @@ class RunPaths:
 class RunResult:
     paths: RunPaths
     compresser: Compresser
+    seconds: dict  # this session's wall time by phase (the model's meta["seconds"] adds up every session)
 
 
 def prepare_output(out_dir, image_path, paths: RunPaths):
@@ -175,7 +176,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             imaging.write_png(paths.upscaled, up, bits)
         del up
         save_all(checkpoint=False)  # the time record now covers the upscale too
-    return RunResult(paths, comp)
+    return RunResult(paths, comp, phases.record())
 
 
 USELESS_MARGIN_DB = 1.0  # a result within this of a flat image of the mean colour learned nothing worth having
@@ -279,9 +280,10 @@ def read_frames(run_dir):
     return found
 
 
-def animate(run_dirs, out_path, labels=None, fps=8, size=256):
+def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
     """One GIF, each run a labelled panel, frames aligned by epoch: at each
-    epoch any run shows its latest frame at or before it."""
+    epoch any run shows its latest frame at or before it. ``on_progress(what,
+    done, total)`` after each frame."""
     if labels is not None and len(labels) != len(run_dirs):
         raise SpecError(f"--labels has {len(labels)} names for {len(run_dirs)} runs")
     runs = [read_frames(d) for d in run_dirs]
@@ -314,5 +316,7 @@ def animate(run_dirs, out_path, labels=None, fps=8, size=256):
             d.text((x, 3), name, fill="black")
             x += p.width + pad
         out.append(imaging.label_frame(canvas, f"epoch {e}"))
+        if on_progress:
+            on_progress("composing frames", len(out), len(epochs))
     imaging.write_gif(out_path, out, fps=fps)
     return len(out)
