@@ -229,13 +229,13 @@ def calibrate(net, img, settings, train, on_progress=None):
     errors = []
     for i, alpha in enumerate(ALPHA_GRID):
         if on_progress:
-            on_progress("calibrating: trying detail gains", i, len(ALPHA_GRID))
+            on_progress("calibrating detail gain", i, len(ALPHA_GRID))
         err = 0.0
         for lo, hi in pairs_:
             err += float(np.sum((learned_upscale(net, lo, hi.shape, k, sigma, alpha, S, ensemble=False) - hi) ** 2))
         errors.append(err)
     if on_progress:
-        on_progress("calibrating: trying detail gains", len(ALPHA_GRID), len(ALPHA_GRID))
+        on_progress("calibrating detail gain", len(ALPHA_GRID), len(ALPHA_GRID))
     return float(ALPHA_GRID[int(np.argmin(errors))])
 
 
@@ -267,10 +267,10 @@ def learned_upscale(net, ch, size, k, sigma, alpha, train_scale, ensemble=True, 
     stages = stage_sizes(ch.shape, size, train_scale)
     cur = ch
     for i, stage in enumerate(stages):
-        tick = _ticker(on_progress, f"upscaling to {size[1]}x{size[0]}, stage {i + 1}/{len(stages)}",
+        tick = _ticker(on_progress, f"upscaling stage {i + 1}/{len(stages)} to {stage[1]}x{stage[0]}",
                        IBP_ITERATIONS + -(-stage[0] // BAND_ROWS))
         cur = refine(net, base_upscale(cur, stage, tick=tick), k, sigma, alpha, ensemble, tick=tick)
-    return back_project(cur, ch, tick=_ticker(on_progress, f"upscaling to {size[1]}x{size[0]}, back-projection",
+    return back_project(cur, ch, tick=_ticker(on_progress, f"back-projection at {size[1]}x{size[0]}",
                                               IBP_ITERATIONS))
 
 
@@ -298,7 +298,7 @@ def upscale_image(net, img, size, settings, state, ensemble=True, on_progress=No
     up_learned = [learned_upscale(net, ch, size, settings.patch_size, state.sigma, alpha, step, ensemble, on_progress)
                   for ch in learned]
     n_chroma = 2 if how == "ycc" else 0
-    tick = _ticker(on_progress, f"upscaling to {size[1]}x{size[0]}, colour", n_chroma * IBP_ITERATIONS) \
+    tick = _ticker(on_progress, f"colour at {size[1]}x{size[0]}", n_chroma * IBP_ITERATIONS) \
         if n_chroma else None
     up_rest = [base_upscale(c, size, tick=tick) if i < n_chroma else imresize(c, size=size) for i, c in enumerate(rest)]
     return merge_channels(up_learned, up_rest, how)
@@ -321,7 +321,7 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
 
         def report(e, loss, dt):
             if on_progress:
-                on_progress("calibrating: training on a shrunk copy", e + 1, settings.epochs)
+                on_progress("calibrating: training", e + 1, settings.epochs)
         state.alpha = calibrate(probe, img, settings, lambda n, X, Y: fit_settings(
             n, X, Y, settings, rng=np.random.default_rng(settings.seed), callback=report), on_progress)
     X, Y, state.sigma = training_table(img, settings, rng, state.sigma)

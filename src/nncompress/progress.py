@@ -51,8 +51,9 @@ def fit_line(width, counter, eta, name="", fraction=None, fields=(), extras=()):
     """One status line of at most ``width`` characters:
     ``name bar  counter  field...  extra...  eta``. ``counter`` and ``eta``
     always stay; then, while they fit: ``fields`` (most important first), a
-    bar of 10 and 12 characters of the name, ``extras``; the bar then grows
-    to 30 and the name takes what is left, shortened with an ellipsis."""
+    bar of 10 and up to 20 characters of the name, ``extras``; then the name in
+    full (else shortened with an ellipsis), and the bar grows to 30 in what
+    is left."""
     def line(name, bar, kept):
         left = " ".join(p for p in (name, bar) if p)
         return "  ".join(([left] if left else []) + [counter] + kept + [eta])
@@ -65,14 +66,14 @@ def fit_line(width, counter, eta, name="", fraction=None, fields=(), extras=()):
         if fits(kept + [f]):
             kept.append(f)
     reserve = (12 if fraction is not None and fits(kept, 12) else 0)
-    reserve += min(len(name), 12) + 2 if name and fits(kept, reserve + 14) else 0
+    reserve += min(len(name), 20) + 2 if name and fits(kept, reserve + 14) else 0
     for f in extras:
         if fits(kept + [f], reserve):
             kept.append(f)
     bar = ""
     room = width - len(line("", "", kept)) - 2
     if fraction is not None and room >= 10:
-        n = max(10, min(30, room - (min(len(name), 20) + 1 if name else 0)))
+        n = max(10, min(30, room - (len(name) + 1 if name else 0)))  # the whole name first, then a longer bar
         full = round(max(0.0, min(1.0, fraction)) * n)
         bar = "━" * full + "╺" * (n > full) + " " * max(0, n - full - 1)
     room = width - len(line("", bar, kept)) - (1 if bar else 2)
@@ -133,8 +134,8 @@ class Reporter:
     def epoch(self, done, total, loss, psnr, seconds, rows):
         if self.quiet:
             return
-        if self.what != ("epochs", self.label):
-            self.epochs(self.label, done - 1, total)
+        if self.what != ("epochs", self.label):  # back from another phase (calibration): no second header
+            self._start(("epochs", self.label), total)
         eta = self.eta.update(done, total)
         fields = [f for f in (f"{psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}") if f]
         extras = [f"{rows / max(seconds, 1e-9):,.0f} rows/s", clock_text(self.clock() - self.t0)]
