@@ -80,20 +80,7 @@ class Connected(Layer):
 
     def build(self, in_size, rng, dtype=np.float32, init: Init | None = None):
         fan_in, fan_out = in_size, self.units
-        init = init or Init(self.init or "xavier")
-        w0, init = init.w0, init.rule
-        if init == "he":
-            W = rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
-            b = np.zeros(fan_out)
-        elif init == "xavier":
-            lim = math.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-lim, lim, (fan_in, fan_out))
-            b = np.zeros(fan_out)
-        else:
-            lim = 1.0 / fan_in if init == "siren_first" else math.sqrt(6.0 / fan_in) / w0
-            W = rng.uniform(-lim, lim, (fan_in, fan_out))
-            blim = 1.0 / math.sqrt(fan_in)  # as the SIREN reference keeps nn.Linear's bias
-            b = rng.uniform(-blim, blim, fan_out)
+        W, b = init_weights(init or Init(self.init or "xavier"), fan_in, fan_out, rng)
         self.params = {"W": W.astype(dtype), "b": b.astype(dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         return fan_out
@@ -109,6 +96,20 @@ class Connected(Layer):
 
     def get_config(self):
         return {"units": self.units, "init": self.init}
+
+
+def init_weights(init: Init, fan_in, fan_out, rng):
+    """(W (fan_in, fan_out), b (fan_out,)) float64 for an init rule."""
+    w0, init = init.w0, init.rule
+    if init == "he":
+        return rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in), np.zeros(fan_out)
+    if init == "xavier":
+        lim = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-lim, lim, (fan_in, fan_out)), np.zeros(fan_out)
+    lim = 1.0 / fan_in if init == "siren_first" else math.sqrt(6.0 / fan_in) / w0
+    W = rng.uniform(-lim, lim, (fan_in, fan_out))
+    blim = 1.0 / math.sqrt(fan_in)  # as the SIREN reference keeps nn.Linear's bias
+    return W, rng.uniform(-blim, blim, fan_out)
 
 
 class Activation(Layer):
@@ -130,14 +131,18 @@ class Activation(Layer):
         self.code = info.code
 
     def forward(self, X):
+        """Per unit, or per channel of an (B, H, W, C) conv output."""
+        X = np.ascontiguousarray(X)
         Y = np.empty_like(X)
-        K.activation_forward(self.code, X.dtype.type(self.arg or 0.0), X, Y)
+        K.activation_forward(self.code, X.dtype.type(self.arg or 0.0), _rows(X), _rows(Y))
         self._X, self._Y = X, Y
         return Y
 
     def backward(self, dY):
+        dY = np.ascontiguousarray(dY)
         dX = np.empty_like(dY)
-        K.activation_backward(self.code, dY.dtype.type(self.arg or 0.0), self._X, self._Y, dY, dX)
+        K.activation_backward(self.code, dY.dtype.type(self.arg or 0.0), _rows(self._X), _rows(self._Y),
+                              _rows(dY), _rows(dX))
         return dX
 
     def get_config(self):
@@ -204,6 +209,11 @@ def layer_from_config(cfg: dict) -> Layer:
         import inspect
         valid = [p for p in inspect.signature(cls).parameters]
         raise ValueError(f"bad settings for a '{kind}' layer {cfg}: valid keys are {', '.join(valid)}") from e
+
+
+def _rows(A):
+    """A 2-D (rows, last axis) view of a contiguous array."""
+    return A.reshape(-1, A.shape[-1])
 
 
 def _positive_int(value, what):

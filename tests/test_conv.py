@@ -1,0 +1,97 @@
+"""Conv2D: numpy oracles for the kernels, gradient checks, tiled inference."""
+
+import numpy as np
+import pytest
+
+from nncompress.kernels import conv as KC
+from nncompress.conv import Conv2D
+
+from gradcheck import check_layer
+
+
+# ------------------------------------------------------------------ oracles
+
+def naive_conv(X, W, b, k, pads, mode="reflect"):
+    """The definition, with loops: X (B, H, W, C) padded by np.pad, then
+    Y[b, y, x, o] = b[o] + sum_{dy, dx, c} Xp[b, y+dy, x+dx, c] W[(dy, dx, c), o]."""
+    top, bottom, left, right = pads
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=mode)
+    B, Hp, Wp, C = Xp.shape
+    Ho, Wo = Hp - k + 1, Wp - k + 1
+    Wk = W.reshape(k, k, C, -1)
+    Y = np.zeros((B, Ho, Wo, W.shape[1])) + b
+    for dy in range(k):
+        for dx in range(k):
+            Y += np.einsum("bhwc,co->bhwo", Xp[:, dy:dy + Ho, dx:dx + Wo], Wk[dy, dx])
+    return Y
+
+
+def naive_im2col(X, k, pads, mode):
+    top, bottom, left, right = pads
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)), mode=mode)
+    win = np.lib.stride_tricks.sliding_window_view(Xp, (k, k), axis=(1, 2))  # (B, Ho, Wo, C, k, k)
+    return win.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * X.shape[3])
+
+
+@pytest.mark.parametrize("k,pads", [(3, (1, 1, 1, 1)), (3, (0, 1, 1, 0)), (5, (2, 0, 0, 2)), (1, (0, 0, 0, 0)),
+                                    (3, (0, 0, 0, 0))])
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+@pytest.mark.parametrize("C", [1, 3])
+def test_im2col_matches_numpy(k, pads, mode, C):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 6, 7, C)).astype(np.float32)
+    ref = naive_im2col(X, k, pads, mode)
+    B, H, W, _ = X.shape
+    Ho, Wo = H + pads[0] + pads[1] - k + 1, W + pads[2] + pads[3] - k + 1
+    cols = np.full((B * Ho * Wo, k * k * C), np.nan, np.float32)
+    KC.im2col(X, k, pads[0], pads[2], Ho, Wo, KC.REFLECT if mode == "reflect" else KC.ZERO, cols)
+    np.testing.assert_array_equal(cols, ref)
+
+
+def test_im2col_zero_pad_wider_than_kernel_radius():
+    """The backward pass pads dY with zeros by k-1 on every side."""
+    X = np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2)
+    k = 3
+    cols = np.empty((2 * 5 * 6, 9 * 2), np.float32)
+    KC.im2col(X, k, 2, 2, 5, 6, KC.ZERO, cols)
+    np.testing.assert_array_equal(cols, naive_im2col(X, k, (2, 2, 2, 2), "constant"))
+
+
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 1, 0, 1), (2, 2, 2, 2)])
+def test_fold_reflect_is_the_adjoint_of_reflect_padding(pads):
+    """<pad(X), G> == <X, fold(G)> for every X and G."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2, 5, 6, 3))
+    top, bottom, left, right = pads
+    Xp = np.pad(X, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="reflect")
+    G = rng.standard_normal(Xp.shape)
+    out = np.empty_like(X)
+    KC.fold_reflect(G, top, bottom, left, right, out)
+    assert np.sum(Xp * G) == pytest.approx(np.sum(X * out), rel=1e-12)
+
+
+@pytest.mark.parametrize("k,cin,cout", [(3, 1, 4), (3, 4, 2), (5, 2, 3), (1, 3, 2)])
+def test_conv_forward_matches_definition(k, cin, cout):
+    rng = np.random.default_rng(2)
+    layer = Conv2D(cout, k)
+    layer.build(cin, rng, np.float64)
+    layer.params["b"][...] = rng.standard_normal(cout)
+    X = rng.standard_normal((3, 7, 6, cin))
+    r = k // 2
+    for pads in [(r, r, r, r), (0, r, r, 0), (0, 0, 0, 0)]:
+        np.testing.assert_allclose(layer.forward(X, pads), naive_conv(X, layer.params["W"], layer.params["b"], k, pads),
+                                   rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------- gradients
+
+@pytest.mark.parametrize("k,cin,cout,shape", [(3, 1, 2, (2, 4, 5)), (3, 3, 2, (1, 5, 4)), (5, 2, 2, (2, 6, 6)),
+                                              (1, 2, 3, (1, 3, 3)), (3, 2, 1, (1, 2, 2)), (3, 2, 2, (1, 1, 6))])
+def test_conv_gradients(k, cin, cout, shape):
+    """Every gradient, including dX through the reflect padding at the
+    edges (images as small as 1-2 pixels, where most pixels are edges)."""
+    rng = np.random.default_rng(3)
+    layer = Conv2D(cout, k)
+    layer.build(cin, rng, np.float64)
+    layer.params["b"][...] = rng.standard_normal(cout)
+    check_layer(layer, rng.standard_normal(shape + (cin,)), rng)
