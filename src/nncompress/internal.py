@@ -1,0 +1,172 @@
+"""Internal learning with a convolutional network (after ZSSR, Shocher et
+al. 2018): the image teaches itself how to go up one scale.
+
+    pairs     for the image and shrunk copies of it (HR), the base upscale of
+              shrink(HR, 1/S) is the input and HR - base the target residual
+    training  random crops of the pairs, each in one of the 8 rotations and
+              flips, Adam with cosine decay of the rate
+    inference the base upscale of the image plus alpha x the predicted
+              residual, averaged over the 8 rotations and flips (geometric
+              self-ensemble), in tiles (bounded memory)
+
+Arrays are one channel (H, W) float64 in [0, 1]; the network sees them as
+(B, h, w, 1) float32, normalised by ``Norm`` (the image's mean and spread).
+"""
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .conv import Conv2D, predict_image
+from .optimizers import get_optimizer
+from .resize import imresize
+
+PAIR_SCALES = (1.0, 0.85, 0.7, 0.55)  # HR copies to learn from: the image and shrunk versions
+IBP_ITERATIONS = 10                    # back-projection steps in the base upscale
+
+
+@dataclass
+class Norm:
+    """Network input = (base - mean) / spread; target = residual / spread."""
+    mean: float
+    spread: float
+
+    @classmethod
+    def of(cls, ch):
+        return cls(float(ch.mean()), float(ch.std() + 1e-3))
+
+
+# ------------------------------------------------------------------ geometry
+
+def dihedral(a, t):
+    """The t-th of the 8 rotations/flips of the first two axes of ``a``."""
+    if t >= 4:
+        a = a.swapaxes(0, 1)
+    return np.rot90(a, t % 4)
+
+
+def undihedral(a, t):
+    """Inverse of ``dihedral(a, t)``."""
+    a = np.rot90(a, -(t % 4))
+    return a.swapaxes(0, 1) if t >= 4 else a
+
+
+# ------------------------------------------------------------- base upscale
+
+def base_upscale(lr, size, iterations=IBP_ITERATIONS):
+    """Bicubic, then iterative back-projection (Irani & Peleg 1991): repeat
+    up += bicubic(lr - shrink(up)) until shrinking ``up`` gives back ``lr``."""
+    up = imresize(lr, size=size)
+    return back_project(up, lr, iterations)
+
+
+def back_project(up, lr, iterations=IBP_ITERATIONS):
+    """Afterwards, shrinking ``up`` gives (nearly) ``lr`` again."""
+    for _ in range(iterations):
+        up = up + imresize(lr - imresize(up, size=lr.shape), size=up.shape)
+    return up
+
+
+# -------------------------------------------------------------------- pairs
+
+def training_pairs(ch, scale, min_side):
+    """[(base, residual)], (h, w) float64 each, from ``ch`` and its shrunk
+    copies whose low-resolution side is still at least ``min_side``."""
+    out = []
+    for f in PAIR_SCALES:
+        hr = ch if f == 1.0 else imresize(ch, f)
+        if min(hr.shape) / scale < min_side or min(hr.shape) < 4:
+            continue
+        lr = imresize(hr, 1.0 / scale)
+        base = base_upscale(lr, hr.shape)
+        out.append((base, hr - base))
+    return out
+
+
+class CropSampler:
+    """Random crops of random pairs (chosen in proportion to their area),
+    each in a random rotation/flip: batches X, T (n, c, c, 1) float32."""
+
+    def __init__(self, pairs, crop, norm: Norm, rng):
+        self.crop = min([crop] + [min(b.shape) for b, _ in pairs])
+        self.pairs = [(((b - norm.mean) / norm.spread).astype(np.float32), (r / norm.spread).astype(np.float32))
+                      for b, r in pairs]
+        areas = np.array([b.size for b, _ in pairs], np.float64)
+        self.p = areas / areas.sum()
+        self.rng = rng
+
+    def batch(self, n):
+        c, rng = self.crop, self.rng
+        X = np.empty((n, c, c, 1), np.float32)
+        T = np.empty((n, c, c, 1), np.float32)
+        for i in range(n):
+            b, r = self.pairs[rng.choice(len(self.pairs), p=self.p)]
+            y, x = rng.integers(0, b.shape[0] - c + 1), rng.integers(0, b.shape[1] - c + 1)
+            t = int(rng.integers(8))
+            X[i, ..., 0] = dihedral(b[y:y + c, x:x + c], t)
+            T[i, ..., 0] = dihedral(r[y:y + c, x:x + c], t)
+        return X, T
+
+
+# ----------------------------------------------------------------- training
+
+def train(net, sampler, iterations, batch, lr, rng=None, start=0, optimizer=None, on_step=None):
+    """Adam on the mean squared error of the predicted residual, the rate
+    decaying as a cosine from ``lr`` to 0 over ``iterations``. Steps
+    [start, iterations) are taken, so a stopped run can go on with the same
+    ``optimizer``. ``on_step(i, loss, seconds)`` after each step may return
+    True to stop. Returns the optimizer (its state is the run's)."""
+    first = next(l for l in net.layers if isinstance(l, Conv2D))
+    first.input_grad = False  # nothing upstream to feed
+    opt = optimizer or get_optimizer("adam", lr)
+    if getattr(opt, "m", None) is None:
+        opt.init_state(net.n_params, net.dtype)
+    for i in range(start, iterations):
+        t0 = time.perf_counter()
+        X, T = sampler.batch(batch)
+        P = net.forward(X)
+        D = P - T
+        loss = float(np.mean(D * D))
+        net.backward(D * np.float32(2.0 / D.size))
+        opt.step(net.params, net.grads, 0.5 * lr * (1 + math.cos(math.pi * i / iterations)))
+        if on_step and on_step(i, loss, time.perf_counter() - t0):
+            break
+    return opt
+
+
+# ---------------------------------------------------------------- inference
+
+def residual(net, base, norm: Norm, ensemble=True):
+    """The network's residual for a base upscale (H, W), averaged over the 8
+    rotations/flips when ``ensemble``."""
+    X = ((base - norm.mean) / norm.spread).astype(np.float32)
+    ts = range(8) if ensemble else (0,)
+    out = np.zeros(base.shape, np.float64)
+    for t in ts:
+        out += undihedral(predict_image(net, np.ascontiguousarray(dihedral(X, t))[..., None])[..., 0], t)
+    return out * (norm.spread / len(ts))
+
+
+def stage_sizes(shape, size, step):
+    """Sizes passed through from ``shape`` to ``size`` in steps of at most
+    ``step`` (the scale the network learned)."""
+    ratio = max(size[0] / shape[0], size[1] / shape[1])
+    n = max(1, math.ceil(math.log(ratio) / math.log(step) - 1e-6)) if ratio > 1 else 1
+    return [(round(shape[0] * (size[0] / shape[0]) ** (i / n)), round(shape[1] * (size[1] / shape[1]) ** (i / n)))
+            for i in range(1, n)] + [tuple(size)]
+
+
+def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_stage=None):
+    """One channel up to ``size`` in stages of at most ``step``: each the
+    base upscale plus alpha x the learned residual; the result is then
+    back-projected onto ``ch``."""
+    cur = ch
+    stages = stage_sizes(ch.shape, size, step)
+    for i, stage in enumerate(stages):
+        if on_stage:
+            on_stage(i, len(stages))
+        base = base_upscale(cur, stage)
+        cur = base + alpha * residual(net, base, norm, ensemble) if alpha else base
+    return back_project(cur, ch)
