@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nncompress.kernels import conv as KC
-from nncompress.conv import Conv2D
+from nncompress.layers import Conv2D
 
 from gradcheck import check_layer
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels as K
+from .kernels import conv as KC
 from .activations import get_activation
 from .registry import lookup
 
@@ -184,9 +185,78 @@ class FourierFeatures(Layer):
         return {"features": self.features, "sigma": self.sigma, "seed": self.seed}
 
 
+class Conv2D(Layer):
+    """k x k convolution, stride 1, 'same' output size with reflect padding,
+    C_in -> ``channels``, with bias. W (k*k*C_in, C_out), rows in (dy, dx,
+    c_in) order; b (C_out,).
+
+    ``pads`` (top, bottom, left, right) in ``forward`` overrides the padding
+    on each side (0 or k // 2): tiled inference pads only at the image's
+    real edges and lets halo pixels stand in elsewhere."""
+
+    def __init__(self, channels: int, kernel: int = 3, init: str | None = None):
+        super().__init__()
+        self.channels = _positive_int(channels, "Conv2D channels")
+        self.kernel = _positive_int(kernel, "Conv2D kernel size")
+        if self.kernel % 2 != 1:
+            raise ValueError(f"Conv2D kernel size must be odd, got {kernel}")
+        if init is not None and init not in INITS:
+            raise ValueError(f"unknown init '{init}'; valid: {', '.join(INITS)}")
+        self.init = init
+        self.input_grad = True  # False skips dX (the first layer's input needs none)
+
+    @property
+    def radius(self):
+        return self.kernel // 2
+
+    has_weights = True
+
+    def build(self, in_size, rng, dtype=np.float32, init: Init | None = None):
+        k, cin = self.kernel, in_size
+        W, b = init_weights(init or Init(self.init or "xavier"), k * k * cin, self.channels, rng)
+        self.params = {"W": W.astype(dtype), "b": b.astype(dtype)}
+        self.grads = {key: np.zeros_like(v) for key, v in self.params.items()}
+        self.in_channels = cin
+        return self.channels
+
+    def forward(self, X, pads=None):
+        r = self.radius
+        top, bottom, left, right = (r, r, r, r) if pads is None else pads
+        B, H, W, _ = X.shape
+        Ho, Wo = H + top + bottom - 2 * r, W + left + right - 2 * r
+        cols = np.empty((B * Ho * Wo, self.kernel ** 2 * X.shape[3]), X.dtype)
+        KC.im2col(np.ascontiguousarray(X), self.kernel, top, left, Ho, Wo, KC.REFLECT, cols)
+        Z = cols @ self.params["W"]  # (B*Ho*Wo, C_out)
+        Z += self.params["b"]
+        self._cols, self._shape, self._pads = cols, X.shape, (top, bottom, left, right)
+        return Z.reshape(B, Ho, Wo, self.channels)
+
+    def backward(self, dY):
+        dZ = np.ascontiguousarray(dY).reshape(-1, self.channels)
+        np.matmul(self._cols.T, dZ, out=self.grads["W"])
+        self.grads["b"][...] = dZ.sum(axis=0)
+        if not self.input_grad:
+            return None
+        k, r = self.kernel, self.radius
+        B, H, W, C = self._shape
+        top, bottom, left, right = self._pads
+        Hp, Wp = H + top + bottom, W + left + right
+        colsd = np.empty((B * Hp * Wp, k * k * self.channels), dY.dtype)
+        KC.im2col(np.ascontiguousarray(dY), k, k - 1, k - 1, Hp, Wp, KC.ZERO, colsd)
+        Wf = self.params["W"].reshape(k, k, C, self.channels)[::-1, ::-1].transpose(0, 1, 3, 2)
+        G = (colsd @ np.ascontiguousarray(Wf).reshape(k * k * self.channels, C)).reshape(B, Hp, Wp, C)
+        dX = np.empty(self._shape, dY.dtype)
+        KC.fold_reflect(G, top, bottom, left, right, dX)
+        return dX
+
+    def get_config(self):
+        return {"channels": self.channels, "kernel": self.kernel, "init": self.init}
+
+
 LAYERS = {
     "input": Input,
     "connected": Connected,
+    "conv2d": Conv2D,
     "activation": Activation,
     "fourier": FourierFeatures,
 }

@@ -127,6 +127,8 @@ class Network:
         while i < len(self.layers) and not isinstance(self.layers[i], Connected):
             prefix.append(self.layers[i])
             i += 1
+        if any(l.has_weights for l in prefix):  # e.g. convolutions: no fused form
+            return None
         sizes = [self.widths[i - 1]]
         w_off, b_off, codes, alphas, connected = [], [], [], [], []
         while i < len(self.layers):
