@@ -30,8 +30,8 @@ _ACT = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
 
 
 def parse_item(text, index):
-    """One spec item -> {"units": int|"out", "activation": str|None, "arg": float|None}
-    or {"fourier": int, "sigma": float}."""
+    """One spec item -> {"units": int|"out", "activation": str|None, "arg": float|None},
+    the same with "conv": k for a k x k convolution, or {"fourier": int, "sigma": float}."""
     where = f"layer item {index + 1} ('{text}')"
     s = text.strip().replace(" ", "")
     if not s:
@@ -43,10 +43,19 @@ def parse_item(text, index):
         feats = _positive_int(parts[1], where, "feature count")
         sigma = _positive_float(parts[2], where, "sigma") if len(parts) == 3 else 10.0
         return {"fourier": feats, "sigma": sigma}
+    conv = None
+    if parts[0].startswith("conv"):
+        conv = _positive_int(parts[0][4:], where, "kernel size")
+        if conv % 2 != 1 or len(parts) not in (2, 3):
+            raise SpecError(f"{where}: write convK:CHANNELS or convK:CHANNELS:ACTIVATION with K odd, "
+                            f"e.g. conv3:32:relu")
+        parts = parts[1:]
     if len(parts) > 2:
         raise SpecError(f"{where}: expected WIDTH or WIDTH:ACTIVATION")
     units = "out" if parts[0] == "out" else _positive_int(parts[0], where, "width")
     item = {"units": units, "activation": None, "arg": None}
+    if conv is not None:
+        item["conv"] = conv
     if len(parts) == 2:
         m = _ACT.match(parts[1])
         if not m:
@@ -93,10 +102,10 @@ def _item_from_mapping(m, index):
         if extra:
             raise SpecError(f"{where}: unknown keys {sorted(extra)}; a fourier item has fourier, sigma")
         return parse_item(f"fourier:{m['fourier']}:{m.get('sigma', 10.0)}", index)
-    extra = set(m) - {"units", "activation", "arg"}
+    extra = set(m) - {"units", "activation", "arg", "conv"}
     if extra or "units" not in m:
-        raise SpecError(f"{where}: a layer item has keys units, activation, arg (or fourier, sigma)")
-    text = str(m["units"])
+        raise SpecError(f"{where}: a layer item has keys units, activation, arg, conv (or fourier, sigma)")
+    text = (f"conv{m['conv']}:" if "conv" in m else "") + str(m["units"])
     if m.get("activation"):
         text += f":{m['activation']}" + (f"({m['arg']})" if m.get("arg") is not None else "")
     return parse_item(text, index)
@@ -116,7 +125,10 @@ def network_config(items, in_size, out_size, seed=0) -> dict:
         elif i == len(items) - 1 and units != out_size:
             raise SpecError(f"the last layer has width {units}, but the data has {out_size} channel(s); "
                             f"write {out_size} or 'out'")
-        layers.append({"type": "connected", "units": units, "init": None})
+        if "conv" in it:
+            layers.append({"type": "conv2d", "channels": units, "kernel": it["conv"], "init": None})
+        else:
+            layers.append({"type": "connected", "units": units, "init": None})
         if it["activation"]:
             layers.append({"type": "activation", "name": it["activation"], "arg": it["arg"]})
     return {"layers": layers, "seed": seed}
@@ -137,7 +149,7 @@ def format_items(items) -> str:
         if "fourier" in it:
             out.append(f"fourier:{it['fourier']}:{_num(it['sigma'])}")
         else:
-            s = str(it["units"])
+            s = (f"conv{it['conv']}:" if "conv" in it else "") + str(it["units"])
             if it["activation"]:
                 s += ":" + it["activation"] + (f"({_num(it['arg'])})" if it["arg"] is not None else "")
             out.append(s)
