@@ -222,35 +222,49 @@ class Conv2D(Layer):
     def forward(self, X, pads=None):
         r = self.radius
         top, bottom, left, right = (r, r, r, r) if pads is None else pads
+        X = np.ascontiguousarray(X)
         B, H, W, _ = X.shape
-        Ho, Wo = H + top + bottom - 2 * r, W + left + right - 2 * r
-        cols = np.empty((B * Ho * Wo, self.kernel ** 2 * X.shape[3]), X.dtype)
-        KC.im2col(np.ascontiguousarray(X), self.kernel, top, left, Ho, Wo, KC.REFLECT, cols)
-        Z = cols @ self.params["W"]  # (B*Ho*Wo, C_out)
-        Z += self.params["b"]
-        self._cols, self._shape, self._pads = cols, X.shape, (top, bottom, left, right)
-        return Z.reshape(B, Ho, Wo, self.channels)
+        Z = np.empty((B, H + top + bottom - 2 * r, W + left + right - 2 * r, self.channels), X.dtype)
+        conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z)
+        self._X, self._pads = X, (top, bottom, left, right)
+        return Z
 
     def backward(self, dY):
-        dZ = np.ascontiguousarray(dY).reshape(-1, self.channels)
-        np.matmul(self._cols.T, dZ, out=self.grads["W"])
+        k, r = self.kernel, self.radius
+        X, (top, bottom, left, right) = self._X, self._pads
+        B, H, W, C = X.shape
+        dY = np.ascontiguousarray(dY)
+        Ho, Wo = dY.shape[1], dY.shape[2]
+        dZ = dY.reshape(-1, self.channels)
+        cols = np.empty((B * Ho * Wo, k * k * C), dY.dtype)
+        KC.im2col(X, k, top, left, Ho, Wo, KC.REFLECT, cols)
+        np.matmul(cols.T, dZ, out=self.grads["W"])
         self.grads["b"][...] = dZ.sum(axis=0)
         if not self.input_grad:
             return None
-        k, r = self.kernel, self.radius
-        B, H, W, C = self._shape
-        top, bottom, left, right = self._pads
-        Hp, Wp = H + top + bottom, W + left + right
-        colsd = np.empty((B * Hp * Wp, k * k * self.channels), dY.dtype)
-        KC.im2col(np.ascontiguousarray(dY), k, k - 1, k - 1, Hp, Wp, KC.ZERO, colsd)
-        Wf = self.params["W"].reshape(k, k, C, self.channels)[::-1, ::-1].transpose(0, 1, 3, 2)
-        G = (colsd @ np.ascontiguousarray(Wf).reshape(k * k * self.channels, C)).reshape(B, Hp, Wp, C)
-        dX = np.empty(self._shape, dY.dtype)
+        # dX on the padded grid: dY (zero-padded by k-1) correlated with the
+        # flipped kernel, channels in and out swapped; then the pad folded back
+        Wf = np.ascontiguousarray(self.params["W"].reshape(k, k, C, self.channels)[::-1, ::-1]
+                                  .transpose(0, 1, 3, 2)).reshape(k * k * self.channels, C)
+        G = np.empty((B, H + top + bottom, W + left + right, C), dY.dtype)
+        conv_same(dY, Wf, np.zeros(C, dY.dtype), k, k - 1, k - 1, KC.ZERO, G)
+        dX = np.empty_like(X)
         KC.fold_reflect(G, top, bottom, left, right, dX)
         return dX
 
     def get_config(self):
         return {"channels": self.channels, "kernel": self.kernel, "init": self.init}
+
+
+NARROW = 4  # at most this many output channels: one dot product per output (last layers: 3.5x faster)
+
+
+def conv_same(X, Wm, bias, k, top, left, mode, Z):
+    """Z = conv(X, Wm) + bias by the direct kernel that suits the width."""
+    if Wm.shape[1] <= NARROW:
+        KC.conv_direct_narrow(X, np.ascontiguousarray(Wm.T), bias, k, top, left, mode, Z)
+    else:
+        KC.conv_direct(X, Wm, bias, k, top, left, mode, Z)
 
 
 LAYERS = {

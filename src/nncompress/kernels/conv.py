@@ -87,3 +87,125 @@ def fold_reflect(G, top, bottom, left, right, out):
                 sx = _src(px - left, W, REFLECT)
                 for c in range(C):
                     out[b, y, sx, c] += G[b, py, px, c]
+
+
+# ------------------------------------------------------------- direct kernels
+# The same convolutions without an im2col buffer: each thread owns output
+# rows and accumulates them in place, vectorised over the output channels.
+
+from .activations import FM  # noqa: E402
+
+
+@njit(cache=True, inline="always")
+def _col_table(k, left, Wo, W, mode):
+    sx = np.empty((k, Wo), np.int64)
+    for dx in range(k):
+        for x in range(Wo):
+            sx[dx, x] = _src(x + dx - left, W, mode)
+    return sx
+
+
+@njit(cache=True, parallel=True, fastmath=FM)
+def conv_direct(X, Wm, bias, k, top, left, mode, Z):
+    """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm (k*k*C, O)) + bias, the
+    same result as ``im2col`` then a GEMM."""
+    B, H, W, C = X.shape
+    Ho, Wo, O = Z.shape[1], Z.shape[2], Z.shape[3]
+    sxt = _col_table(k, left, Wo, W, mode)
+    for by in prange(B * Ho):
+        b = by // Ho
+        y = by - b * Ho
+        acc = Z[b, y]  # (Wo, O)
+        for x in range(Wo):
+            for o in range(O):
+                acc[x, o] = bias[o]
+        for dy in range(k):
+            sy = _src(y + dy - top, H, mode)
+            if sy < 0:
+                continue
+            row = X[b, sy]  # (W, C)
+            for dx in range(k):
+                for c in range(C):
+                    w = Wm[(dy * k + dx) * C + c]
+                    for x in range(Wo):
+                        sx = sxt[dx, x]
+                        if sx < 0:
+                            continue
+                        v = row[sx, c]
+                        a = acc[x]
+                        for o in range(O):
+                            a[o] += v * w[o]
+
+
+@njit(cache=True, parallel=True, fastmath=FM)
+def conv_weight_grad(X, dZ, k, top, left, dW):
+    """dW (k*k*C, O) = cols(X)^T dZ, without the cols: per-thread partial
+    sums over blocks of rows, then added up."""
+    B, H, W, C = X.shape
+    Ho, Wo, O = dZ.shape[1], dZ.shape[2], dZ.shape[3]
+    sxt = _col_table(k, left, Wo, W, REFLECT)
+    nblk = 8
+    parts = np.zeros((nblk, k * k * C, O), dZ.dtype)
+    n = B * Ho
+    for blk in prange(nblk):
+        part = parts[blk]
+        for by in range(blk * n // nblk, (blk + 1) * n // nblk):
+            b = by // Ho
+            y = by - b * Ho
+            g = dZ[b, y]  # (Wo, O)
+            for dy in range(k):
+                row = X[b, _src(y + dy - top, H, REFLECT)]
+                for dx in range(k):
+                    for c in range(C):
+                        acc = part[(dy * k + dx) * C + c]
+                        for x in range(Wo):
+                            v = row[sxt[dx, x], c]
+                            gx = g[x]
+                            for o in range(O):
+                                acc[o] += v * gx[o]
+    dW[...] = 0.0
+    for blk in range(nblk):
+        dW += parts[blk]
+
+
+@njit(cache=True, parallel=True, fastmath=FM)
+def conv_direct_narrow(X, Wt, bias, k, top, left, mode, Z):
+    """``conv_direct`` for few output channels (a network's last layer),
+    given the weights transposed, Wt (O, k*k*C): each output is a dot
+    product over its neighbourhood, whose k*C values per row are contiguous
+    in X away from the left and right edges."""
+    B, H, W, C = X.shape
+    Ho, Wo, O = Z.shape[1], Z.shape[2], Z.shape[3]
+    sxt = _col_table(k, left, Wo, W, mode)
+    kc = k * C
+    xf = X.reshape(-1)
+    for by in prange(B * Ho):
+        b = by // Ho
+        y = by - b * Ho
+        rows = np.empty(k, np.int64)  # offset of each source row in xf, or -1
+        for dy in range(k):
+            sy = _src(y + dy - top, H, mode)
+            rows[dy] = -1 if sy < 0 else (b * H + sy) * W * C
+        for x in range(Wo):
+            x0 = x - left
+            inside = x0 >= 0 and x0 + k <= W
+            for o in range(O):
+                s = bias[o]
+                w = Wt[o]
+                for dy in range(k):
+                    r0 = rows[dy]
+                    if r0 < 0:
+                        continue
+                    if inside:
+                        p0 = r0 + x0 * C
+                        q0 = dy * kc
+                        for j in range(kc):
+                            s += xf[p0 + j] * w[q0 + j]
+                    else:
+                        for dx in range(k):
+                            sx = sxt[dx, x]
+                            if sx < 0:
+                                continue
+                            for c in range(C):
+                                s += xf[r0 + sx * C + c] * w[(dy * k + dx) * C + c]
+                Z[b, y, x, o] = s
