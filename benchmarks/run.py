@@ -5,6 +5,7 @@ ratios measured together, not numbers from different runs).
     pip install ".[bench]"          # torch==2.13.0, CPU build
     python benchmarks/run.py        # all workloads, 3 repeats, ~15 min
     python benchmarks/run.py --only W1,W2 --repeat 5
+    python benchmarks/run.py --only W6,W7      # the convolutional network (conv_bench.py)
 
 Prints a table and writes benchmarks/results.json.
 """
@@ -27,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 sys.path.insert(0, os.path.join(ROOT, "src"))
+sys.path.insert(0, HERE)
 
 from nncompress import Network, fit  # noqa: E402
 from nncompress.coords import render  # noqa: E402
@@ -324,7 +326,7 @@ def w5(size=8192):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default="W1,W2,W3,W4,W5")
+    ap.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7")
     ap.add_argument("--w1-steps", type=int, default=100_000)
     ap.add_argument("--w5-size", type=int, default=8192)
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -356,6 +358,17 @@ def main():
     if "W5" in only:
         r = results["W5"] = w5(a.w5_size)
         print(f"W5 upscale to {r['size']}x{r['size']}: peak RSS {r['peak_rss_mb']:.0f} MB in {r['seconds']:.0f}s")
+    for name, fn in (("W6", "w6"), ("W7", "w7")):
+        if name in only:
+            import conv_bench
+            r = results[name] = getattr(conv_bench, fn)(a.repeat, gemm, median_time, torch)
+            what = "training step (16 crops of 48x48)" if name == "W6" else "inference at 512x512"
+            _row(f"{name} conv {what}, ms", r, "ms", higher=False)
+            print("   share of GEMM rate: " + ", ".join(f"{k} {v['gemm_share']:.0%}" for k, v in r.items()
+                                                         if isinstance(v, dict)))
+    if os.path.exists(a.out):  # keep the workloads not run this time
+        with open(a.out) as f:
+            results = {**json.load(f), **results}
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {a.out}")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nncompress import patch
+from nncompress import internal, patch
 from nncompress.compresser import Compresser
 from nncompress.evaluate import degrade
 from nncompress.imaging import read_image
@@ -22,33 +22,38 @@ def test_configs_patch_yaml_documents_the_defaults():
         assert cfg[k] == v, k
 
 
-def test_dihedral_perms_are_the_8_symmetries():
-    k = 3
-    perms = patch.dihedral_perms(k)
-    assert len({tuple(p) for p in perms}) == 8
-    a = np.arange(9).reshape(3, 3)
-    assert any(np.array_equal(a.ravel()[p].reshape(3, 3), np.rot90(a)) for p in perms)
-    assert all(p[4] == 4 for p in perms)  # the centre stays the centre
-
-
-def test_banded_patches_equal_whole_image_patches():
-    B = np.random.default_rng(0).random((23, 17))
-    whole = patch.patches(B, 5)
-    banded = np.concatenate([patch.patches(B, 5, (r, min(23, r + 4))) for r in range(0, 23, 4)])
-    np.testing.assert_allclose(banded, whole)
+def test_dihedral_and_its_inverse():
+    a = np.arange(12).reshape(3, 4)
+    seen = set()
+    for t in range(8):
+        d = internal.dihedral(a, t)
+        seen.add(d.tobytes() + bytes(d.shape))
+        np.testing.assert_array_equal(internal.undihedral(d, t), a)
+    assert len(seen) == 8
 
 
 def test_stage_sizes():
-    assert patch.stage_sizes((10, 20), (40, 80), 2.0) == [(20, 40), (40, 80)]
-    assert patch.stage_sizes((10, 20), (20, 40), 2.0) == [(20, 40)]
-    assert patch.stage_sizes((10, 10), (25, 25), 2.0) == [(16, 16), (25, 25)]
+    assert internal.stage_sizes((10, 20), (40, 80), 2.0) == [(20, 40), (40, 80)]
+    assert internal.stage_sizes((10, 20), (20, 40), 2.0) == [(20, 40)]
+    assert internal.stage_sizes((10, 10), (25, 25), 2.0) == [(16, 16), (25, 25)]
 
 
 def test_back_projection_makes_the_shrink_consistent():
     lr = np.random.default_rng(1).random((16, 16))
-    up = patch.base_upscale(lr, (32, 32))
+    up = internal.base_upscale(lr, (32, 32))
     assert np.abs(imresize(up, size=(16, 16)) - lr).max() < 0.02
     assert np.abs(imresize(imresize(lr, size=(32, 32)), size=(16, 16)) - lr).max() > 0.05
+
+
+def test_crops_are_reproducible_and_augmented():
+    rng = np.random.default_rng(0)
+    pairs = [(rng.random((20, 30)), rng.random((20, 30)))]
+    norm = internal.Norm(0.5, 0.25)
+    a = internal.CropSampler(pairs, 12, norm, np.random.default_rng(7)).batch(6)
+    b = internal.CropSampler(pairs, 12, norm, np.random.default_rng(7)).batch(6)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[0].shape == (6, 12, 12, 1) and a[1].shape == (6, 12, 12, 1)
+    assert internal.CropSampler(pairs, 64, norm, rng).crop == 20  # never larger than the smallest pair
 
 
 @pytest.mark.slow
@@ -59,12 +64,12 @@ def test_patch_mode_beats_bicubic_at_x2():
     fails the second assertion)."""
     hr, _ = read_image(shared_image("camera.png"))
     hr, lr = degrade(hr[128:384, 128:384], 2)
-    s = make_settings(dict(patch.DEFAULTS), scale=2.0, epochs=4, steps=60000, frames=0, seed=0)
+    s = make_settings(dict(patch.DEFAULTS), preset="fast", scale=2.0, frames=0, seed=0)
     comp, _ = Compresser.for_image(lr, 8, s)
     comp.train(lr, s)
     sr = np.round(comp.upscale(*hr.shape[:2]) * 255) / 255
     bicubic = np.round(np.clip(imresize(lr, size=hr.shape[:2]), 0, 1) * 255) / 255
-    base = np.round(np.clip(patch.base_upscale(lr[..., 0], hr.shape[:2]), 0, 1) * 255)[..., None] / 255
+    base = np.round(np.clip(internal.base_upscale(lr[..., 0], hr.shape[:2]), 0, 1) * 255)[..., None] / 255
     gain = psnr(sr, hr, 2) - psnr(bicubic, hr, 2)
     learned = psnr(sr, hr, 2) - psnr(base, hr, 2)
     assert gain > 1.0 and learned > 0.1, (gain, learned)
@@ -73,7 +78,8 @@ def test_patch_mode_beats_bicubic_at_x2():
 def test_patch_model_upscales_another_image(tmp_path):
     rng = np.random.default_rng(2)
     img = np.clip(imresize(rng.random((24, 24, 3)), 3.0), 0, 1).astype(np.float32)  # smooth 72x72 RGB
-    s = make_settings(dict(patch.DEFAULTS), epochs=1, steps=5000, frames=0, layers="8:relu,out")
+    s = make_settings(dict(patch.DEFAULTS), epochs=1, steps=3, batch_size=2, crop=16, frames=0,
+                      layers="conv3:4:relu,conv3:out")
     comp, _ = Compresser.for_image(img, 8, s)
     comp.train(img, s)
     comp.save(tmp_path / "m.npz")

@@ -47,8 +47,9 @@ def examples(*pairs):
 # against Settings and each mode's DEFAULTS; importing those here would load
 # numba for --help).
 MODE_DEFAULTS = {
-    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: 64:relu,64:relu,64:relu,out",
-    "mode": "coords", "epochs": "300; patch: 10", "batch_size": "32; patch: 64", "lr": "0.003; patch: 0.001",
+    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: the preset's",
+    "mode": "coords", "epochs": "300; patch: the preset's", "batch_size": "32; patch: the preset's",
+    "lr": "0.003; patch: 0.001",
     "optimizer": "adam", "loss": "mse", "seed": "0", "scale": "4; patch: 2", "frames": "30; patch: 10",
 }
 
@@ -141,6 +142,7 @@ def train(
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file of settings (see configs/); flags override it.", show_default="none")] = None,
     layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Layer spec, e.g. 20:leaky_relu,20:leaky_relu,out:sigmoid.", show_default=MODE_DEFAULTS["layers"])] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="coords (the network is the image) or patch (a learned upscaler).", show_default=MODE_DEFAULTS["mode"])] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Patch mode's training budget: fast, balanced or best.", show_default="balanced")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch.", show_default=MODE_DEFAULTS["batch_size"])] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
@@ -167,7 +169,7 @@ def train(
         if resume and not config:
             from .compresser import Compresser
             cfg = Compresser.load(resume).settings.to_dict()
-        settings = make_settings(cfg, layers=layers, mode=mode, epochs=epochs, batch_size=batch_size, lr=lr,
+        settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
         report = Reporter(out, quiet)
 
@@ -354,8 +356,9 @@ def evaluate(
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (2, 3, 4, ...).")] = 2,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, coords, bicubic, lanczos, nearest.")] = "patch,coords,bicubic,lanczos,nearest",
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.", show_default="none")] = None,
-    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.", show_default="64:relu,64:relu,64:relu,out")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.", show_default="10")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.", show_default="the preset's")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.", show_default="the preset's")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Patch mode's training budget: fast, balanced or best.", show_default="balanced")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.", show_default="0")] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.", show_default="none")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.", show_default="none")] = None,
@@ -375,7 +378,8 @@ def evaluate(
         if not chosen:
             lookup(METHODS, methods, "method", SpecError)
         cfg = load_config(config) if config else {}
-        settings = make_settings(cfg, layers=layers, epochs=epochs, seed=seed, scale=float(scale), mode="patch", frames=0)
+        settings = make_settings(cfg, layers=layers, epochs=epochs, preset=preset, seed=seed, scale=float(scale), mode="patch",
+                                 frames=0)
 
         progress = Reporter(out, quiet)
 

@@ -112,25 +112,27 @@ class CropSampler:
 
 # ----------------------------------------------------------------- training
 
-def train(net, sampler, iterations, batch, lr, rng=None, start=0, optimizer=None, on_step=None):
+def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on_step=None):
     """Adam on the mean squared error of the predicted residual, the rate
-    decaying as a cosine from ``lr`` to 0 over ``iterations``. Steps
-    [start, iterations) are taken, so a stopped run can go on with the same
-    ``optimizer``. ``on_step(i, loss, seconds)`` after each step may return
-    True to stop. Returns the optimizer (its state is the run's)."""
+    decaying as a cosine from ``lr`` to 0 over ``total`` steps (default
+    ``stop``). Steps [start, stop) are taken, so a run can go on in pieces
+    with the same ``optimizer``. ``on_step(i, loss, seconds)`` after each
+    step may return True to stop. Returns the optimizer (its state is the
+    run's)."""
     first = next(l for l in net.layers if isinstance(l, Conv2D))
     first.input_grad = False  # nothing upstream to feed
     opt = optimizer or get_optimizer("adam", lr)
     if getattr(opt, "m", None) is None:
         opt.init_state(net.n_params, net.dtype)
-    for i in range(start, iterations):
+    total = total or stop
+    for i in range(start, stop):
         t0 = time.perf_counter()
         X, T = sampler.batch(batch)
         P = net.forward(X)
         D = P - T
         loss = float(np.mean(D * D))
         net.backward(D * np.float32(2.0 / D.size))
-        opt.step(net.params, net.grads, 0.5 * lr * (1 + math.cos(math.pi * i / iterations)))
+        opt.step(net.params, net.grads, 0.5 * lr * (1 + math.cos(math.pi * i / total)))
         if on_step and on_step(i, loss, time.perf_counter() - t0):
             break
     return opt
@@ -138,14 +140,16 @@ def train(net, sampler, iterations, batch, lr, rng=None, start=0, optimizer=None
 
 # ---------------------------------------------------------------- inference
 
-def residual(net, base, norm: Norm, ensemble=True):
+def residual(net, base, norm: Norm, ensemble=True, tick=None):
     """The network's residual for a base upscale (H, W), averaged over the 8
-    rotations/flips when ``ensemble``."""
+    rotations/flips when ``ensemble``; ``tick()`` after each pass."""
     X = ((base - norm.mean) / norm.spread).astype(np.float32)
     ts = range(8) if ensemble else (0,)
     out = np.zeros(base.shape, np.float64)
     for t in ts:
         out += undihedral(predict_image(net, np.ascontiguousarray(dihedral(X, t))[..., None])[..., 0], t)
+        if tick:
+            tick()
     return out * (norm.spread / len(ts))
 
 
@@ -158,15 +162,33 @@ def stage_sizes(shape, size, step):
             for i in range(1, n)] + [tuple(size)]
 
 
-def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_stage=None):
+def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_progress=None):
     """One channel up to ``size`` in stages of at most ``step``: each the
     base upscale plus alpha x the learned residual; the result is then
-    back-projected onto ``ch``."""
+    back-projected onto ``ch``. ``on_progress(what, done, total)`` hears of
+    each stage's passes."""
     cur = ch
     stages = stage_sizes(ch.shape, size, step)
     for i, stage in enumerate(stages):
-        if on_stage:
-            on_stage(i, len(stages))
+        passes = 1 + ((8 if ensemble else 1) if alpha else 0)
+        tick = _ticker(on_progress, f"upscaling stage {i + 1}/{len(stages)} to {stage[1]}x{stage[0]}", passes)
         base = base_upscale(cur, stage)
-        cur = base + alpha * residual(net, base, norm, ensemble) if alpha else base
-    return back_project(cur, ch)
+        tick()
+        cur = base + alpha * residual(net, base, norm, ensemble, tick) if alpha else base
+    tick = _ticker(on_progress, f"back-projection at {size[1]}x{size[0]}", 1)
+    out = back_project(cur, ch)
+    tick()
+    return out
+
+
+def _ticker(on_progress, what, total):
+    """A tick() that reports one more of ``total`` units of ``what``."""
+    done = [0]
+    if on_progress:
+        on_progress(what, 0, total)
+
+    def tick():
+        done[0] += 1
+        if on_progress:
+            on_progress(what, done[0], total)
+    return tick

@@ -21,7 +21,8 @@ from .errors import ModelFileError
 from .network import Network
 
 FORMAT = "nncompress-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Conv2D layers, convolutional patch mode
+READS = (1, 2)     # version 1 files: coords models load; patch models are refused (Compresser.load)
 
 
 def save(path, net, meta: dict | None = None, extras: dict | None = None):
@@ -68,11 +69,13 @@ def load(path):
     if str(data["format"]) != FORMAT:
         raise ModelFileError(f"'{name}' is not an nncompress model (format {str(data['format'])!r})")
     version = data["format_version"]
-    if version.shape != () or version.dtype.kind not in "iu" or int(version) != FORMAT_VERSION:
-        raise ModelFileError(f"'{name}' has format version {version!r}; this nncompress reads version {FORMAT_VERSION}")
+    if version.shape != () or version.dtype.kind not in "iu" or int(version) not in READS:
+        raise ModelFileError(f"'{name}' has format version {version!r}; this nncompress reads versions "
+                             f"{', '.join(map(str, READS))}")
     try:
         cfg = json.loads(str(data["config"]))
         meta = json.loads(str(data["meta"]))
+        meta["format_version"] = int(version)
         net = Network.from_config(cfg)
     except (json.JSONDecodeError, ValueError, TypeError) as e:
         raise ModelFileError(f"'{name}' has an invalid config: {e}") from None

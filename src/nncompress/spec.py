@@ -181,9 +181,10 @@ class Settings:
     seed: int = 0
     scale: float = 4.0
     frames: int = 30
-    patch_size: int = 7
     color: str = "luma"
-    steps: int = 0  # patch mode: cap on training rows per epoch (0 = all)
+    preset: str = "balanced"  # patch mode: a training budget (its PRESETS), under a config file and flags
+    steps: int = 0   # patch mode: training steps (minibatches of crops) per epoch
+    crop: int = 40   # patch mode: side of the random training crops
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in SETTING_KEYS}
@@ -193,7 +194,7 @@ class Settings:
         lookup(tuple(MODES), self.mode, "mode", SpecError)
         items = parse_layers(self.layers)
         self.layers = format_items(items)  # one form, whether given as text or a YAML list
-        for name in ("epochs", "batch_size", "frames", "seed", "steps"):
+        for name in ("epochs", "batch_size", "frames", "seed", "steps", "crop"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise SpecError(f"{name} must be a whole number >= 0, got {v!r}")
@@ -208,12 +209,14 @@ class Settings:
             raise SpecError("bce loss needs a network that ends in a sigmoid activation")
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("color", self.color, ("luma", "rgb"))
-        if not (isinstance(self.patch_size, int) and self.patch_size >= 1 and self.patch_size % 2 == 1):
-            raise SpecError(f"patch_size must be an odd whole number, got {self.patch_size!r}")
+        if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 8:
+            raise SpecError(f"crop must be a whole number >= 8, got {self.crop!r}")
+        _choice("preset", self.preset, PRESET_NAMES)
         return self
 
 
 SETTING_KEYS = [f.name for f in fields(Settings)]
+PRESET_NAMES = ("fast", "balanced", "best")
 
 
 def load_config(path) -> dict:
@@ -243,15 +246,20 @@ def load_config(path) -> dict:
 
 
 def make_settings(config: dict | None = None, **overrides) -> Settings:
-    """The mode's defaults <- YAML config <- flags (None means 'not given').
+    """The mode's defaults <- its preset <- YAML config <- flags (None means
+    'not given').
     The mode is the flag's, else the config's, else coords. The one place
     where a mode's defaults are applied."""
     from .modes import get_mode
     config = config or {}
     given = {k: v for k, v in overrides.items() if v is not None}
     mode = get_mode(given.get("mode", config.get("mode", "coords")))
+    preset = given.get("preset", config.get("preset", Settings.preset))
+    presets = getattr(mode, "PRESETS", {})
+    if presets:
+        lookup(tuple(presets), preset, "preset", SpecError)
     s = Settings()
-    for source in (mode.DEFAULTS, config, given):
+    for source in (mode.DEFAULTS, presets.get(preset, {}), config, given):
         for k, v in source.items():
             lookup(SETTING_KEYS, k, "setting", SpecError)
             if k in ("lr", "scale") and isinstance(v, int) and not isinstance(v, bool):

@@ -1,0 +1,91 @@
+"""W6 and W7: the convolutional network of patch mode (6 conv layers, 3x3,
+32 channels, one channel in and out) against PyTorch on the CPU, each with
+its FLOP rate as a share of the GEMM rate measured in the same run.
+
+    W6  one training step: a batch of 16 crops of 48x48, forward, backward, Adam
+    W7  whole-image inference at 512x512 (tiled, one pass)
+"""
+
+import numpy as np
+
+LAYERS = "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out"
+CHANNELS = [1, 32, 32, 32, 32, 32, 1]
+
+
+def forward_flops_per_pixel():
+    return sum(2 * 9 * a * b for a, b in zip(CHANNELS[:-1], CHANNELS[1:]))
+
+
+def _ours():
+    from nncompress.spec import build_network
+    return build_network(LAYERS, 1, 1, 0)
+
+
+def _torch_net(torch, net):
+    """The same network and weights in PyTorch (NCHW, reflect padding)."""
+    from nncompress.layers import Conv2D
+    mods = []
+    convs = [l for l in net.layers if isinstance(l, Conv2D)]
+    for i, l in enumerate(convs):
+        c = torch.nn.Conv2d(l.in_channels, l.channels, l.kernel, padding=l.radius, padding_mode="reflect")
+        W = l.params["W"].reshape(l.kernel, l.kernel, l.in_channels, l.channels).transpose(3, 2, 0, 1)
+        c.weight.data = torch.from_numpy(np.ascontiguousarray(W))
+        c.bias.data = torch.from_numpy(l.params["b"].copy())
+        mods.append(c)
+        if i < len(convs) - 1:
+            mods.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*mods)
+
+
+def w6(repeat, gemm, median_time, torch=None, batch=16, crop=48):
+    from nncompress.optimizers import get_optimizer
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, crop, crop, 1)).astype(np.float32)
+    T = rng.standard_normal((batch, crop, crop, 1)).astype(np.float32)
+    net = _ours()
+    net.layers[1].input_grad = False
+    opt = get_optimizer("adam", 1e-4)
+    opt.init_state(net.n_params, net.dtype)
+
+    def step():
+        D = net.forward(X) - T
+        net.backward(D * np.float32(2.0 / D.size))
+        opt.step(net.params, net.grads)
+
+    step()
+    flops = 3 * forward_flops_per_pixel() * batch * crop * crop
+    out = {"nncompress": _rate(median_time(step, repeat), flops, gemm)}
+    if torch is not None:
+        tnet = _torch_net(torch, _ours())
+        topt = torch.optim.Adam(tnet.parameters(), 1e-4)
+        Xt, Tt = torch.from_numpy(X.transpose(0, 3, 1, 2).copy()), torch.from_numpy(T.transpose(0, 3, 1, 2).copy())
+
+        def tstep():
+            topt.zero_grad()
+            ((tnet(Xt) - Tt) ** 2).mean().backward()
+            topt.step()
+
+        tstep()
+        out["torch"] = _rate(median_time(tstep, repeat), flops, gemm)
+    return out
+
+
+def w7(repeat, gemm, median_time, torch=None, size=512):
+    from nncompress.conv import predict_image
+    img = np.random.default_rng(1).random((size, size, 1), dtype=np.float32)
+    net = _ours()
+    predict_image(net, img)
+    flops = forward_flops_per_pixel() * size * size
+    out = {"nncompress": _rate(median_time(lambda: predict_image(net, img), repeat), flops, gemm)}
+    if torch is not None:
+        tnet = _torch_net(torch, net)
+        Xt = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
+        with torch.no_grad():
+            ref = tnet(Xt).numpy()[0, 0]
+            out["max_abs_diff_vs_torch"] = float(np.abs(ref - predict_image(net, img)[..., 0]).max())
+            out["torch"] = _rate(median_time(lambda: tnet(Xt), repeat), flops, gemm)
+    return out
+
+
+def _rate(seconds, flops, gemm):
+    return {"ms": seconds * 1e3, "gflops": flops / seconds / 1e9, "gemm_share": flops / seconds / gemm}
