@@ -184,4 +184,4 @@ def test_help_defaults_are_the_real_ones():
         assert shown.split(";")[0] == text, (key, shown)
         other = f"{b:g}" if isinstance(b, float) else str(b)
         assert other == text or shown.endswith(f"patch: {other}"), (key, shown)
-    assert get_mode("patch").DEFAULTS["epochs"] == patch.epochs
+    assert get_mode("patch").PRESETS[patch.preset]["epochs"] == patch.epochs

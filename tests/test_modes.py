@@ -45,7 +45,8 @@ def test_train_mode_patch_runs_with_patch_defaults_and_the_flags_given(tmp_path,
     got = Compresser.load(tmp_path / "p" / "model.npz").settings
     patch_yaml = load_config(os.path.join(ROOT, "configs", "patch.yaml"))
     assert got == make_settings(patch_yaml, epochs=1, frames=0)
-    assert got.layers == get_mode("patch").DEFAULTS["layers"] and got.batch_size == 64
+    balanced = get_mode("patch").PRESETS["balanced"]
+    assert got.layers == balanced["layers"] and got.batch_size == balanced["batch_size"] == 16
 
 
 def test_a_flag_overrides_a_mode_default_only_when_given():
@@ -72,7 +73,9 @@ def test_no_branch_on_a_mode_name_outside_the_registry():
 
 def _trained(tmp_path, mode, **flags):
     img = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
-    s = make_settings(mode=mode, epochs=1, frames=0, steps=2000, layers="8:relu,out", **flags)
+    small = (dict(layers="conv3:4:relu,conv3:out", steps=2, batch_size=2, crop=16) if mode == "patch"
+             else dict(layers="8:relu,out"))
+    s = make_settings(mode=mode, epochs=1, frames=0, **small, **flags)
     comp, _ = Compresser.for_image(img, 8, s)
     comp.train(img, s)
     comp.save(tmp_path / "m.npz")
@@ -92,7 +95,7 @@ def test_settings_hold_only_what_the_user_chose(tmp_path):
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
     assert set(meta["settings"]) == set(comp.settings.to_dict()) and "extra" not in meta["settings"]
-    assert set(meta["state"]) == {"sigma", "alpha", "train_scale"} and meta["state"]["sigma"] > 0
+    assert set(meta["state"]) == {"mean", "spread", "alpha", "train_scale"} and meta["state"]["spread"] > 0
 
 
 def test_a_layer_argument_survives_the_round_trip():
@@ -118,8 +121,24 @@ def test_a_bad_learned_state_is_refused_in_one_line(tmp_path):
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(str(arrays["meta"]))
-    meta["state"]["sigma"] = "wide"
+    meta["state"]["spread"] = "wide"
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(ModelFileError, match="learned sigma must be a finite number"):
+    with pytest.raises(ModelFileError, match="learned spread must be a finite number"):
         Compresser.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_format_1_files_load_or_are_refused_in_one_line(tmp_path, mode):
+    """Format 2 added convolutions: a format-1 coords model still loads; a
+    format-1 patch model (the patch MLP) is refused, saying what to do."""
+    comp, path = _trained(tmp_path, mode)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["format_version"] = np.array(1)
+    np.savez(tmp_path / "v1.npz", **arrays)
+    if get_mode(mode).TAKES_IMAGE:
+        with pytest.raises(ModelFileError, match="format 1 .*train it again"):
+            Compresser.load(tmp_path / "v1.npz")
+    else:
+        assert Compresser.load(tmp_path / "v1.npz").settings == comp.settings

@@ -87,7 +87,8 @@ def test_one_pixel_image_is_handled_in_coords_and_refused_in_patch_mode(tmp_path
     r = cli("train", p, *TINY, "-o", tmp_path / "r")
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "r" / "dot_x4.png").size == (4, 4)
-    one_line_error(cli("train", p, "--mode", "patch", "-l", "8:relu,out", "-e", 1, "-q", "-o", tmp_path / "p"),
+    one_line_error(cli("train", p, "--mode", "patch", "-l", "conv3:4:relu,conv3:out", "-e", 1, "-q",
+                       "-o", tmp_path / "p"),
                    match="too small for patch mode")
 
 

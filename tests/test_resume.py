@@ -20,7 +20,7 @@ from nncompress.training import run_epochs
 
 runner = CliRunner()
 SMALL = ["-l", "8:relu,out:sigmoid", "-b", "16", "--optimizer", "adam", "--seed", "4", "--frames", "4"]
-PATCH = ["--mode", "patch", "-l", "8:relu,out", "-b", "32", "--seed", "4", "--frames", "0", "--scale", "2"]
+PATCH = ["--mode", "patch", "-l", "conv3:4:relu,conv3:out", "-b", "2", "--crop", "16", "--seed", "4", "--frames", "0", "--scale", "2"]
 
 
 def run(*args):

@@ -47,8 +47,9 @@ def examples(*pairs):
 # against Settings and each mode's DEFAULTS; importing those here would load
 # numba for --help).
 MODE_DEFAULTS = {
-    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: the preset's",
-    "mode": "coords", "epochs": "300; patch: the preset's", "batch_size": "32; patch: the preset's",
+    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: "
+              "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
+    "mode": "coords", "epochs": "300; patch: 10", "batch_size": "32; patch: 16",
     "lr": "0.003; patch: 0.001",
     "optimizer": "adam", "loss": "mse", "seed": "0", "scale": "4; patch: 2", "frames": "30; patch: 10",
 }
@@ -144,7 +145,9 @@ def train(
     mode: Annotated[Optional[str], typer.Option("--mode", help="coords (the network is the image) or patch (a learned upscaler).", show_default=MODE_DEFAULTS["mode"])] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Patch mode's training budget: fast, balanced or best.", show_default="balanced")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch.", show_default=MODE_DEFAULTS["batch_size"])] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch. Patch mode: crops per step.", show_default=MODE_DEFAULTS["batch_size"])] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 40)")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (balanced: 40)")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.", show_default=MODE_DEFAULTS["optimizer"])] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="mse or bce (bce needs a sigmoid output).", show_default=MODE_DEFAULTS["loss"])] = None,
@@ -170,6 +173,7 @@ def train(
             from .compresser import Compresser
             cfg = Compresser.load(resume).settings.to_dict()
         settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
+                                 steps=steps, crop=crop,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
         report = Reporter(out, quiet)
 

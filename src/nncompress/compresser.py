@@ -21,7 +21,6 @@ from .checkpoint import Checkpoint
 from .errors import ModelFileError, SpecError
 from .modes import MODES, get_mode
 from .network import Network
-from .modelfile import FORMAT_VERSION
 from .spec import Settings, make_settings
 
 
@@ -176,7 +175,7 @@ class Compresser:
         if meta.get("mode") not in MODES or "source" not in meta or not isinstance(meta.get("settings"), dict):
             raise ModelFileError(f"'{name}' is a network file without nncompress image metadata")
         impl = get_mode(meta["mode"])
-        if meta.pop("format_version", FORMAT_VERSION) < 2 and impl.TAKES_IMAGE:
+        if extras["format_version"] < 2 and impl.TAKES_IMAGE:
             raise ModelFileError(f"'{name}' is a patch model of format 1 (the 7x7 patch MLP), which this "
                                  f"nncompress no longer runs; train it again: nncompress train IMAGE --mode patch")
         settings = dict(meta.pop("settings"))

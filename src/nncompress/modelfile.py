@@ -44,8 +44,9 @@ def save(path, net, meta: dict | None = None, extras: dict | None = None):
 
 
 def load(path):
-    """Returns (network, meta dict, extras dict). Never unpickles;
-    raises ModelFileError naming what is wrong."""
+    """Returns (network, meta dict, extras dict); extras also holds the
+    file's ``format_version`` (an int). Never unpickles; raises
+    ModelFileError naming what is wrong."""
     path = os.fspath(path)
     name = os.path.basename(path)
     if not os.path.exists(path):
@@ -75,7 +76,6 @@ def load(path):
     try:
         cfg = json.loads(str(data["config"]))
         meta = json.loads(str(data["meta"]))
-        meta["format_version"] = int(version)
         net = Network.from_config(cfg)
     except (json.JSONDecodeError, ValueError, TypeError) as e:
         raise ModelFileError(f"'{name}' has an invalid config: {e}") from None
@@ -93,4 +93,5 @@ def load(path):
                 raise ModelFileError(f"'{name}': buffer {k} of layer {i} is missing or has the wrong shape")
             b[...] = got
     extras = {k[len("extra."):]: v for k, v in data.items() if k.startswith("extra.")}
+    extras["format_version"] = int(version)
     return net, meta, extras
