@@ -7,6 +7,16 @@ Every kernel has a plain-numpy oracle in ``tests/test_kernels.py``.
 * ``dense``: loss and optimizer kernels, the fused small-network epoch and forward pass
 """
 
+import os
+
+import numba
+
+# numba's own thread pool rather than OpenMP's: OpenMP's spinning barriers
+# made a conv training step 3x slower (1430 -> 485 ms) when other processes
+# shared the 2 cores; a user's NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
 from .activations import (IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGMOID, SINE, TANH, act_row,
                           activation_backward, activation_forward, bias_activation, bias_activation_inference,
                           fast_cos, fast_sin, slope_row)
