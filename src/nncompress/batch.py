@@ -1,0 +1,290 @@
+"""``nncompress upscale INPUT...``: images, folders and models in, upscaled
+files out, in one call.
+
+``plan(request)`` checks everything the user typed and lists the jobs
+(source -> target) before any work; bad input raises ``BatchError``.
+``run(request, jobs, ...)`` does them one by one: a file that fails is
+recorded and the batch goes on; Ctrl-C raises ``BatchInterrupted`` with
+what was finished (each output is written atomically, so the file being
+made leaves nothing behind). Progress goes through callbacks.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import imagefile, upscaler
+from .spec import PRESET_NAMES, SpecError
+
+FORMAT_CHOICES = ("same",) + tuple(imagefile.FORMATS)
+
+
+class BatchError(SpecError):
+    """Bad arguments or inputs, found before any work."""
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C: ``outcomes`` holds the files finished before it."""
+
+    def __init__(self, outcomes):
+        super().__init__("interrupted")
+        self.outcomes = outcomes
+
+
+@dataclass
+class Request:
+    """What the user asked for (the options of ``nncompress upscale``)."""
+    inputs: list
+    scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    output: str | None = None
+    recursive: bool = False
+    skip_existing: bool = False
+    format: str = "same"
+    quality: int | None = None
+    preset: str = "balanced"
+    save_model: bool = False
+    input_image: str | None = None  # model inputs: upscale this image instead of the training image
+    force: bool = False
+    overrides: dict = field(default_factory=dict)  # training settings (tests, experiments)
+
+    def validate(self):
+        if not self.inputs:
+            raise BatchError("give at least one INPUT: an image, a folder or a model.npz")
+        if self.scale is not None and (self.width or self.height):
+            raise BatchError("give --scale or --width/--height, not both")
+        if self.scale is None and not (self.width or self.height):
+            self.scale = 4.0
+        if self.scale is not None and not (self.scale == self.scale and 0 < self.scale < float("inf")):
+            raise BatchError(f"--scale must be a positive number, got {self.scale}")
+        for name, v in (("--width", self.width), ("--height", self.height)):
+            if v is not None and v <= 0:
+                raise BatchError(f"{name} must be a positive number of pixels, got {v}")
+        if self.format not in FORMAT_CHOICES:
+            raise BatchError(f"unknown --format '{self.format}'; valid: {', '.join(FORMAT_CHOICES)}")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise BatchError(f"--quality must be from 1 to 100, got {self.quality}")
+        if self.preset not in PRESET_NAMES:
+            raise BatchError(f"unknown --preset '{self.preset}'; valid: {', '.join(PRESET_NAMES)}")
+        return self
+
+    @property
+    def tag(self):
+        """What output names carry: 'x4', '1920x1080', 'w1920', 'h1080'."""
+        if self.width and self.height:
+            return f"{self.width}x{self.height}"
+        if self.width or self.height:
+            return f"w{self.width}" if self.width else f"h{self.height}"
+        return f"x{self.scale:g}"
+
+
+@dataclass
+class Job:
+    kind: str           # "image" or "model"
+    source: str
+    target: str | None  # None: a model's default name, known once it is loaded
+    name: str           # what the user sees: the path below the input folder
+    format: str         # png, jpg, webp
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str                 # "done", "skipped" or "failed"
+    seconds: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    size_in: tuple = ()          # (w, h)
+    size_out: tuple = ()
+    message: str = ""           # why it failed, or what the user should know
+
+
+# ------------------------------------------------------------------ plan
+
+def classify(path):
+    """'model', 'folder' or 'image' for an INPUT; BatchError if missing."""
+    if not os.path.exists(path):
+        raise BatchError(f"'{path}' does not exist")
+    if os.path.isdir(path):
+        return "model" if os.path.isfile(os.path.join(path, "model.npz")) else "folder"
+    return "model" if path.lower().endswith(".npz") else "image"
+
+
+def find_images(folder, recursive, skip=()):
+    """Image files in ``folder`` (sorted; hidden files and folders and any
+    folder in ``skip``, e.g. the output, left out)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and os.path.realpath(os.path.join(root, d)) not in skip) if recursive else []
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if not f.startswith(".") and imagefile.is_image_name(f)]
+    return found
+
+
+def _format_for(req, source):
+    if req.format != "same":
+        return req.format
+    return imagefile.format_of_suffix(source) or "png"  # GIF, BMP, TIFF, ... -> PNG
+
+
+def _named(path, fmt):
+    """``path`` with the extension of ``fmt`` unless it is kept."""
+    stem, ext = os.path.splitext(path)
+    return path if imagefile.format_of_suffix(path) == fmt else stem + imagefile.EXTENSION[fmt]
+
+
+def plan(req: Request) -> list:
+    """Every job, with its target, checked before any work."""
+    req.validate()
+    kinds = [(p, classify(p)) for p in req.inputs]
+    if req.input_image and any(k != "model" for _, k in kinds):
+        raise BatchError("--input applies to model inputs only; give images as INPUT")
+    one_file = len(kinds) == 1 and kinds[0][1] != "folder"
+    out = req.output
+    out_is_file = bool(out) and one_file and not os.path.isdir(out) and imagefile.format_of_suffix(out) is not None
+    if out and one_file and not out_is_file and not os.path.isdir(out) and os.path.splitext(out)[1]:
+        raise BatchError(f"cannot tell the format of '{out}' from its suffix; use .png, .jpg or .webp")
+    if out_is_file and req.format != "same" and imagefile.format_of_suffix(out) != req.format:
+        raise BatchError(f"-o '{out}' and --format {req.format} disagree; give one of them")
+    skip = {os.path.realpath(out)} if out else set()
+    jobs = []
+    for path, kind in kinds:
+        if kind == "folder":
+            base = os.path.basename(os.path.normpath(os.path.abspath(path)))
+            root = (os.path.join(out, base) if len(kinds) > 1 else out) if out else f"{base}_{req.tag}"
+            skip.add(os.path.realpath(root))
+            for src in find_images(path, req.recursive, skip):
+                rel = os.path.relpath(src, path)
+                fmt = _format_for(req, src)
+                jobs.append(Job("image", src, _named(os.path.join(root, rel), fmt), rel, fmt))
+        elif kind == "model":
+            model = os.path.join(path, "model.npz") if os.path.isdir(path) else path
+            fmt = imagefile.format_of_suffix(out) if out_is_file else (req.format if req.format != "same" else "png")
+            jobs.append(Job("model", model, out if out_is_file else None, model, fmt))
+        else:
+            fmt = imagefile.format_of_suffix(out) if out_is_file else _format_for(req, path)
+            stem, ext = os.path.splitext(os.path.basename(path))
+            target = out if out_is_file else _named(os.path.join(out or "", f"{stem}_{req.tag}{ext}"), fmt)
+            jobs.append(Job("image", path, target, os.path.basename(path), fmt))
+    _check_targets(jobs)
+    return jobs
+
+
+def _check_targets(jobs):
+    seen = {}
+    for j in jobs:
+        if j.target is None:
+            continue
+        t = os.path.realpath(j.target)
+        if t == os.path.realpath(j.source):
+            raise BatchError(f"the output '{j.target}' would overwrite its input; choose another -o")
+        if t in seen:
+            raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
+                             "use -o or --format to tell them apart")
+        seen[t] = j.source
+
+
+# ------------------------------------------------------------------- run
+
+def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_bugs=False):
+    """Do ``jobs``. ``on_file(i, n, job)`` before each, ``on_done(i, n,
+    outcome)`` after, ``on_step(phase, done, total, info)`` within (see
+    ``upscaler``). Returns the outcomes; Ctrl-C raises BatchInterrupted."""
+    outcomes = []
+    try:
+        for i, job in enumerate(jobs):
+            if on_file:
+                on_file(i, len(jobs), job)
+            t0 = time.perf_counter()
+            try:
+                if req.skip_existing and job.target and os.path.exists(job.target):
+                    outcome = Outcome(job, "skipped", message="exists")
+                else:
+                    outcome = (_model_job if job.kind == "model" else _image_job)(req, job, on_step)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one bad file must not stop the batch
+                if raise_bugs:
+                    raise
+                outcome = Outcome(job, "failed", message=_reason(e))
+            outcome.seconds = time.perf_counter() - t0
+            outcomes.append(outcome)
+            if on_done:
+                on_done(i, len(jobs), outcome)
+    except KeyboardInterrupt:
+        raise BatchInterrupted(outcomes) from None
+    return outcomes
+
+
+def _reason(e):
+    if isinstance(e, OSError):
+        return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+    if isinstance(e, MemoryError):
+        return "out of memory; use a smaller output size"
+    if isinstance(e, (ValueError, RuntimeError)):
+        return str(e)
+    return f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)"
+
+
+def _image_job(req, job, on_step):
+    pic = imagefile.load(job.source)
+    h0, w0 = pic.pixels.shape[:2]
+    size = upscaler.output_size(h0, w0, req.scale, req.width, req.height)
+    _check_memory(size, pic.pixels.shape[2], pic.bits, req.force)
+    settings = upscaler.patch_settings(max(1.0, upscaler.scale_for(h0, w0, size)), req.preset, req.overrides)
+    pixels, comp = upscaler.upscale_image(pic.pixels, pic.bits, size, settings, on_step,
+                                          name=os.path.basename(job.source))
+    del pic.pixels
+    folder = os.path.dirname(job.target)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    saved = imagefile.save(job.target, pixels, job.format, pic.bits, pic.icc, pic.exif, req.quality)
+    if req.save_model and comp is not None:
+        comp.save(os.path.splitext(job.target)[0] + ".npz")
+    return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
+                   size_in=(w0, h0), size_out=(size[1], size[0]), message="; ".join(saved.notes))
+
+
+def _model_job(req, job, on_step):
+    from .compresser import Compresser
+    comp = Compresser.load(job.source)
+    image, icc, exif = None, None, None
+    if req.input_image:
+        if comp.mode != "patch":
+            raise BatchError("--input needs a patch model; a coords model is its own image")
+        pic = imagefile.load(req.input_image)
+        image, icc, exif = pic.pixels, pic.icc, pic.exif
+    h, w = comp.output_size(req.scale, req.width, req.height, image)
+    comp.check_output_size(h, w, req.force)
+    if job.target is None:
+        stem = os.path.splitext(os.path.basename(req.input_image or comp.meta["source"]["name"]))[0]
+        folder = req.output or os.path.dirname(os.path.abspath(job.source))
+        job.target = os.path.join(folder, f"{stem}_{w}x{h}{imagefile.EXTENSION[job.format]}")
+        if req.skip_existing and os.path.exists(job.target):
+            return Outcome(job, "skipped", message="exists")
+    if req.input_image and os.path.realpath(job.target) == os.path.realpath(req.input_image):
+        raise BatchError("the output would overwrite the input image; choose another -o")
+    bits = comp.meta["source"]["bits"]
+    if on_step:
+        on_step("upscale", 0, 1, {})
+    pixels = comp.upscale(h, w, image=image, bits=bits)
+    if os.path.dirname(job.target):
+        os.makedirs(os.path.dirname(job.target), exist_ok=True)
+    saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality)
+    if on_step:
+        on_step("upscale", 1, 1, {})
+    src = comp.meta["source"]
+    return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
+                   size_in=(src["width"], src["height"]), size_out=(w, h), message="; ".join(saved.notes))
+
+
+def _check_memory(size, channels, bits, force):
+    """Refuse an output whose pixels alone would not fit in memory."""
+    from .compresser import available_memory
+    need = size[0] * size[1] * channels * (2 if bits == 16 else 1) * 3  # output + encoder copies
+    avail = available_memory()
+    if not force and avail and need > 0.8 * avail:
+        raise ValueError(f"a {size[1]}x{size[0]} output needs about {need / 2**30:.1f} GiB but only "
+                         f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")

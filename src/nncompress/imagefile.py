@@ -1,0 +1,151 @@
+"""Image files as a user keeps them: pixels plus what a viewer needs to show
+them the same way (format, bit depth, ICC profile, EXIF).
+
+Read: the EXIF orientation is applied to the pixels and the tag reset to 1,
+so the file we write shows upright everywhere. 16-bit PNGs keep 16 bits
+(``pngio``). Write: PNG (8 or 16 bit), JPEG or WebP, atomically, with the
+ICC profile and EXIF copied.
+
+JPEG has no alpha channel. An opaque alpha is dropped; a transparent one is
+composited onto white and the caller is told (``SavedImage.notes``), so a
+batch goes on; ``--format png`` or ``webp`` keeps it.
+"""
+
+import io
+import os
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from . import imaging, pngio
+from .atomic import atomic_write
+
+FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}  # --format name -> Pillow format
+SUFFIXES = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp"}
+EXTENSION = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+READABLE = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga", ".ppm", ".pgm", ".pnm"}
+DEFAULT_QUALITY = 95
+ORIENTATION = 0x0112  # EXIF tag
+
+
+@dataclass
+class Picture:
+    """A decoded image file: pixels (H, W, C) float32 in [0, 1], upright."""
+    pixels: np.ndarray
+    bits: int                 # 8 or 16
+    format: str | None        # "png", "jpg", "webp", or None for others (GIF, BMP, TIFF, ...)
+    icc: bytes | None = None
+    exif: bytes | None = None  # orientation already applied and reset to 1
+
+
+@dataclass
+class SavedImage:
+    path: str
+    bytes: int
+    notes: list = field(default_factory=list)  # what the user should know, e.g. alpha flattened
+
+
+def is_image_name(name):
+    return os.path.splitext(name)[1].lower() in READABLE
+
+
+def format_of_suffix(path):
+    """'png', 'jpg', 'webp' from a file name's suffix, else None."""
+    return SUFFIXES.get(os.path.splitext(path)[1].lower())
+
+
+def load(path):
+    """Read an image file -> Picture. Raises ``imaging.ImageError`` with a
+    one-line reason for anything unreadable."""
+    deep = pngio.is_deep_png(path)
+    if not deep:
+        pixels, bits = imaging.read_image(path)  # validates, applies the orientation
+    try:
+        with Image.open(path) as im:
+            fmt = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}.get(im.format)
+            icc = im.info.get("icc_profile") or None
+            ex = im.getexif()
+    except OSError as e:
+        raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
+    orientation = ex.get(ORIENTATION, 1)
+    exif = None
+    if len(ex):
+        if ORIENTATION in ex:
+            ex[ORIENTATION] = 1
+        exif = ex.tobytes()
+    if deep:  # Pillow would cut colour to 8 bits
+        w, h = pngio.header(path)[:2]
+        if w * h > imaging.MAX_PIXELS:
+            raise imaging.ImageError(f"'{path}' claims {w}x{h} pixels, over the limit of {imaging.MAX_PIXELS:,}")
+        try:
+            pixels = _transpose_array(pngio.read16(path), orientation).astype(np.float32) / 65535
+        except (ValueError, OSError, zlib.error) as e:
+            raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
+        bits = 16
+    return Picture(pixels, bits, fmt, icc, exif)
+
+
+def _transpose_array(a, orientation):
+    """Apply an EXIF orientation (1..8) to an (H, W, C) array."""
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
+           8: lambda x: np.rot90(x, 1)}
+    return np.ascontiguousarray(ops.get(orientation, lambda x: x)(a))
+
+
+def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None):
+    """Write (H, W, C) pixels (float in [0, 1], uint8 or uint16) as ``fmt``
+    ('png', 'jpg', 'webp') at ``path``, atomically. PNG keeps 16 bits when
+    ``bits`` is 16; JPEG and WebP are 8-bit formats. Returns SavedImage."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
+    c = pixels.shape[2]
+    notes = []
+    if fmt == "png" and bits == 16:
+        deep = pixels if pixels.dtype == np.uint16 else imaging.to_uint(pixels, 16)
+        data = pngio.encode16(deep, icc=icc, exif=exif)
+        atomic_write(path, lambda f: f.write(data))
+        return SavedImage(os.fspath(path), len(data), notes)
+    q8 = _to_uint8(pixels)
+    if fmt == "jpg" and c in (2, 4):
+        q8, flattened = _drop_alpha(q8)
+        if flattened:
+            notes.append("transparency flattened onto white (JPEG has no alpha; --format png or webp keeps it)")
+    pil = Image.fromarray(q8[..., 0] if q8.shape[2] == 1 else q8)
+    if fmt == "webp" and pil.mode == "LA":
+        pil = pil.convert("RGBA")
+    kw = {}
+    if icc:
+        kw["icc_profile"] = icc
+    if exif:
+        kw["exif"] = exif
+    if fmt in ("jpg", "webp"):
+        kw["quality"] = DEFAULT_QUALITY if quality is None else int(quality)
+    if fmt == "jpg":
+        kw["subsampling"] = 0 if kw["quality"] >= 90 else 2  # 4:4:4 for high quality, as photo tools do
+    buf = io.BytesIO()
+    pil.save(buf, format=FORMATS[fmt], **kw)
+    data = buf.getvalue()
+    atomic_write(path, lambda f: f.write(data))
+    return SavedImage(os.fspath(path), len(data), notes)
+
+
+def _to_uint8(pixels):
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    return imaging.to_uint(pixels, 8)
+
+
+def _drop_alpha(q8):
+    """uint8 (H, W, 2|4) -> (H, W, 1|3) composited on white, and whether any
+    pixel was transparent."""
+    colour, alpha = q8[..., :-1], q8[..., -1:]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(colour), False
+    a = alpha.astype(np.float32) / 255
+    flat = colour.astype(np.float32) * a + 255 * (1 - a)
+    return np.round(flat).astype(np.uint8), True

@@ -1,0 +1,141 @@
+"""One image in, one upscale out: patch mode trained on the image itself,
+then applied to it in tiles, so memory stays bounded for any size.
+
+Reports through ``on_step(phase, done, total, info)``: phase "train" once
+per epoch (info: loss), then "upscale" once per tile. Knows nothing of
+files or terminals (``batch.py`` and the CLI do).
+"""
+
+import numpy as np
+
+from . import patch
+from .compresser import Compresser
+from .imaging import to_uint
+from .resize import imresize
+from .spec import make_settings
+
+# Training sees at most this square of the image: patch mode builds its whole
+# table (8 flips x every pixel) before sampling it down to ``steps`` rows, so
+# a 2000x2000 photo would need ~10 GB; a 512 crop ~1 GB. The window with
+# the most gradient energy is used: texture teaches more than flat sky.
+TRAIN_SIDE = 512
+# Outputs above this many pixels are made tile by tile (integer scales).
+TILE_ABOVE = 4_000_000
+TILE = 256      # input pixels per tile side
+TILE_PAD = 24   # input pixels of context around each tile, cut off after
+
+
+def output_size(h0, w0, scale=None, width=None, height=None):
+    """(h, w) of the output: ``scale`` x the input, or ``width``/``height``
+    (one alone keeps the aspect ratio)."""
+    if width or height:
+        if width and height:
+            return int(height), int(width)
+        if width:
+            return max(1, round(h0 * width / w0)), int(width)
+        return int(height), max(1, round(w0 * height / h0))
+    return max(1, round(h0 * scale)), max(1, round(w0 * scale))
+
+
+def patch_settings(scale, preset="balanced", overrides=None):
+    """Settings for learning an x``scale`` upscale of one image: patch
+    mode's defaults at ``preset``, then ``overrides`` (e.g. epochs)."""
+    return make_settings(dict(patch.DEFAULTS), scale=float(scale), preset=preset, frames=0,
+                         **(overrides or {}))
+
+
+def training_crop(img, side=TRAIN_SIDE):
+    """The side x side window of ``img`` (H, W, C) with the most gradient
+    energy, on a grid of half-window steps; the image itself if smaller."""
+    h, w = img.shape[:2]
+    if h <= side and w <= side:
+        return img
+    gray = img[..., :min(3, img.shape[2])].mean(axis=2)
+    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1]
+    sat = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
+    sh, sw = min(side, h - 1), min(side, w - 1)
+    best, at = -1.0, (0, 0)
+    for y in sorted(set(list(range(0, h - 1 - sh + 1, max(1, sh // 2))) + [h - 1 - sh])):
+        for x in sorted(set(list(range(0, w - 1 - sw + 1, max(1, sw // 2))) + [w - 1 - sw])):
+            e = sat[y + sh, x + sw] - sat[y, x + sw] - sat[y + sh, x] + sat[y, x]
+            if e > best:
+                best, at = e, (y, x)
+    y, x = at
+    return np.ascontiguousarray(img[y:y + min(side, h), x:x + min(side, w)])
+
+
+def train(img, bits, settings, on_step=None, name="image"):
+    """A patch-mode Compresser trained on ``img`` (or its training crop)."""
+    crop = training_crop(img)
+    comp, _ = Compresser.for_image(crop, bits, settings, name=name)
+
+    def on_epoch(done, total, loss, dt, rows):
+        if on_step:
+            on_step("train", done, total, {"loss": float(loss)})
+
+    comp.train(crop, settings, on_epoch=on_epoch)
+    comp.source = img  # a saved model upscales the whole image, not the crop
+    h, w, _ = img.shape
+    comp.meta["source"].update(height=h, width=w)
+    return comp
+
+
+def tile_plan(h0, w0, size, tile=None, pad=None):
+    """Tiles [(in rows, in cols, out rows, out cols, core offset)] for an
+    integer scale, or None when the output is small or the scale is not a
+    whole number (then the image is upscaled whole). Each tile is upscaled
+    with ``pad`` pixels of context; at an integer scale f the input pixel r
+    lands at output f*r in every tile, so tiles meet without seams."""
+    tile, pad = tile or TILE, TILE_PAD if pad is None else pad
+    H, W = size
+    f = H // h0
+    if H * W <= TILE_ABOVE or H != f * h0 or W != f * w0 or f < 1:
+        return None
+    out = []
+    for r0 in range(0, h0, tile):
+        for c0 in range(0, w0, tile):
+            r1, c1 = min(h0, r0 + tile), min(w0, c0 + tile)
+            p0, q0 = max(0, r0 - pad), max(0, c0 - pad)
+            p1, q1 = min(h0, r1 + pad), min(w0, c1 + pad)
+            out.append(((p0, p1), (q0, q1), (f * r0, f * r1), (f * c0, f * c1), (f * (r0 - p0), f * (c0 - q0))))
+    return out
+
+
+def apply(upscale, img, size, bits=8, on_step=None):
+    """``upscale(img, size) -> float (h, w, C)`` over ``img`` (H, W, C) to
+    ``size``, tile by tile when ``tile_plan`` says so. Returns uint8 or
+    uint16 (H', W', C): a quarter (or half) of a float output's memory."""
+    plan = tile_plan(img.shape[0], img.shape[1], size)
+    if plan is None:
+        if on_step:
+            on_step("upscale", 0, 1, {})
+        out = to_uint(upscale(img, tuple(size)), bits)
+        if on_step:
+            on_step("upscale", 1, 1, {})
+        return out
+    f = size[0] // img.shape[0]
+    out = np.empty((size[0], size[1], img.shape[2]), np.uint16 if bits == 16 else np.uint8)
+    for i, ((p0, p1), (q0, q1), (o0, o1), (u0, u1), (dy, dx)) in enumerate(plan):
+        part = upscale(np.ascontiguousarray(img[p0:p1, q0:q1]), ((p1 - p0) * f, (q1 - q0) * f))
+        out[o0:o1, u0:u1] = to_uint(part[dy:dy + o1 - o0, dx:dx + u1 - u0], bits)
+        if on_step:
+            on_step("upscale", i + 1, len(plan), {})
+    return out
+
+
+def upscale_image(img, bits, size, settings, on_step=None, name="image"):
+    """(H, W, C) float image -> (uint array at ``size``, the trained
+    Compresser or None). Shrinking (or keeping the size) needs no learning:
+    MATLAB-style bicubic."""
+    h0, w0 = img.shape[:2]
+    if size[0] <= h0 and size[1] <= w0:
+        return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
+    comp = train(img, bits, settings, on_step, name)
+    s = comp.settings
+    return apply(lambda part, sz: patch.upscale(comp.net, part, sz, s), img, size, bits, on_step), comp
+
+
+def scale_for(h0, w0, size):
+    """The single scale a model must learn for an (h0, w0) -> size upscale."""
+    return max(size[0] / h0, size[1] / w0)
+
