@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass, field
 
 from . import imagefile, upscaler
-from .spec import PRESET_NAMES, SpecError
+from .errors import UserError
+from .spec import PRESET_NAMES
 
 FORMAT_CHOICES = ("same",) + tuple(imagefile.FORMATS)
 
 
-class BatchError(SpecError):
+class BatchError(UserError):
     """Bad arguments or inputs, found before any work."""
 
 
@@ -97,7 +98,8 @@ class Outcome:
     bytes_out: int = 0
     size_in: tuple = ()          # (w, h)
     size_out: tuple = ()
-    message: str = ""           # why it failed, or what the user should know
+    message: str = ""           # what the user should know (e.g. alpha flattened)
+    error: Exception | None = None  # why it failed
 
 
 # ------------------------------------------------------------------ plan
@@ -208,7 +210,7 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_bugs
             except Exception as e:  # one bad file must not stop the batch
                 if raise_bugs:
                     raise
-                outcome = Outcome(job, "failed", message=_reason(e))
+                outcome = Outcome(job, "failed", error=e)
             outcome.seconds = time.perf_counter() - t0
             outcomes.append(outcome)
             if on_done:
@@ -216,16 +218,6 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_bugs
     except KeyboardInterrupt:
         raise BatchInterrupted(outcomes) from None
     return outcomes
-
-
-def _reason(e):
-    if isinstance(e, OSError):
-        return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
-    if isinstance(e, MemoryError):
-        return "out of memory; use a smaller output size"
-    if isinstance(e, (ValueError, RuntimeError)):
-        return str(e)
-    return f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)"
 
 
 def _image_job(req, job, on_step):
@@ -286,5 +278,5 @@ def _check_memory(size, channels, bits, force):
     need = size[0] * size[1] * channels * (2 if bits == 16 else 1) * 3  # output + encoder copies
     avail = available_memory()
     if not force and avail and need > 0.8 * avail:
-        raise ValueError(f"a {size[1]}x{size[0]} output needs about {need / 2**30:.1f} GiB but only "
+        raise BatchError(f"a {size[1]}x{size[0]} output needs about {need / 2**30:.1f} GiB but only "
                          f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")

@@ -207,60 +207,58 @@ def timing_text(seconds: dict) -> str:
 # ----------------------------------------------------------------- upscale
 
 @app.command(cls=Command, epilog=examples(
-    ('x4, beside the model', 'nncompress upscale runs/photo/model.npz'),
-    ('to a width, aspect kept', 'nncompress upscale runs/photo/model.npz --width 1920'),
-    ('a patch model upscales any image', 'nncompress upscale runs/photo/model.npz -i other.png -s 2'),
+    ("one photo; it learns its own detail: photo_x4.jpg here", "nncompress upscale photo.jpg"),
+    ("x2 as WebP: the -o suffix picks the format", "nncompress upscale photo.png -s 2 -o big.webp"),
+    ("every image below shots/ into shots_x4/, tree kept", "nncompress upscale shots/ -r"),
+    ("after a Ctrl-C: only what is missing", "nncompress upscale shots/ -r --skip-existing"),
+    ("several files, 1920 wide (aspect kept), into out/", "nncompress upscale a.jpg b.png --width 1920 -o out/"),
+    ("a model from `nncompress train`, or its run folder", "nncompress upscale runs/photo/model.npz"),
 ))
 def upscale(
-    model: Annotated[str, typer.Argument(help="A model.npz from `nncompress train`.", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders of images, or models (model.npz or a run folder).", show_default=False)],
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).", show_default="4 unless --width/--height")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels.", show_default="from --height, aspect kept")] = None,
-    height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels.", show_default="from --width, aspect kept")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output PNG.", show_default="NAME_WxH.png beside the model")] = None,
-    input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.", show_default="the training image")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels (alone: aspect kept).")] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels (alone: aspect kept).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="A file for one input image (its suffix picks the format); a folder otherwise.", show_default="NAME_x4.ext or FOLDER_x4/ here; models: beside the model")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Folders: subfolders too; the tree is mirrored.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that already exist alone.")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="same (the input's), png, jpg or webp.")] = "same",
+    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1..100.", show_default="95")] = None,
+    preset: Annotated[str, typer.Option("--preset", help="Training budget for images: fast, balanced or best.")] = "balanced",
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model (e.g. epochs).")] = None,
+    save_model: Annotated[bool, typer.Option("--save-model", help="Also keep each image's model, as OUTPUT.npz.")] = False,
+    input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Render even if the output looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ):
-    """Render MODEL at a new size: smooth resampling (coords) or learned upscaling (patch)."""
-    from .compresser import Compresser
-    from .imaging import read_image, write_png
-    from .modes import MODES, get_mode
-    from .progress import Reporter
-    from .errors import SpecError
+    """Upscale images, whole folders, or a trained model. An image teaches
+    patch mode its own detail, then is upscaled; a folder does that for every
+    image in it. Metadata (EXIF, ICC), alpha and 16-bit depth are kept."""
+    from .batch import BatchInterrupted, Request, plan, run
+    from .batchview import BatchView
+    from .spec import load_config
 
     with errors():
-        if scale is None and width is None and height is None:
-            scale = 4.0
-        if scale is not None and (width or height):
-            raise SpecError("give --scale or --width/--height, not both")
-        if scale is not None and not (math.isfinite(scale) and scale > 0):
-            raise SpecError(f"--scale must be a positive number, got {scale}")
-        for name, v in (("--width", width), ("--height", height)):
-            if v is not None and v <= 0:
-                raise SpecError(f"{name} must be a positive number of pixels, got {v}")
-        comp = Compresser.load(model)
-        image = None
-        if input_image:
-            if not comp.impl.TAKES_IMAGE:
-                takers = " or ".join(n for n in MODES if get_mode(n).TAKES_IMAGE)
-                raise SpecError(f"--input needs a {takers} model; a {comp.mode} model is its own image")
-            image, _ = read_image(input_image)
-        h, w = comp.output_size(scale, width, height, image)
-        comp.check_output_size(h, w, force)
-        bits = comp.meta["source"]["bits"]
-        if output is None:
-            stem = os.path.splitext(os.path.basename(input_image or comp.meta["source"]["name"]))[0]
-            output = os.path.join(os.path.dirname(os.path.abspath(model)), f"{stem}_{w}x{h}.png")
-        if input_image and os.path.realpath(output) == os.path.realpath(input_image):
-            raise SpecError("the output would overwrite the input image; choose another --output")
-        report = Reporter(out, quiet)
-        report.print(f"rendering {w}x{h} ({comp.mode} model)...")
+        req = Request(inputs, scale, width, height, output, recursive, skip_existing, fmt, quality, preset,
+                      save_model, input_image, force, load_config(config) if config else {})
+        jobs = plan(req)
+        if not jobs:
+            if not quiet:
+                out.print("no images found" + ("" if recursive else " (use -r for subfolders)"), highlight=False)
+            return
+        view = BatchView(describe_error, out, err, quiet)
         try:
-            picture = comp.upscale(h, w, image=image, bits=bits, on_progress=report)
+            outcomes = run(req, jobs, view.on_file, view.on_done, view.on_step, raise_bugs=STATE["debug"])
+        except BatchInterrupted as e:
+            view.summary(e.outcomes, len(jobs), interrupted=True)
+            err.print("interrupted: finished files are kept; rerun with --skip-existing to go on", highlight=False)
+            raise typer.Exit(130)
         finally:
-            report.close()
-        write_png(output, picture)
-        report.print(f"wrote {output}")
+            view.close()
+        failed = view.summary(outcomes, len(jobs))
+        if failed:
+            err.print(f"error: {failed} of {len(jobs)} file(s) failed", highlight=False)
+            raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------- animate

@@ -40,8 +40,8 @@ def output_size(h0, w0, scale=None, width=None, height=None):
 def patch_settings(scale, preset="balanced", overrides=None):
     """Settings for learning an x``scale`` upscale of one image: patch
     mode's defaults at ``preset``, then ``overrides`` (e.g. epochs)."""
-    return make_settings(dict(patch.DEFAULTS), scale=float(scale), preset=preset, frames=0,
-                         **(overrides or {}))
+    return make_settings({**patch.DEFAULTS, **(overrides or {})}, mode="patch", scale=float(scale),
+                         preset=preset, frames=0)
 
 
 def training_crop(img, side=TRAIN_SIDE):
