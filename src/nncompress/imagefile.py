@@ -90,7 +90,7 @@ def load(path):
 def _transpose_array(a, orientation):
     """Apply an EXIF orientation (1..8) to an (H, W, C) array."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
-           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.swapaxes(x, 0, 1)[::-1, ::-1],
            8: lambda x: np.rot90(x, 1)}
     return np.ascontiguousarray(ops.get(orientation, lambda x: x)(a))
 

@@ -1,0 +1,261 @@
+"""nncompress upscale on images and folders: outputs, formats, metadata,
+failures. Tiny images and a one-epoch network keep each run well under a
+second."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from typer.testing import CliRunner
+
+from nncompress import imagefile, pngio, upscaler
+from nncompress.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def picture(w=40, h=32, seed=0):
+    """A small RGB uint8 picture with edges and texture."""
+    y, x = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(seed)
+    img = np.stack([(x * 6) % 256, (y * 8) % 256, ((x + y) * 5) % 256], -1) + rng.integers(0, 30, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """Work in tmp_path; returns the args that make training tiny."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text("epochs: 1\nsteps: 2000\nlayers: 8:relu,out\n")
+    return ["-c", tmp_path / "tiny.yaml", "-q"]
+
+
+def folder(root, names):
+    for n in names:
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if imagefile.is_image_name(n):
+            Image.fromarray(picture(seed=len(n))).save(p)
+        else:
+            p.write_text("not an image")
+    return root
+
+
+def test_one_image_default_name_and_format(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "photo.jpg", quality=90)
+    r = run("upscale", "photo.jpg", "--scale", 2, *tiny)
+    assert r.exit_code == 0, r.output
+    im = Image.open(tmp_path / "photo_x2.jpg")
+    assert im.format == "JPEG" and im.size == (80, 64)
+
+
+def test_folder_keeps_names_and_skips_subfolders_without_r(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png", "b.jpg", "sub/c.png", "notes.txt"])
+    r = run("upscale", "shots", "--scale", 2, *tiny)
+    assert r.exit_code == 0, r.output
+    assert sorted(os.listdir(tmp_path / "shots_x2")) == ["a.png", "b.jpg"]
+
+
+def test_recursive_mirrors_the_tree(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png", "sub/c.png", "sub/deeper/d.webp"])
+    r = run("upscale", "shots", "-r", "--scale", 2, "-o", "out", *tiny)
+    assert r.exit_code == 0, r.output
+    found = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert found == ["a.png", "sub/c.png", "sub/deeper/d.webp"]
+    assert Image.open(tmp_path / "out/sub/deeper/d.webp").size == (80, 64)
+
+
+def test_output_inside_the_input_folder_is_not_read_again(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png"])
+    assert run("upscale", "shots", "-r", "--scale", 2, "-o", "shots/up", *tiny).exit_code == 0
+    r = run("upscale", "shots", "-r", "--scale", 2, "-o", "shots/up", "--skip-existing", *tiny)
+    assert r.exit_code == 0 and not (tmp_path / "shots/up/up").exists()
+
+
+def test_skip_existing_rewrites_nothing(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png", "b.png"])
+    assert run("upscale", "shots", "--scale", 2, *tiny).exit_code == 0
+    outs = [tmp_path / "shots_x2" / n for n in ("a.png", "b.png")]
+    before = [p.stat().st_mtime_ns for p in outs]
+    r = run("upscale", "shots", "--scale", 2, "--skip-existing", "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 0, r.output
+    assert [p.stat().st_mtime_ns for p in outs] == before
+    assert "2 skipped" in r.output
+
+
+@pytest.mark.parametrize("name,fmt", [("up.jpg", "JPEG"), ("up.jpeg", "JPEG"), ("up.webp", "WEBP"), ("up.png", "PNG")])
+def test_format_follows_the_output_suffix(tmp_path, tiny, name, fmt):
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    assert run("upscale", "in.png", "--scale", 2, "-o", name, *tiny).exit_code == 0
+    assert Image.open(tmp_path / name).format == fmt
+
+
+def test_format_option_and_quality(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png"])
+    assert run("upscale", "shots", "--scale", 2, "--format", "jpg", "--quality", 20, "-o", "lo", *tiny).exit_code == 0
+    assert run("upscale", "shots", "--scale", 2, "--format", "jpg", "-o", "hi", *tiny).exit_code == 0
+    lo, hi = tmp_path / "lo/a.jpg", tmp_path / "hi/a.jpg"
+    assert Image.open(lo).format == Image.open(hi).format == "JPEG"
+    assert lo.stat().st_size < 0.7 * hi.stat().st_size  # default quality 95 is far above 20
+
+
+def test_16_bit_stays_16_bit(tmp_path, tiny):
+    deep = (picture().astype(np.uint16) * 257 + np.arange(40, dtype=np.uint16)[None, :, None]).astype(np.uint16)
+    (tmp_path / "deep.png").write_bytes(pngio.encode16(deep))
+    gray = (deep[..., :1]).astype(np.uint16)
+    Image.fromarray(gray[..., 0]).save(tmp_path / "gray16.png")
+    for name in ("deep.png", "gray16.png"):
+        assert run("upscale", name, "--scale", 2, *tiny).exit_code == 0
+        out = tmp_path / name.replace(".png", "_x2.png")
+        assert pngio.header(out)[2] == 16
+        px = pngio.read16(out)
+        assert px.shape[:2] == (64, 80) and np.any(px % 257 != 0)  # real 16-bit values, not 8-bit ones stretched
+
+
+def test_pngio_reads_pillows_filtered_16_bit_png(tmp_path):
+    g = np.random.default_rng(1).integers(0, 65536, (30, 20)).astype(np.uint16)
+    Image.fromarray(g).save(tmp_path / "g.png", optimize=True)
+    assert np.array_equal(pngio.read16(tmp_path / "g.png")[..., 0], g)
+    for c in (2, 3, 4):
+        a = np.random.default_rng(c).integers(0, 65536, (9, 7, c)).astype(np.uint16)
+        (tmp_path / "c.png").write_bytes(pngio.encode16(a))
+        assert np.array_equal(pngio.read16(tmp_path / "c.png"), a)
+
+
+def test_alpha_kept_and_jpeg_flattens_with_a_note(tmp_path, tiny):
+    rgba = np.concatenate([picture(), np.full((32, 40, 1), 255, np.uint8)], -1)
+    rgba[:, :20, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "logo.png")
+    assert run("upscale", "logo.png", "--scale", 2, *tiny).exit_code == 0
+    out = Image.open(tmp_path / "logo_x2.png")
+    assert out.mode == "RGBA"
+    a = np.asarray(out)[..., 3]
+    assert a[:, :30].max() < 40 and a[:, 50:].min() > 215
+    r = run("upscale", "logo.png", "--scale", 2, "-o", "logo.jpg", "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 0 and "flattened onto white" in r.output
+    flat = np.asarray(Image.open(tmp_path / "logo.jpg"))
+    assert flat.shape[2] == 3 and flat[:, :30].mean() > 240  # transparent -> white
+
+
+def test_exif_icc_copied_and_orientation_applied(tmp_path, tiny):
+    px = picture()
+    px[:8, :8] = 255  # a white corner at the top left of the stored pixels
+    exif = Image.Exif()
+    exif[imagefile.ORIENTATION] = 6  # view rotated 90 degrees clockwise
+    exif[0x010F] = "TestCam"
+    icc = b"\x00" * 128 + b"not a real profile"
+    Image.fromarray(px).save(tmp_path / "cam.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    assert run("upscale", "cam.jpg", "--scale", 2, *tiny).exit_code == 0
+    out = Image.open(tmp_path / "cam_x2.jpg")
+    assert out.size == (64, 80)  # upright: 32 wide, 40 tall, doubled
+    assert out.info["icc_profile"] == icc
+    ex = out.getexif()
+    assert ex[0x010F] == "TestCam" and ex.get(imagefile.ORIENTATION, 1) == 1
+    view = np.asarray(out).mean(axis=2)
+    assert view[:12, -12:].mean() > 200 > view[:12, :12].mean()  # the white corner is now top right
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16_bit_orientation_matches_pillow(orientation):
+    a = np.arange(5 * 7, dtype=np.uint8).reshape(5, 7)
+    im = Image.fromarray(a)
+    ex = im.getexif()
+    ex[imagefile.ORIENTATION] = orientation
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", exif=ex.tobytes())
+    want = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
+    assert np.array_equal(imagefile._transpose_array(a[..., None], orientation)[..., 0], want)
+
+
+def test_a_broken_file_fails_alone(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png", "c.png"])
+    (tmp_path / "shots/b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = run("upscale", "shots", "--scale", 2, "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 1
+    assert "b.png" in r.output and "1 of 3" in r.output
+    assert sorted(os.listdir(tmp_path / "shots_x2")) == ["a.png", "c.png"]
+
+
+def test_ctrl_c_between_files_keeps_finished_ones(tmp_path, tiny, monkeypatch):
+    folder(tmp_path / "shots", ["a.png", "b.png", "c.png"])
+    from nncompress import batchview
+    original = batchview.BatchView.on_step
+
+    def on_step(self, phase, done, total, info):
+        if self.name == "b.png" and phase == "upscale" and done == 1:
+            raise KeyboardInterrupt  # after b.png is computed, before it is written
+        return original(self, phase, done, total, info)
+
+    monkeypatch.setattr(batchview.BatchView, "on_step", on_step)
+    r = run("upscale", "shots", "--scale", 2, "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 130, r.output
+    assert os.listdir(tmp_path / "shots_x2") == ["a.png"]  # no b.png, no temporary file
+    monkeypatch.setattr(batchview.BatchView, "on_step", original)
+    assert run("upscale", "shots", "--scale", 2, "--skip-existing", *tiny).exit_code == 0
+    assert sorted(os.listdir(tmp_path / "shots_x2")) == ["a.png", "b.png", "c.png"]
+
+
+@pytest.mark.parametrize("args", [
+    ["--format", "gif"], ["--quality", 0], ["--quality", 101], ["--scale", 2, "--width", 100],
+    ["--scale", 2, "--height", 100], ["--preset", "huge"], ["--scale", -1], ["-o", "up.xyz"],
+    ["-o", "up.png", "--format", "jpg"],
+])
+def test_bad_arguments_exit_2_before_any_work(tmp_path, tiny, args):
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    r = run("upscale", "in.png", *args, "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert sorted(os.listdir(tmp_path)) == ["in.png", "tiny.yaml"]
+
+
+def test_missing_input_and_name_clash_exit_2(tmp_path, tiny):
+    assert run("upscale", "nothing.png", *tiny).exit_code == 2
+    folder(tmp_path / "shots", ["a.png", "a.jpg"])
+    r = run("upscale", "shots", "--format", "png", "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 2 and "both" in r.output
+
+
+def test_width_alone_keeps_aspect(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    assert run("upscale", "in.png", "--width", 100, *tiny).exit_code == 0
+    assert Image.open(tmp_path / "in_w100.png").size == (100, 80)
+
+
+def test_save_model_only_when_asked(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    assert run("upscale", "in.png", "--scale", 2, *tiny).exit_code == 0
+    assert not list(tmp_path.glob("*.npz"))
+    assert run("upscale", "in.png", "--scale", 2, "--save-model", *tiny).exit_code == 0
+    assert (tmp_path / "in_x2.npz").exists()
+    r = run("upscale", tmp_path / "in_x2.npz", "--scale", 2, "-o", "again.png", *tiny)
+    assert r.exit_code == 0 and Image.open(tmp_path / "again.png").size == (80, 64)
+
+
+def test_tiles_meet_without_seams(monkeypatch):
+    img = picture(96, 64).astype(np.float32) / 255
+    s = upscaler.patch_settings(4, overrides={"epochs": 1, "steps": 2000, "layers": "8:relu,out"})
+    comp = upscaler.train(img, 8, s)
+    from nncompress import patch
+
+    def up(part, size):
+        return patch.upscale(comp.net, part, size, comp.settings)
+
+    whole = upscaler.apply(up, img, (256, 384)).astype(int)
+    monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)
+    monkeypatch.setattr(upscaler, "TILE", 32)
+    assert upscaler.tile_plan(64, 96, (256, 384)) is not None
+    tiled = upscaler.apply(up, img, (256, 384)).astype(int)
+    assert np.abs(tiled - whole).max() <= 1
+
+
+def test_training_crop_picks_the_busy_part():
+    img = np.zeros((300, 200, 1), np.float32)
+    img[200:260, 120:180] = np.random.default_rng(0).random((60, 60, 1))
+    crop = upscaler.training_crop(img, side=100)
+    assert crop.shape == (100, 100, 1) and crop.std() > 0.2
