@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from . import imagefile, upscaler
 from .errors import UserError
+from .registry import lookup
 from .spec import PRESET_NAMES
 
 FORMAT_CHOICES = ("same",) + tuple(imagefile.FORMATS)
@@ -62,12 +63,10 @@ class Request:
         for name, v in (("--width", self.width), ("--height", self.height)):
             if v is not None and v <= 0:
                 raise BatchError(f"{name} must be a positive number of pixels, got {v}")
-        if self.format not in FORMAT_CHOICES:
-            raise BatchError(f"unknown --format '{self.format}'; valid: {', '.join(FORMAT_CHOICES)}")
+        lookup(FORMAT_CHOICES, self.format, "--format", BatchError)
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise BatchError(f"--quality must be from 1 to 100, got {self.quality}")
-        if self.preset not in PRESET_NAMES:
-            raise BatchError(f"unknown --preset '{self.preset}'; valid: {', '.join(PRESET_NAMES)}")
+        lookup(PRESET_NAMES, self.preset, "--preset", BatchError)
         return self
 
     @property
