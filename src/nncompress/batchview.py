@@ -57,7 +57,7 @@ class BatchView:
 
     def on_step(self, phase, done, total, info):
         what = "training" if phase == "train" else "upscaling"
-        detail = f"{what}" + (f"  loss {info['loss']:.3g}" if "loss" in info else "")
+        detail = f"loss {info['loss']:.3g}" if "loss" in info else ""
         if self.live:
             self.bar.update(self.step, description=f"  {self.name}: {what}", completed=done, total=total,
                             info=detail)
@@ -66,8 +66,7 @@ class BatchView:
         if not self.quiet and (now - self.last_line >= PLAIN_EVERY or (done == total and phase == "train")):
             self.last_line = now
             unit = "epoch" if phase == "train" else "tile"
-            self.out.print(f"  {what} {unit} {done}/{total}" + (f"  loss {info['loss']:.3g}" if "loss" in info else ""),
-                           highlight=False, markup=False)
+            self.out.print(f"  {what} {unit} {done}/{total}  {detail}".rstrip(), highlight=False, markup=False)
 
     def on_done(self, i, n, outcome):
         self.done = i + 1

@@ -11,7 +11,6 @@ composited onto white and the caller is told (``SavedImage.notes``), so a
 batch goes on; ``--format png`` or ``webp`` keeps it.
 """
 
-import io
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -125,11 +124,8 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None):
         kw["quality"] = DEFAULT_QUALITY if quality is None else int(quality)
     if fmt == "jpg":
         kw["subsampling"] = 0 if kw["quality"] >= 90 else 2  # 4:4:4 for high quality, as photo tools do
-    buf = io.BytesIO()
-    pil.save(buf, format=FORMATS[fmt], **kw)
-    data = buf.getvalue()
-    atomic_write(path, lambda f: f.write(data))
-    return SavedImage(os.fspath(path), len(data), notes)
+    atomic_write(path, lambda f: pil.save(f, format=FORMATS[fmt], **kw))  # encoded straight into the file
+    return SavedImage(os.fspath(path), os.path.getsize(path), notes)
 
 
 def _to_uint8(pixels):

@@ -73,6 +73,8 @@ def train(img, bits, settings, on_step=None, name="image"):
         if on_step:
             on_step("train", done, total, {"loss": float(loss)})
 
+    if on_step:
+        on_step("train", 0, settings.epochs, {})  # the self-validation before the first epoch takes a while
     comp.train(crop, settings, on_epoch=on_epoch)
     comp.source = img  # a saved model upscales the whole image, not the crop
     h, w, _ = img.shape
