@@ -216,6 +216,9 @@ def test_bad_arguments_exit_2_before_any_work(tmp_path, tiny, args):
 
 def test_missing_input_and_name_clash_exit_2(tmp_path, tiny):
     assert run("upscale", "nothing.png", *tiny).exit_code == 2
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    Image.fromarray(picture()).save(tmp_path / "in2.png")
+    assert run("upscale", "in.png", "in2.png", "-o", "both.png", *tiny).exit_code == 2
     folder(tmp_path / "shots", ["a.png", "a.jpg"])
     r = run("upscale", "shots", "--format", "png", "-c", tmp_path / "tiny.yaml")
     assert r.exit_code == 2 and "both" in r.output
