@@ -244,10 +244,9 @@ def test_tiles_meet_without_seams(monkeypatch):
     img = picture(96, 64).astype(np.float32) / 255
     s = upscaler.patch_settings(4, overrides={"epochs": 1, "steps": 2000, "layers": "8:relu,out"})
     comp = upscaler.train(img, 8, s)
-    from nncompress import patch
 
     def up(part, size):
-        return patch.upscale(comp.net, part, size, comp.settings)
+        return comp.upscale(*size, image=part)
 
     whole = upscaler.apply(up, img, (256, 384)).astype(int)
     monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)

@@ -245,8 +245,8 @@ def _model_job(req, job, on_step):
     comp = Compresser.load(job.source)
     image, icc, exif = None, None, None
     if req.input_image:
-        if comp.mode != "patch":
-            raise BatchError("--input needs a patch model; a coords model is its own image")
+        if not comp.impl.TAKES_IMAGE:
+            raise BatchError(f"--input needs a model of a mode that upscales images; a {comp.mode} model is its own image")
         pic = imagefile.load(req.input_image)
         image, icc, exif = pic.pixels, pic.icc, pic.exif
     h, w = comp.output_size(req.scale, req.width, req.height, image)

@@ -8,7 +8,6 @@ files or terminals (``batch.py`` and the CLI do).
 
 import numpy as np
 
-from . import patch
 from .compresser import Compresser
 from .imaging import to_uint
 from .resize import imresize
@@ -40,8 +39,7 @@ def output_size(h0, w0, scale=None, width=None, height=None):
 def patch_settings(scale, preset="balanced", overrides=None):
     """Settings for learning an x``scale`` upscale of one image: patch
     mode's defaults at ``preset``, then ``overrides`` (e.g. epochs)."""
-    return make_settings({**patch.DEFAULTS, **(overrides or {})}, mode="patch", scale=float(scale),
-                         preset=preset, frames=0)
+    return make_settings(overrides or {}, mode="patch", scale=float(scale), preset=preset, frames=0)
 
 
 def training_crop(img, side=TRAIN_SIDE):
@@ -133,8 +131,7 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     if size[0] <= h0 and size[1] <= w0:
         return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
-    s = comp.settings
-    return apply(lambda part, sz: patch.upscale(comp.net, part, sz, s), img, size, bits, on_step), comp
+    return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step), comp
 
 
 def scale_for(h0, w0, size):
