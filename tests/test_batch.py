@@ -261,3 +261,11 @@ def test_training_crop_picks_the_busy_part():
     img[200:260, 120:180] = np.random.default_rng(0).random((60, 60, 1))
     crop = upscaler.training_crop(img, side=100)
     assert crop.shape == (100, 100, 1) and crop.std() > 0.2
+
+
+def test_one_broken_image_is_a_one_line_error(tmp_path, tiny):
+    (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    r = run("upscale", "b.png", "-c", tmp_path / "tiny.yaml")
+    assert r.exit_code == 2
+    assert [l for l in r.output.splitlines() if l.strip()] == [l for l in r.output.splitlines() if l.startswith("error:")]
+    assert sorted(os.listdir(tmp_path)) == ["b.png", "tiny.yaml"]

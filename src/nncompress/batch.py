@@ -191,10 +191,17 @@ def _check_targets(jobs):
 
 # ------------------------------------------------------------------- run
 
-def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_bugs=False):
+def single(req: Request):
+    """True when the request names one file (an image or a model): its
+    failure is the command's, raised as it is, not one line of a batch."""
+    return len(req.inputs) == 1 and classify(req.inputs[0]) != "folder"
+
+
+def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_errors=False):
     """Do ``jobs``. ``on_file(i, n, job)`` before each, ``on_done(i, n,
     outcome)`` after, ``on_step(phase, done, total, info)`` within (see
-    ``upscaler``). Returns the outcomes; Ctrl-C raises BatchInterrupted."""
+    ``upscaler``). Returns the outcomes; a file that fails is recorded and
+    the rest go on, unless ``raise_errors``. Ctrl-C raises BatchInterrupted."""
     outcomes = []
     try:
         for i, job in enumerate(jobs):
@@ -209,7 +216,7 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_bugs
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one bad file must not stop the batch
-                if raise_bugs:
+                if raise_errors:
                     raise
                 outcome = Outcome(job, "failed", error=e)
             outcome.seconds = time.perf_counter() - t0

@@ -26,9 +26,10 @@ def _clock(seconds):
 
 
 class BatchView:
-    def __init__(self, describe_error, out: Console, err: Console, quiet=False):
+    def __init__(self, describe_error, out: Console, err: Console, quiet=False, single=False):
         self.describe_error = describe_error  # exception -> (exit code, message)
         self.out, self.err, self.quiet = out, err, quiet
+        self.single = single  # one file: no per-file lines or files bar
         self.live = not quiet and out.is_terminal
         self.start = time.perf_counter()
         self.done = 0
@@ -37,7 +38,7 @@ class BatchView:
         if self.live:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=out)
-            self.files = self.bar.add_task("files", total=None, info="")
+            self.files = self.bar.add_task("files", total=None, info="", visible=not single)
             self.step = self.bar.add_task("", total=None, info="")
             self.bar.start()
 
@@ -51,7 +52,7 @@ class BatchView:
         if self.live:
             self.bar.update(self.files, total=n, completed=i, info=self.eta(n))
             self.bar.update(self.step, description=f"  {job.name}", completed=0, total=None, info="")
-        elif not self.quiet:
+        elif not self.quiet and not self.single:
             self.out.print(f"[{i + 1}/{n}] {job.name}", highlight=False, markup=False)
             self.last_line = time.perf_counter()
 
@@ -78,7 +79,7 @@ class BatchView:
                            soft_wrap=True)
         if self.live:
             self.bar.update(self.files, completed=i + 1, info=self.eta(n))
-        elif not self.quiet and outcome.status != "failed":
+        elif not self.quiet and not self.single and outcome.status != "failed":
             what = (f"-> {outcome.job.target}  {outcome.seconds:.1f}s  {self.eta(n)}" if outcome.status == "done"
                     else f"skipped: {outcome.job.target} exists")
             self.out.print(f"  {what}", highlight=False, markup=False)

@@ -234,7 +234,7 @@ def upscale(
     """Upscale images, whole folders, or a trained model. An image teaches
     patch mode its own detail, then is upscaled; a folder does that for every
     image in it. Metadata (EXIF, ICC), alpha and 16-bit depth are kept."""
-    from .batch import BatchInterrupted, Request, plan, run
+    from .batch import BatchInterrupted, Request, plan, run, single
     from .batchview import BatchView
     from .spec import load_config
 
@@ -246,15 +246,20 @@ def upscale(
             if not quiet:
                 out.print("no images found" + ("" if recursive else " (use -r for subfolders)"), highlight=False)
             return
-        view = BatchView(describe_error, out, err, quiet)
+        one = single(req)
+        view = BatchView(describe_error, out, err, quiet, single=one)
         try:
-            outcomes = run(req, jobs, view.on_file, view.on_done, view.on_step, raise_bugs=STATE["debug"])
+            outcomes = run(req, jobs, view.on_file, view.on_done, view.on_step, raise_errors=STATE["debug"] or one)
         except BatchInterrupted as e:
             view.summary(e.outcomes, len(jobs), interrupted=True)
             err.print("interrupted: finished files are kept; rerun with --skip-existing to go on", highlight=False)
             raise typer.Exit(130)
         finally:
             view.close()
+        if jobs[0].kind == "model" and len(jobs) == 1:
+            if not quiet and outcomes[0].status == "done":
+                out.print(f"wrote {outcomes[0].job.target}", highlight=False)
+            return
         failed = view.summary(outcomes, len(jobs))
         if failed:
             err.print(f"error: {failed} of {len(jobs)} file(s) failed", highlight=False)
