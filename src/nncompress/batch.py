@@ -267,14 +267,11 @@ def _model_job(req, job, on_step):
     if req.input_image and os.path.realpath(job.target) == os.path.realpath(req.input_image):
         raise BatchError("the output would overwrite the input image; choose another -o")
     bits = comp.meta["source"]["bits"]
-    if on_step:
-        on_step("upscale", 0, 1, {})
-    pixels = comp.upscale(h, w, image=image, bits=bits)
+    pixels = comp.upscale(h, w, image=image, bits=bits,
+                          on_progress=(lambda what, done, total: on_step(what, done, total, {})) if on_step else None)
     if os.path.dirname(job.target):
         os.makedirs(os.path.dirname(job.target), exist_ok=True)
     saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality)
-    if on_step:
-        on_step("upscale", 1, 1, {})
     src = comp.meta["source"]
     return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
                    size_in=(src["width"], src["height"]), size_out=(w, h), message="; ".join(saved.notes))

@@ -57,7 +57,7 @@ class BatchView:
             self.last_line = time.perf_counter()
 
     def on_step(self, phase, done, total, info):
-        what = "training" if phase == "train" else "upscaling"
+        what = {"train": "training", "upscale": "upscaling"}.get(phase, phase)
         detail = f"loss {info['loss']:.3g}" if "loss" in info else ""
         if self.live:
             self.bar.update(self.step, description=f"  {self.name}: {what}", completed=done, total=total,
@@ -66,8 +66,9 @@ class BatchView:
         now = time.perf_counter()
         if not self.quiet and (now - self.last_line >= PLAIN_EVERY or (done == total and phase == "train")):
             self.last_line = now
-            unit = "epoch" if phase == "train" else "tile"
-            self.out.print(f"  {what} {unit} {done}/{total}  {detail}".rstrip(), highlight=False, markup=False)
+            unit = {"train": "epoch", "upscale": "tile"}.get(phase, "")
+            line = " ".join(p for p in (what, unit, f"{done}/{total}", detail) if p)
+            self.out.print(f"  {line}", highlight=False, markup=False)
 
     def on_done(self, i, n, outcome):
         self.done = i + 1

@@ -208,10 +208,8 @@ def timing_text(seconds: dict) -> str:
 
 @app.command(cls=Command, epilog=examples(
     ("one photo; it learns its own detail: photo_x4.jpg here", "nncompress upscale photo.jpg"),
-    ("x2 as WebP: the -o suffix picks the format", "nncompress upscale photo.png -s 2 -o big.webp"),
-    ("every image below shots/ into shots_x4/, tree kept", "nncompress upscale shots/ -r"),
-    ("after a Ctrl-C: only what is missing", "nncompress upscale shots/ -r --skip-existing"),
-    ("several files, 1920 wide (aspect kept), into out/", "nncompress upscale a.jpg b.png --width 1920 -o out/"),
+    ("every image below shots/ into shots_x4/, tree kept; a rerun skips what is done", "nncompress upscale shots/ -r --skip-existing"),
+    ("two files at x2 as WebP, into out/", "nncompress upscale a.jpg b.png -s 2 --format webp -o out/"),
     ("a model from `nncompress train`, or its run folder", "nncompress upscale runs/photo/model.npz"),
 ))
 def upscale(
