@@ -32,7 +32,7 @@ def picture(w=40, h=32, seed=0):
 def tiny(tmp_path, monkeypatch):
     """Work in tmp_path; returns the args that make training tiny."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.yaml").write_text("epochs: 1\nsteps: 2000\nlayers: 8:relu,out\n")
+    (tmp_path / "tiny.yaml").write_text("epochs: 1\nsteps: 2\nbatch_size: 2\ncrop: 16\nlayers: conv3:4:relu,conv3:out\n")
     return ["-c", tmp_path / "tiny.yaml", "-q"]
 
 
@@ -241,9 +241,16 @@ def test_save_model_only_when_asked(tmp_path, tiny):
 
 
 def test_tiles_meet_without_seams(monkeypatch):
+    """TILE_PAD covers what an output pixel depends on: the balanced
+    preset's depth (6 conv3 layers, x4 in two stages) with random weights and
+    full detail gain, so the network's reach is tested, not only the base
+    upscale's (a tiny training run leaves the residual near zero)."""
     img = picture(96, 64).astype(np.float32) / 255
-    s = upscaler.patch_settings(4, overrides={"epochs": 1, "steps": 2000, "layers": "8:relu,out"})
+    layers = ",".join(["conv3:4:relu"] * 5 + ["conv3:out"])
+    s = upscaler.patch_settings(4, overrides={"epochs": 1, "steps": 2, "batch_size": 2, "crop": 16, "layers": layers})
     comp = upscaler.train(img, 8, s)
+    comp.net.params[...] = np.random.default_rng(1).normal(0, 0.3, comp.net.params.shape)
+    comp.state.alpha = 1.0
 
     def up(part, size):
         return comp.upscale(*size, image=part)
@@ -254,6 +261,8 @@ def test_tiles_meet_without_seams(monkeypatch):
     assert upscaler.tile_plan(64, 96, (256, 384)) is not None
     tiled = upscaler.apply(up, img, (256, 384)).astype(int)
     assert np.abs(tiled - whole).max() <= 1
+    monkeypatch.setattr(upscaler, "TILE_PAD", 0)  # the check can fail: no context, seams
+    assert np.abs(upscaler.apply(up, img, (256, 384)).astype(int) - whole).max() > 1
 
 
 def test_training_crop_picks_the_busy_part():
@@ -269,3 +278,22 @@ def test_one_broken_image_is_a_one_line_error(tmp_path, tiny):
     assert r.exit_code == 2
     assert [l for l in r.output.splitlines() if l.strip()] == [l for l in r.output.splitlines() if l.startswith("error:")]
     assert sorted(os.listdir(tmp_path)) == ["b.png", "tiny.yaml"]
+
+
+def test_preset_reaches_patch_mode_through_make_settings():
+    from nncompress import patch
+    fast = upscaler.patch_settings(2, "fast")
+    assert (fast.preset, fast.layers, fast.steps) == ("fast", patch.PRESETS["fast"]["layers"], patch.PRESETS["fast"]["steps"])
+    assert upscaler.patch_settings(2).preset == "balanced"
+    assert upscaler.patch_settings(2, None, {"preset": "best"}).steps == patch.PRESETS["best"]["steps"]  # the config's
+    assert upscaler.patch_settings(2, "fast", {"preset": "best", "epochs": 1}).preset == "fast"  # the flag wins
+    assert upscaler.patch_settings(2, "fast", {"epochs": 1}).epochs == 1  # the config over the preset
+
+
+@pytest.mark.parametrize("text", ["epochs: -1\n", "preset: huge\n"])
+def test_bad_config_exits_2_before_any_work(tmp_path, tiny, text):
+    folder(tmp_path / "shots", ["a.png", "b.png"])
+    (tmp_path / "bad.yaml").write_text(text)
+    r = run("upscale", "shots", "-c", tmp_path / "bad.yaml")
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert sorted(os.listdir(tmp_path)) == ["bad.yaml", "shots", "tiny.yaml"]

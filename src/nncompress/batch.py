@@ -45,7 +45,7 @@ class Request:
     skip_existing: bool = False
     format: str = "same"
     quality: int | None = None
-    preset: str = "balanced"
+    preset: str | None = None  # None: the config's, else patch mode's default
     save_model: bool = False
     input_image: str | None = None  # model inputs: upscale this image instead of the training image
     force: bool = False
@@ -66,7 +66,9 @@ class Request:
         lookup(FORMAT_CHOICES, self.format, "--format", BatchError)
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise BatchError(f"--quality must be from 1 to 100, got {self.quality}")
-        lookup(PRESET_NAMES, self.preset, "--preset", BatchError)
+        if self.preset is not None:
+            lookup(PRESET_NAMES, self.preset, "--preset", BatchError)
+        upscaler.patch_settings(2.0, self.preset, self.overrides)  # a bad config fails here, not once per file
         return self
 
     @property

@@ -222,7 +222,7 @@ def upscale(
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that already exist alone.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="same (the input's), png, jpg or webp.")] = "same",
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1..100.", show_default="95")] = None,
-    preset: Annotated[str, typer.Option("--preset", help="Training budget for images: fast, balanced or best.")] = "balanced",
+    preset: Annotated[Optional[str], typer.Option("--preset", help="Training budget for images: fast, balanced or best.", show_default="balanced")] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model (e.g. epochs).")] = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also keep each image's model, as OUTPUT.npz.")] = False,
     input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.")] = None,
