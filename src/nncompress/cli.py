@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from typing import Annotated, Optional
 
@@ -144,6 +145,7 @@ def train(
     layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Layer spec, e.g. 20:leaky_relu,20:leaky_relu,out:sigmoid.", show_default=MODE_DEFAULTS["layers"])] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="coords (the network is the image) or patch (a learned upscaler).", show_default=MODE_DEFAULTS["mode"])] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Patch mode's training budget: fast, balanced or best.", show_default="balanced")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch. Patch mode: crops per step.", show_default=MODE_DEFAULTS["batch_size"])] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 40)")] = None,
@@ -172,7 +174,7 @@ def train(
         if resume and not config:
             from .compresser import Compresser
             cfg = Compresser.load(resume).settings.to_dict()
-        settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
+        settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, prior=prior, epochs=epochs, batch_size=batch_size, lr=lr,
                                  steps=steps, crop=crop,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
         report = Reporter(out, quiet)
@@ -297,6 +299,63 @@ def animate(
         report.print(f"wrote {output} ({len(run_dirs)} panels, {n} frames)")
 
 
+# ---------------------------------------------------------------- pretrain
+
+@app.command(cls=Command, epilog=examples(
+    ('a x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
+    ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
+    ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
+))
+def pretrain(
+    folders: Annotated[list[str], typer.Argument(help="Folders of training images (subfolders too).", show_default=False)],
+    scale: Annotated[int, typer.Option("--scale", "-s", help="The scale the prior learns (2, 3, 4).")] = 2,
+    output: Annotated[str, typer.Option("--output", "-o", help="The prior file to write.", show_default="prior_xSCALE.npz")] = "",
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this prior exactly where it stopped.", show_default="none")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items).", show_default="6 conv3 layers of 32")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all, of --steps minibatches each.", show_default="60")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Minibatches per epoch.", show_default="200")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Crops per minibatch.", show_default="16")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Side of the high-resolution crops.", show_default="40")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default="0.001")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
+):
+    """Train a prior: patch mode's network on many images, the start that patch mode fine-tunes on each photo."""
+    from .pretrain import history_path, pretrain as run
+    from .progress import Reporter
+
+    with errors():
+        if scale < 2 or scale > 8:
+            from .errors import SpecError
+            raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
+        target = output or resume or f"prior_x{scale}.npz"
+        report = Reporter(out, quiet)
+        t0 = time.perf_counter()
+
+        def on_epoch(rec, total):
+            left = (time.perf_counter() - t0) / max(1, len(done) + 1) * (total - rec["epoch"])
+            done.append(rec)
+            gain = rec["val_gain_db"]
+            val = "no validation images" if math.isnan(gain) else f"validation {gain:+.2f} dB over bicubic"
+            report.print(f"epoch {rec['epoch']}/{total}  loss {rec['loss']:.4g}  {val}  "
+                         f"{rec['crops_per_s']:.0f} crops/s  eta {left / 60:.0f} min")
+
+        done = []
+        try:
+            r = run(folders, scale, target, resume=resume, on_epoch=on_epoch,
+                    warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True),
+                    command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]), layers=layers, epochs=epochs,
+                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
+        except KeyboardInterrupt:
+            report.close()
+            err.print(f"interrupted: {target} holds the last whole epoch; go on with: nncompress pretrain "
+                      f"{' '.join(folders)} -s {scale} --resume {target}", highlight=False, markup=False, soft_wrap=True)
+            raise
+        finally:
+            report.close()
+        report.print(f"wrote {target} ({r['epochs']} epochs, {r['seconds']:.0f}s) and {history_path(target)}")
+
+
 # -------------------------------------------------------------------- info
 
 @app.command(cls=Command, epilog=examples(
@@ -359,11 +418,12 @@ def info(
 def evaluate(
     images: Annotated[list[str], typer.Argument(help="High-resolution images to score on.", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (2, 3, 4, ...).")] = 2,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, coords, bicubic, lanczos, nearest.")] = "patch,coords,bicubic,lanczos,nearest",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, prior, coords, bicubic, lanczos, nearest.")] = "patch,prior,bicubic,lanczos,nearest",
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.", show_default="none")] = None,
     layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.", show_default="the preset's")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.", show_default="the preset's")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Patch mode's training budget: fast, balanced or best.", show_default="balanced")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.", show_default="0")] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.", show_default="none")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.", show_default="none")] = None,
@@ -383,7 +443,7 @@ def evaluate(
         if not chosen:
             lookup(METHODS, methods, "method", SpecError)
         cfg = load_config(config) if config else {}
-        settings = make_settings(cfg, layers=layers, epochs=epochs, preset=preset, seed=seed, scale=float(scale), mode="patch",
+        settings = make_settings(cfg, layers=layers, epochs=epochs, preset=preset, prior=prior, seed=seed, scale=float(scale), mode="patch",
                                  frames=0)
 
         progress = Reporter(out, quiet)

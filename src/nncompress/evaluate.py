@@ -5,6 +5,7 @@ S pixels shaved from each border."""
 
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
@@ -17,7 +18,7 @@ from .registry import lookup
 from .resize import imresize
 from .spec import Settings
 
-METHODS = ("patch", "coords", "bicubic", "lanczos", "nearest")
+METHODS = ("patch", "prior", "coords", "bicubic", "lanczos", "nearest")
 
 
 def degrade(hr, scale):
@@ -35,8 +36,11 @@ def _pillow(lr, size, method):
 
 
 # The learned methods, each a mode: trained with the run's settings (None),
-# or with these (coords: a small Fourier-feature network given ~10 s an image).
+# the run's settings changed by a function (prior: the built-in prior, or the
+# run's, with no fine-tuning), or these (coords: a small Fourier-feature
+# network given ~10 s an image).
 LEARNED = {"patch": None,
+           "prior": lambda s: replace(s, steps=0, prior="builtin" if s.prior == "none" else s.prior).validate(),
            "coords": dict(mode="coords", epochs=40, frames=0, batch_size=256, lr=0.003,
                           layers="fourier:64:8,64:relu,64:relu,out:sigmoid")}
 
@@ -49,7 +53,9 @@ def upscale_with(method, lr, size, settings: Settings, on_progress=None):
     if method == "nearest":
         return _pillow(lr, size, Image.NEAREST)
     if method in LEARNED:
-        s = settings if LEARNED[method] is None else Settings(seed=settings.seed, **LEARNED[method]).validate()
+        how = LEARNED[method]
+        s = (settings if how is None else how(settings) if callable(how)
+             else Settings(seed=settings.seed, **how).validate())
         comp, _ = Compresser.for_image(lr, 8, s)
         report = on_progress or (lambda what, done, total: None)
         comp.train(lr, s, on_epoch=lambda done, total, *_: report(f"{method}: training", done, total),

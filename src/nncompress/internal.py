@@ -1,13 +1,14 @@
 """Internal learning with a convolutional network (after ZSSR, Shocher et
 al. 2018): the image teaches itself how to go up one scale.
 
-    pairs     for the image and shrunk copies of it (HR), the base upscale of
-              shrink(HR, 1/S) is the input and HR - base the target residual
+    pairs     for the image and shrunk copies of it (HR), the bicubic upscale
+              of shrink(HR, 1/S) is the input and HR - base the target residual
     training  random crops of the pairs, each in one of the 8 rotations and
               flips, Adam with cosine decay of the rate
     inference the base upscale of the image plus alpha x the predicted
               residual, averaged over the 8 rotations and flips (geometric
-              self-ensemble), in tiles (bounded memory)
+              self-ensemble), in tiles (bounded memory), then back-projected
+              onto the image
 
 Arrays are one channel (H, W) float64 in [0, 1]; the network sees them as
 (B, h, w, 1) float32, normalised by ``Norm`` (the image's mean and spread).
@@ -55,15 +56,18 @@ def undihedral(a, t):
 
 # ------------------------------------------------------------- base upscale
 
-def base_upscale(lr, size, iterations=IBP_ITERATIONS):
-    """Bicubic, then iterative back-projection (Irani & Peleg 1991): repeat
-    up += bicubic(lr - shrink(up)) until shrinking ``up`` gives back ``lr``."""
-    up = imresize(lr, size=size)
-    return back_project(up, lr, iterations)
+def base_upscale(lr, size):
+    """What the network refines: MATLAB-style bicubic. (Bicubic plus
+    back-projection as the base measured no better: camera x2, 400 steps,
+    +1.15 dB over bicubic against +1.22 with plain bicubic; the back-projection
+    comes once, at the end.)"""
+    return imresize(lr, size=size)
 
 
 def back_project(up, lr, iterations=IBP_ITERATIONS):
-    """Afterwards, shrinking ``up`` gives (nearly) ``lr`` again."""
+    """Iterative back-projection (Irani & Peleg 1991): repeat
+    up += bicubic(lr - shrink(up)), after which shrinking ``up`` gives
+    (nearly) ``lr`` again."""
     for _ in range(iterations):
         up = up + imresize(lr - imresize(up, size=lr.shape), size=up.shape)
     return up

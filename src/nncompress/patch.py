@@ -59,6 +59,7 @@ PRESETS = {
 
 ALPHA_GRID = np.arange(0, 1.51, 0.125)  # detail gains tried by self-validation
 PROBE_SHARE = 1 / 3                     # the probe trains for this share of the run's steps
+FINETUNE_LR = 0.25                      # fine-tuning a prior: this share of the learning rate
 MAX_STEP = 2.0  # largest scale learned in one step: x4 as two x2 steps
 MIN_SIDE = 8    # smallest low-resolution side a training pair may have
 
@@ -69,6 +70,7 @@ class State(_State):
     spread: float | None = None
     alpha: float | None = None        # detail gain from self-validation (None: 1)
     train_scale: float | None = None  # the scale of one learned step
+    finetune: float | None = None     # 1: fine-tuned on the image; 0: the prior alone measured better
 
 
 # ------------------------------------------------------------------- colour
@@ -136,41 +138,62 @@ def upscale_image(net, img, size, settings, state, ensemble=True, on_progress=No
     tick = internal._ticker(on_progress, f"colour at {size[1]}x{size[0]}", len(rest)) if rest else None
     up_rest = []
     for i, c in enumerate(rest):
-        up_rest.append(internal.base_upscale(c, size) if i < n_chroma else imresize(c, size=size))
+        up = imresize(c, size=size)
+        up_rest.append(internal.back_project(up, c) if i < n_chroma else up)
         tick()
     return merge_channels(up_learned, up_rest, how)
 
 
 def calibrate(net, img, settings, state, steps, on_progress=None):
-    """Self-validation of the detail gain: ``net`` (fresh) learns for
-    ``steps`` steps from the image shrunk by S, then the whole pipeline
-    rebuilds the image from that copy for each alpha in ALPHA_GRID; the
-    best-scoring alpha is returned (1.0 when the image is too small)."""
+    """Self-validation one scale down. The image is shrunk by S, and the
+    whole pipeline rebuilds it from that copy with each detail gain alpha in
+    ALPHA_GRID: once with ``net`` as it starts (a prior; skipped for a fresh
+    network, which knows nothing yet) and once after ``steps`` steps of
+    learning from the shrunk copy. Returns (alpha, finetune): the best
+    alpha, and whether the learning beat the start. (1.0, True) when the
+    image is too small to test."""
     small = np.clip(imresize(img, 1.0 / settings.scale), 0, 1)
     lo, hi = split_channels(small, settings.color)[0], split_channels(img, settings.color)[0]
     try:
         sampler = _sampler(lo, settings, state.train_scale, _norm(state), np.random.default_rng(settings.seed))
     except ImageError:
-        return 1.0
-    report = (lambda i, loss, dt: on_progress("calibrating: training", i + 1, steps)) if on_progress else None
-    internal.train(net, sampler, steps, settings.batch_size, settings.lr, on_step=report)
-    errors = []
-    for i, alpha in enumerate(ALPHA_GRID):
-        if on_progress:
-            on_progress("calibrating detail gain", i, len(ALPHA_GRID))
-        errors.append(sum(float(np.sum((internal.upscale(net, a, b.shape, _norm(state), alpha, state.train_scale,
-                                                         ensemble=False) - b) ** 2)) for a, b in zip(lo, hi)))
-    if on_progress:
-        on_progress("calibrating detail gain", len(ALPHA_GRID), len(ALPHA_GRID))
-    return float(ALPHA_GRID[int(np.argmin(errors))])
+        return 1.0, True
+
+    def errors(label):
+        out = []
+        for i, alpha in enumerate(ALPHA_GRID):
+            if on_progress:
+                on_progress(label, i, len(ALPHA_GRID))
+            out.append(sum(float(np.sum((internal.upscale(net, a, b.shape, _norm(state), alpha, state.train_scale,
+                                                          ensemble=False) - b) ** 2)) for a, b in zip(lo, hi)))
+        return np.array(out)
+
+    start = errors("calibrating: the prior alone") if settings.prior != "none" else None
+    report = (lambda i, loss, dt: on_progress("calibrating: learning", i + 1, steps)) if on_progress else None
+    internal.train(net, sampler, steps, settings.batch_size, _lr(settings), on_step=report)
+    tuned = errors("calibrating detail gain")
+    if start is not None and start.min() <= tuned.min():
+        return float(ALPHA_GRID[int(np.argmin(start))]), False
+    return float(ALPHA_GRID[int(np.argmin(tuned))]), True
+
+
+def _lr(settings):
+    """The learning rate: lower when fine-tuning a prior, so the first
+    steps do not undo what it learned from many images."""
+    return settings.lr * (FINETUNE_LR if settings.prior != "none" else 1.0)
 
 
 # ------------------------------------------------------------ mode interface
 
 def network(settings, channels):
-    """One channel in, its residual out. The last layer starts at zero, so
-    training starts from the base upscale instead of from noise."""
+    """One channel in, its residual out: the prior's network (``--prior``),
+    or with ``--prior none`` a fresh one of ``settings.layers`` whose last
+    layer starts at zero, so training starts from the base upscale instead
+    of from noise."""
     from .spec import build_network
+    if settings.prior != "none":
+        from . import prior
+        return prior.load(settings.prior, train_scale(settings))[0]
     net = build_network(settings.layers, 1, 1, settings.seed)
     if not any(isinstance(l, Conv2D) for l in net.layers):
         from .errors import SpecError
@@ -188,14 +211,28 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
     from .training import run_epochs
     learned = split_channels(img, settings.color)[0]
     if state.mean is None:
-        allpix = np.concatenate([c.ravel() for c in learned])
-        state.mean, state.spread = float(allpix.mean()), float(allpix.std() + 1e-3)
+        if settings.prior != "none":
+            from .prior import NORM
+            state.mean, state.spread = NORM.mean, NORM.spread
+        else:
+            allpix = np.concatenate([c.ravel() for c in learned])
+            state.mean, state.spread = float(allpix.mean()), float(allpix.std() + 1e-3)
         state.train_scale = train_scale(settings)
     K, total = settings.steps, settings.epochs * settings.steps
+    if K == 0:  # the prior alone
+        if settings.prior == "none":
+            from .errors import SpecError
+            raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
+        state.alpha, state.finetune = 1.0, 0.0
     if state.alpha is None:
         probe = Network.from_config(net.get_config())
-        _zero_last(probe)
-        state.alpha = calibrate(probe, img, settings, state, max(1, round(total * PROBE_SHARE)), on_progress)
+        probe.params[...] = net.params
+        state.alpha, tune = calibrate(probe, img, settings, state, max(1, round(total * PROBE_SHARE)), on_progress)
+        state.finetune = float(tune)
+    if not state.finetune:  # nothing to train: the prior alone measured best
+        from .training import History
+        on_start()
+        return History()
     rng = np.random.default_rng(settings.seed)
     sampler = _sampler(learned, settings, state.train_scale, _norm(state), rng)
     opt = get_optimizer(settings.optimizer, settings.lr)
@@ -204,7 +241,7 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
 
     def step_epoch(e):
         losses = []
-        internal.train(net, sampler, (e + 1) * K, settings.batch_size, settings.lr, start=e * K, total=total,
+        internal.train(net, sampler, (e + 1) * K, settings.batch_size, _lr(settings), start=e * K, total=total,
                        optimizer=opt, on_step=lambda i, loss, dt: losses.append(loss))
         return float(np.mean(losses))
 

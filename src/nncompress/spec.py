@@ -13,6 +13,7 @@ In YAML the same items may be strings, or mappings such as
 """
 
 import math
+import os
 import re
 from dataclasses import dataclass, fields
 
@@ -185,6 +186,7 @@ class Settings:
     preset: str = "balanced"  # patch mode: a training budget (its PRESETS), under a config file and flags
     steps: int = 0   # patch mode: training steps (minibatches of crops) per epoch
     crop: int = 40   # patch mode: side of the random training crops
+    prior: str = "none"  # patch mode: the network's start: builtin, none, or a prior file
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in SETTING_KEYS}
@@ -212,6 +214,8 @@ class Settings:
         if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 8:
             raise SpecError(f"crop must be a whole number >= 8, got {self.crop!r}")
         _choice("preset", self.preset, PRESET_NAMES)
+        if not isinstance(self.prior, str) or not (self.prior in ("builtin", "none") or os.path.isfile(self.prior)):
+            raise SpecError(f"--prior must be builtin, none or a prior file; '{self.prior}' is none of these")
         return self
 
 

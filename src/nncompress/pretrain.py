@@ -1,0 +1,100 @@
+"""``nncompress pretrain``: train a prior on folders of images (see
+``prior.py`` for the data). One loop, after nanoGPT's train.py: settings
+at the top, an epoch of ``steps`` minibatches, then validation on held-back
+images, the prior and its checkpoint written (atomically), a line of
+history. Ctrl-C keeps the last whole epoch; ``resume`` goes on exactly.
+"""
+
+import csv
+import io
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from . import internal, prior
+from .atomic import atomic_write
+from .errors import UserError
+from .optimizers import get_optimizer
+
+DEFAULTS = {
+    "layers": "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
+    "epochs": 60,       # of `steps` minibatches each
+    "steps": 200,
+    "batch_size": 16,
+    "crop": 40,         # side of the high-resolution crops
+    "lr": 0.001,
+    "seed": 0,
+}
+
+
+def history_path(out):
+    return os.path.splitext(out)[0] + ".history.csv"
+
+
+def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command="", **overrides):
+    """Train (or go on training, ``resume``: a prior file) a prior for
+    ``scale`` on the images under ``folders``; writes ``out``, its
+    checkpoint sidecar and ``<out>.history.csv`` after every epoch.
+    ``on_epoch(record)`` gets each epoch's history record."""
+    from .spec import build_network
+    paths = prior.find_images(folders)
+    train_paths, val_paths = prior.split(paths)
+    if not train_paths:
+        raise UserError("need at least two images: one to train on and one to hold back")
+    val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
+    if resume:
+        net, meta = prior.load(resume, scale)
+        cfg = {**meta["settings"], **{k: v for k, v in overrides.items() if v is not None}}
+        history = list(meta.get("history", []))
+        ck = ckpt.load(ckpt.path_for(resume), net.params) or ckpt.Checkpoint(epoch=len(history))
+        if int(meta["scale"]) != int(scale):
+            raise UserError(f"'{resume}' is a x{meta['scale']} prior; pass --scale {meta['scale']}")
+    else:
+        cfg = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
+        net = build_network(cfg["layers"], 1, 1, cfg["seed"])
+        last = [l for l in net.layers if l.has_weights][-1]
+        for p in last.params.values():
+            p[...] = 0
+        history, ck = [], ckpt.Checkpoint()
+    rng = np.random.default_rng(cfg["seed"])
+    sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn)
+    opt = get_optimizer("adam", cfg["lr"])
+    opt.init_state(net.n_params, net.dtype)
+    K, total = cfg["steps"], cfg["epochs"] * cfg["steps"]
+
+    def step_epoch(e):
+        sampler.refresh()
+        losses = []
+        internal.train(net, sampler, (e + 1) * K, cfg["batch_size"], cfg["lr"], start=e * K, total=total,
+                       optimizer=opt, on_step=lambda i, loss, dt: losses.append(loss))
+        return float(np.mean(losses))
+
+    def after_epoch(e, loss, dt):
+        rec = {"epoch": e + 1, "loss": loss, "val_gain_db": prior.validation_gain(net, val, scale),
+               "seconds": dt, "crops_per_s": K * cfg["batch_size"] / dt}
+        history.append(rec)
+        meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
+                "settings": cfg, "epochs": e + 1, "history": history, "command": command,
+                "train_images": len(train_paths), "val_images": [os.path.basename(p) for p in val_paths]}
+        net.save(out, meta=meta)
+        ckpt.save(ckpt.path_for(out), ck, net.params)
+        _write_history(history_path(out), history)
+        if on_epoch:
+            on_epoch(rec, cfg["epochs"])
+
+    from .training import run_epochs
+    t0 = time.perf_counter()
+    run_epochs(net, opt, rng, step_epoch, epochs=cfg["epochs"], checkpoint=ck, callback=after_epoch, lr=cfg["lr"])
+    return {"epochs": cfg["epochs"], "seconds": time.perf_counter() - t0, "history": history, "out": out}
+
+
+def _write_history(path, rows):
+    def write(f):
+        text = io.StringIO()
+        w = csv.DictWriter(text, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        f.write(text.getvalue().encode())
+    atomic_write(path, write)

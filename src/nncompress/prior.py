@@ -1,0 +1,146 @@
+"""Priors: patch mode's network trained on many images (``nncompress
+pretrain``), the start that patch mode fine-tunes on each image (after
+MZSR, Soh et al. 2020).
+
+    folders -> images (luma), a pool of POOL at a time (bounded memory)
+            -> random crops, each in one of the 8 rotations/flips; the crop
+               is shrunk by S with MATLAB-style bicubic and bicubic'd back,
+               and the network learns the residual, as in patch mode
+            -> Adam with cosine decay; every epoch: PSNR gain over bicubic
+               on held-back images, a checkpoint that resumes exactly
+
+A prior is a model file whose meta says ``{"kind": "prior", "scale", "norm",
+...}``; its network is the one patch mode then uses.
+"""
+
+import os
+import warnings
+
+import numpy as np
+
+from . import internal
+from .errors import ImageError, UserError
+from .imaging import read_image
+from .resize import imresize
+
+NORM = internal.Norm(0.45, 0.25)  # fixed: the prior sees many images, not one
+POOL = 24         # images decoded at a time; the pool is redrawn every epoch
+VAL_EVERY = 25    # every 25th image (in sorted order) is held back for validation, at most VAL_MAX
+VAL_MAX = 8
+VAL_SIDE = 192    # validation uses the centre of each held-back image
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+BUILTIN = os.path.join(os.path.dirname(__file__), "priors")
+
+
+def find_images(folders):
+    """Image files under ``folders`` (subfolders too), sorted."""
+    out = []
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise UserError(f"'{folder}' is not a folder; give folders of training images")
+        for root, _, files in os.walk(folder):
+            out += [os.path.join(root, f) for f in files if f.lower().endswith(EXTENSIONS)]
+    if not out:
+        raise UserError(f"no images found under {', '.join(folders)}")
+    return sorted(out)
+
+
+def split(paths):
+    """(training paths, held-back validation paths)."""
+    val = paths[::VAL_EVERY][:VAL_MAX]
+    return [p for p in paths if p not in val], val
+
+
+def luma(path, warn=None):
+    """Y of YCbCr in [0, 1], float64 (H, W); None (and a warning) for a
+    file that cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img, _ = read_image(path)
+    except ImageError as e:
+        if warn:
+            warn(f"skipping {e}")
+        return None
+    img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
+    return img.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) if img.shape[2] == 3 else img[..., 0] * 1.0
+
+
+class DatasetSampler:
+    """Batches X, T (n, c, c, 1) float32 like ``internal.CropSampler``, from
+    a pool of images redrawn with ``refresh()``. Each crop is cut with a
+    margin, shrunk and bicubic'd back, and the margin dropped, so the crop's
+    edges see real neighbours."""
+
+    def __init__(self, paths, scale, crop, rng, warn=None):
+        self.paths, self.S, self.rng, self.warn = list(paths), int(scale), rng, warn
+        self.crop = crop - crop % self.S
+        self.margin = 2 * self.S * self.S  # bicubic reaches 2 low-resolution pixels
+        self.pool = []
+        self.refresh()
+
+    def refresh(self):
+        pick = self.rng.choice(len(self.paths), min(POOL, len(self.paths)), replace=False)
+        side = self.crop + 2 * self.margin
+        images = [(self.paths[i], luma(self.paths[i], self.warn)) for i in sorted(pick)]
+        bad = {p for p, im in images if im is None}
+        self.paths = [p for p in self.paths if p not in bad]  # warned once
+        self.pool = [im for _, im in images if im is not None and min(im.shape) >= side]
+        if not self.pool:
+            raise UserError(f"no training image is at least {side}x{side} pixels; use a smaller --crop")
+
+    def batch(self, n):
+        c, m, rng = self.crop, self.margin, self.rng
+        side = c + 2 * m
+        X = np.empty((n, c, c, 1), np.float32)
+        T = np.empty((n, c, c, 1), np.float32)
+        for i in range(n):
+            im = self.pool[rng.integers(len(self.pool))]
+            y, x = rng.integers(0, im.shape[0] - side + 1), rng.integers(0, im.shape[1] - side + 1)
+            hr = internal.dihedral(im[y:y + side, x:x + side], int(rng.integers(8)))
+            base = internal.base_upscale(imresize(hr, 1.0 / self.S), hr.shape)
+            X[i, ..., 0] = (base[m:m + c, m:m + c] - NORM.mean) / NORM.spread
+            T[i, ..., 0] = (hr - base)[m:m + c, m:m + c] / NORM.spread
+        return X, T
+
+
+def validation_gain(net, images, scale):
+    """Mean PSNR gain (dB) over bicubic of bicubic + the network's residual
+    (no self-ensemble), on the centres of ``images``, 8-bit inputs."""
+    gains = []
+    for im in images:
+        h, w = (min(VAL_SIDE, s) // scale * scale for s in im.shape)
+        y0, x0 = (im.shape[0] - h) // 2, (im.shape[1] - w) // 2
+        hr = im[y0:y0 + h, x0:x0 + w]
+        lr = np.round(np.clip(imresize(hr, 1.0 / scale), 0, 1) * 255) / 255
+        base = internal.base_upscale(lr, hr.shape)
+        up = base + internal.residual(net, base, NORM, ensemble=False)
+        b = scale
+        err = [np.mean((np.clip(a, 0, 1) - hr)[b:-b, b:-b] ** 2) for a in (base, up)]
+        gains.append(10 * np.log10(err[0] / max(err[1], 1e-12)))
+    return float(np.mean(gains)) if gains else float("nan")
+
+
+def is_prior(meta):
+    return isinstance(meta, dict) and meta.get("kind") == "prior"
+
+
+def builtin_path(scale):
+    """The built-in prior for ``scale``: the one whose scale is nearest."""
+    files = sorted(f for f in os.listdir(BUILTIN) if f.endswith(".npz")) if os.path.isdir(BUILTIN) else []
+    if not files:
+        raise UserError("this nncompress has no built-in prior; use --prior none or --prior FILE")
+    scales = [float(f[1:-4]) for f in files if f.startswith("x")]
+    best = min(scales, key=lambda s: abs(np.log(s / scale)))
+    return os.path.join(BUILTIN, f"x{best:g}.npz")
+
+
+def load(spec, scale):
+    """(network, meta) of the prior ``spec``: "builtin" or a file path."""
+    from .errors import ModelFileError
+    from .modelfile import load as load_model
+    path = builtin_path(scale) if spec == "builtin" else spec
+    net, meta, _ = load_model(path)
+    if not is_prior(meta):
+        raise ModelFileError(f"'{os.path.basename(path)}' is not a prior (make one with nncompress pretrain)")
+    return net, meta
