@@ -164,7 +164,7 @@ def train(
     """Fit a network to IMAGE; write model.npz (and the checkpoint that resumes it), the upscaled PNG, frames, a GIF and history.csv."""
     from .progress import Reporter
     from .runs import train_run
-    from .spec import load_config, make_settings
+    from .spec import load_config, make_settings, network_text
 
     with errors():
         if image is None and not resume:
@@ -180,7 +180,7 @@ def train(
         report = Reporter(out, quiet)
 
         def on_info(comp, paths):
-            report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({comp.settings.layers}) -> {paths.out}/")
+            report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({network_text(comp.net)}) -> {paths.out}/")
             report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs)
 
         try:
@@ -191,7 +191,9 @@ def train(
         if not quiet:
             m, p = result.compresser.meta, result.paths
             what = result.compresser.describe()["score_detail"]
-            report.print(f"done: {m['epochs']} epochs, loss {m['loss']:.4g}, PSNR {m['psnr']:.2f} dB ({what})")
+            trained = (f"{m['epochs']} epochs, loss {m['loss']:.4g}" if m["loss"] is not None
+                       else result.compresser.describe().get("note", "nothing to train"))
+            report.print(f"done: {trained}, PSNR {m['psnr']:.2f} dB ({what})")
             report.print(f"time: {timing_text(result.seconds)}")
             for path in (p.model, p.upscaled, p.gif, p.history):
                 if os.path.exists(path):
@@ -368,6 +370,7 @@ def info(
 ):
     """Describe a model: mode, layers, size in bits per pixel, training record."""
     from .compresser import Compresser
+    from .spec import network_text
 
     with errors():
         comp = Compresser.load(model)
@@ -377,7 +380,7 @@ def info(
             "mode": m["mode"], "parameters": comp.net.n_params, "file_bytes": os.path.getsize(model),
             "bits_per_pixel_file": round(bpp_file, 4), "bits_per_pixel_weights": round(bpp_weights, 4),
             "source": f"{src['name']} {src['width']}x{src['height']}, {src['channels']} channel(s), {src['bits']}-bit",
-            "layers": comp.settings.layers, "epochs": m["epochs"],
+            "layers": network_text(comp.net), "epochs": m["epochs"],
             "loss": m["loss"], "psnr_db": m["psnr"],
         }
         seconds = m.get("seconds") or {"training": m["train_seconds"]}  # older files kept the epochs' time only

@@ -283,9 +283,13 @@ def upscale(net, size, settings, state, image, bits=None, on_progress=None):
 
 
 def describe(settings, state):
-    return {"score": f"x{settings.scale:g} self-test",
-            "score_detail": f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink",
-            "learned": state.to_dict()}
+    out = {"score": f"x{settings.scale:g} self-test",
+           "score_detail": f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink",
+           "learned": state.to_dict()}
+    if state.finetune == 0:
+        out["note"] = ("the prior alone" if settings.steps == 0 else
+                       "the prior alone (fine-tuning measured no better one scale down)")
+    return out
 
 
 def loss_psnr(loss, settings, state):

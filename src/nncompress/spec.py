@@ -142,6 +142,25 @@ def build_network(layers, in_size, out_size, seed=0):
     return Network.from_config(network_config(parse_layers(layers), in_size, out_size, seed))
 
 
+def network_text(net) -> str:
+    """A built network's layers as spec text (a prior's network, say, which
+    ``settings.layers`` does not describe)."""
+    out = []
+    for layer in net.layers[1:]:
+        cfg = layer.get_config()
+        kind = type(layer).__name__
+        if kind == "Activation" and out:
+            out[-1] += ":" + cfg["name"] + (f"({cfg['arg']:g})" if cfg["arg"] is not None and
+                                            cfg["arg"] != get_activation(cfg["name"]).default_arg else "")
+        elif kind == "Conv2D":
+            out.append(f"conv{cfg['kernel']}:{cfg['channels']}")
+        elif kind == "Connected":
+            out.append(str(cfg["units"]))
+        elif kind == "FourierFeatures":
+            out.append(f"fourier:{cfg['features']}:{cfg['sigma']:g}")
+    return ",".join(out)
+
+
 def format_items(items) -> str:
     """Item dicts -> spec text (for display and for saving); parsing the
     text gives the same items back."""
