@@ -227,6 +227,7 @@ def upscale(
     fmt: Annotated[str, typer.Option("--format", "-f", help="same (the input's), png, jpg or webp.")] = "same",
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1..100.", show_default="95")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Training budget for images: fast, balanced or best.", show_default="balanced")] = None,
+    prior: Annotated[Optional[str], typer.Option("--prior", help="Where images' networks start: builtin, none or a prior file.", show_default="builtin")] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model (e.g. epochs).")] = None,
     save_model: Annotated[bool, typer.Option("--save-model", help="Also keep each image's model, as OUTPUT.npz.")] = False,
     input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.")] = None,
@@ -241,8 +242,9 @@ def upscale(
     from .spec import load_config
 
     with errors():
+        overrides = {**(load_config(config) if config else {}), **({"prior": prior} if prior else {})}
         req = Request(inputs, scale, width, height, output, recursive, skip_existing, fmt, quality, preset,
-                      save_model, input_image, force, load_config(config) if config else {})
+                      save_model, input_image, force, overrides)
         jobs = plan(req)
         if not jobs:
             if not quiet:

@@ -36,6 +36,7 @@ OUTPUT_BYTES_PER_VALUE = 32  # float64 resize passes over the output
 DEFAULTS = {
     "mode": "patch",
     "preset": "balanced",
+    "prior": "builtin",
     "color": "luma",
     "lr": 0.001,
     "optimizer": "adam",
@@ -184,6 +185,13 @@ def _lr(settings):
 
 
 # ------------------------------------------------------------ mode interface
+
+def settle(settings, chosen):
+    """A network given by the user (``--layers``) starts fresh: the built-in
+    prior has a network of its own. An explicit --prior still wins."""
+    if "layers" in chosen and "prior" not in chosen:
+        settings.prior = "none"
+
 
 def network(settings, channels):
     """One channel in, its residual out: the prior's network (``--prior``),

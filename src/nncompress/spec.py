@@ -288,6 +288,8 @@ def make_settings(config: dict | None = None, **overrides) -> Settings:
             if k in ("lr", "scale") and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             setattr(s, k, v)
+    if hasattr(mode, "settle"):  # a mode's rule between settings, given what the user chose
+        mode.settle(s, {**config, **given})
     return s.validate()
 
 

@@ -1,0 +1,109 @@
+"""Priors: nncompress pretrain, and patch mode starting from a prior."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nncompress import internal, prior
+from nncompress.cli import app
+from nncompress.imaging import read_image
+from nncompress.metrics import psnr
+from nncompress.modelfile import load as load_model
+from nncompress.resize import imresize
+
+from conftest import shared_image
+
+runner = CliRunner()
+TINY = ["-s", "2", "-e", "2", "--steps", "2", "-b", "2", "--crop", "16", "-l", "conv3:4:relu,conv3:out", "-q"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three small smooth photos-to-be and one file that is not an image."""
+    d = tmp_path / "imgs"
+    (d / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, where in enumerate(["a.png", "b.png", "sub/c.png"]):
+        img = np.clip(imresize(rng.random((20, 24, 3)), 4.0), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(d / where)
+    (d / "broken.png").write_bytes(b"not an image at all")
+    return d
+
+
+def test_pretrain_writes_a_prior_that_loads_and_fine_tunes(tmp_path, folder, digit):
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")
+    assert r.exit_code == 0, r.output
+    assert "broken.png" in r.output and "warning" in r.output  # skipped, named, once
+    assert r.output.count("broken.png") == 1
+    net, meta = prior.load(str(tmp_path / "p.npz"), 2)
+    assert meta["kind"] == "prior" and meta["scale"] == 2 and meta["epochs"] == 2
+    with open(tmp_path / "p.history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and float(rows[-1]["crops_per_s"]) > 0
+    r = run("train", digit, "--mode", "patch", "--prior", tmp_path / "p.npz", "-e", 1, "--steps", 2, "-b", 2,
+            "--crop", 16, "--frames", 0, "-q", "-o", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert os.path.exists(tmp_path / "run" / "model.npz")
+
+
+def test_pretraining_stopped_and_resumed_equals_straight(tmp_path, folder):
+    """Ctrl-C after epoch 1 of 2 keeps that epoch; --resume finishes the
+    run as if it had never stopped, bit for bit."""
+    from nncompress.pretrain import pretrain
+    kw = dict(epochs=2, steps=2, batch_size=2, crop=16, layers="conv3:4:relu,conv3:out")
+    pretrain([str(folder)], 2, str(tmp_path / "straight.npz"), **kw)
+
+    def stop(rec, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([str(folder)], 2, str(tmp_path / "half.npz"), on_epoch=stop, **kw)
+    assert load_model(tmp_path / "half.npz")[1]["epochs"] == 1
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "half.npz", "-q")
+    assert r.exit_code == 0, r.output
+    a, _, _ = load_model(tmp_path / "straight.npz")
+    b, meta, _ = load_model(tmp_path / "half.npz")
+    assert meta["epochs"] == 2
+    np.testing.assert_array_equal(a.params, b.params)
+
+
+def test_crops_are_reproducible_with_the_seed(folder):
+    paths = prior.find_images([str(folder)])
+    assert [os.path.basename(p) for p in paths] == ["a.png", "b.png", "broken.png", "c.png"]
+    good = [p for p in paths if "broken" not in p]
+
+    def batch(seed):
+        return prior.DatasetSampler(good, 2, 16, np.random.default_rng(seed)).batch(4)
+
+    np.testing.assert_array_equal(batch(3)[0], batch(3)[0])
+    assert not np.array_equal(batch(3)[0], batch(4)[0])
+
+
+def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):
+    r = run("train", digit, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "c")
+    assert r.exit_code == 0
+    r = run("train", digit, "--mode", "patch", "--prior", tmp_path / "c" / "model.npz", "-q")
+    assert r.exit_code == 2 and "not a prior" in r.output
+
+
+def test_the_builtin_prior_beats_bicubic_on_a_camera_crop():
+    """The shipped prior, alone (no fine-tuning, no self-ensemble), on a
+    photo it never saw."""
+    net, meta = prior.load("builtin", 2)
+    hr = read_image(shared_image("camera.png"))[0][128:384, 128:384, 0].astype(np.float64)
+    lr = np.round(np.clip(imresize(hr, 0.5), 0, 1) * 255) / 255
+    base = internal.base_upscale(lr, hr.shape)
+    up = base + internal.residual(net, base, prior.NORM, ensemble=False)
+    gain = psnr(up[..., None], hr[..., None], 2) - psnr(base[..., None], hr[..., None], 2)
+    assert gain > MIN_BUILTIN_GAIN, gain
+
+
+MIN_BUILTIN_GAIN = 1.0  # dB over bicubic on this crop at x2
