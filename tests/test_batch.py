@@ -283,7 +283,7 @@ def test_one_broken_image_is_a_one_line_error(tmp_path, tiny):
 def test_preset_reaches_patch_mode_through_make_settings():
     from nncompress import patch
     fast = upscaler.patch_settings(2, "fast")
-    assert (fast.preset, fast.layers, fast.steps) == ("fast", patch.PRESETS["fast"]["layers"], patch.PRESETS["fast"]["steps"])
+    assert (fast.preset, fast.steps, fast.epochs) == ("fast", patch.PRESETS["fast"]["steps"], patch.PRESETS["fast"]["epochs"])
     assert upscaler.patch_settings(2).preset == "balanced"
     assert upscaler.patch_settings(2, None, {"preset": "best"}).steps == patch.PRESETS["best"]["steps"]  # the config's
     assert upscaler.patch_settings(2, "fast", {"preset": "best", "epochs": 1}).preset == "fast"  # the flag wins

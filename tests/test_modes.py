@@ -46,7 +46,8 @@ def test_train_mode_patch_runs_with_patch_defaults_and_the_flags_given(tmp_path,
     patch_yaml = load_config(os.path.join(ROOT, "configs", "patch.yaml"))
     assert got == make_settings(patch_yaml, epochs=1, frames=0)
     balanced = get_mode("patch").PRESETS["balanced"]
-    assert got.layers == balanced["layers"] and got.batch_size == balanced["batch_size"] == 16
+    assert got.prior == "builtin" and got.batch_size == balanced["batch_size"] == 16
+    assert got.layers == get_mode("patch").DEFAULTS["layers"] and got.layers.startswith("conv3:32")
 
 
 def test_a_flag_overrides_a_mode_default_only_when_given():

@@ -148,7 +148,7 @@ def train(
     prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch. Patch mode: crops per step.", show_default=MODE_DEFAULTS["batch_size"])] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 40)")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 20; 40 with --prior none)")] = None,
     crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (balanced: 40)")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.", show_default=MODE_DEFAULTS["optimizer"])] = None,

@@ -75,6 +75,26 @@ def back_project(up, lr, iterations=IBP_ITERATIONS):
 
 # -------------------------------------------------------------------- pairs
 
+def detailed_window(img, side):
+    """The side x side window of ``img`` (H, W, ...) with the most gradient
+    energy, on a grid of half-window steps; the image itself if smaller."""
+    h, w = img.shape[:2]
+    if h <= side and w <= side:
+        return img
+    gray = img[..., :min(3, img.shape[2])].mean(axis=2) if img.ndim == 3 else img
+    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1]
+    sat = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
+    sh, sw = min(side, h - 1), min(side, w - 1)
+    best, at = -1.0, (0, 0)
+    for y in sorted(set(list(range(0, h - 1 - sh + 1, max(1, sh // 2))) + [h - 1 - sh])):
+        for x in sorted(set(list(range(0, w - 1 - sw + 1, max(1, sw // 2))) + [w - 1 - sw])):
+            e = sat[y + sh, x + sw] - sat[y, x + sw] - sat[y + sh, x] + sat[y, x]
+            if e > best:
+                best, at = e, (y, x)
+    y, x = at
+    return np.ascontiguousarray(img[y:y + min(side, h), x:x + min(side, w)])
+
+
 def training_pairs(ch, scale, min_side):
     """[(base, residual)], (h, w) float64 each, from ``ch`` and its shrunk
     copies whose low-resolution side is still at least ``min_side``."""

@@ -37,6 +37,7 @@ DEFAULTS = {
     "mode": "patch",
     "preset": "balanced",
     "prior": "builtin",
+    "layers": "conv3:32:relu," * 5 + "conv3:out",  # the built-in prior's; with --prior none, the preset's
     "color": "luma",
     "lr": 0.001,
     "optimizer": "adam",
@@ -47,20 +48,25 @@ DEFAULTS = {
 
 # Budgets (train + upscale of a 128x128 input at x4 on a 2-core CPU):
 # fast <= 15 s, balanced <= 60 s, best <= 5 min. One step is one minibatch
-# of ``batch_size`` random ``crop`` x ``crop`` crops.
+# of ``batch_size`` random ``crop`` x ``crop`` crops. PRESETS fine-tune the
+# prior (its network is its own; fast takes it as it is); SCRATCH are the
+# same budgets for --prior none, where the network learns from nothing.
 PRESETS = {
-    "fast": {"layers": "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
-             "epochs": 6, "steps": 25, "batch_size": 8, "crop": 32},
-    "balanced": {"layers": "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
-                 "epochs": 10, "steps": 40, "batch_size": 16, "crop": 40},
-    "best": {"layers": "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,"
-                       "conv3:32:relu,conv3:out",
-             "epochs": 20, "steps": 75, "batch_size": 16, "crop": 48},
+    "fast": {"epochs": 1, "steps": 0, "batch_size": 16, "crop": 40},
+    "balanced": {"epochs": 10, "steps": 20, "batch_size": 16, "crop": 40},
+    "best": {"epochs": 20, "steps": 40, "batch_size": 16, "crop": 48},
+}
+_CONV32 = "conv3:32:relu,"
+SCRATCH = {
+    "fast": {"layers": _CONV32 * 3 + "conv3:out", "epochs": 6, "steps": 25, "batch_size": 8, "crop": 32},
+    "balanced": {"layers": _CONV32 * 5 + "conv3:out", "epochs": 10, "steps": 40, "batch_size": 16, "crop": 40},
+    "best": {"layers": _CONV32 * 7 + "conv3:out", "epochs": 20, "steps": 75, "batch_size": 16, "crop": 48},
 }
 
 ALPHA_GRID = np.arange(0, 1.51, 0.125)  # detail gains tried by self-validation
 PROBE_SHARE = 1 / 3                     # the probe trains for this share of the run's steps
 FINETUNE_LR = 0.25                      # fine-tuning a prior: this share of the learning rate
+CALIBRATION_SIDE = 256                  # self-validation looks at the most detailed window this big
 MAX_STEP = 2.0  # largest scale learned in one step: x4 as two x2 steps
 MIN_SIDE = 8    # smallest low-resolution side a training pair may have
 
@@ -146,13 +152,15 @@ def upscale_image(net, img, size, settings, state, ensemble=True, on_progress=No
 
 
 def calibrate(net, img, settings, state, steps, on_progress=None):
-    """Self-validation one scale down. The image is shrunk by S, and the
+    """Self-validation one scale down, on the image's most detailed window
+    of CALIBRATION_SIDE (its cost does not grow with the image). The window is shrunk by S, and the
     whole pipeline rebuilds it from that copy with each detail gain alpha in
     ALPHA_GRID: once with ``net`` as it starts (a prior; skipped for a fresh
     network, which knows nothing yet) and once after ``steps`` steps of
     learning from the shrunk copy. Returns (alpha, finetune): the best
     alpha, and whether the learning beat the start. (1.0, True) when the
     image is too small to test."""
+    img = internal.detailed_window(img, CALIBRATION_SIDE)
     small = np.clip(imresize(img, 1.0 / settings.scale), 0, 1)
     lo, hi = split_channels(small, settings.color)[0], split_channels(img, settings.color)[0]
     try:
@@ -188,9 +196,14 @@ def _lr(settings):
 
 def settle(settings, chosen):
     """A network given by the user (``--layers``) starts fresh: the built-in
-    prior has a network of its own. An explicit --prior still wins."""
+    prior has a network of its own (an explicit --prior still wins). Without
+    a prior, the preset's budget is SCRATCH's, under what the user chose."""
     if "layers" in chosen and "prior" not in chosen:
         settings.prior = "none"
+    if settings.prior == "none":
+        for k, v in SCRATCH[settings.preset].items():
+            if k not in chosen:
+                setattr(settings, k, v)
 
 
 def network(settings, channels):

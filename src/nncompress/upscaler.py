@@ -12,6 +12,7 @@ import numpy as np
 from .compresser import Compresser
 from .imaging import to_uint
 from .resize import imresize
+from . import internal
 from .spec import make_settings
 
 # Training sees at most this square of the image. Patch mode's steps learn
@@ -54,23 +55,8 @@ def patch_settings(scale, preset=None, overrides=None):
 
 
 def training_crop(img, side=TRAIN_SIDE):
-    """The side x side window of ``img`` (H, W, C) with the most gradient
-    energy, on a grid of half-window steps; the image itself if smaller."""
-    h, w = img.shape[:2]
-    if h <= side and w <= side:
-        return img
-    gray = img[..., :min(3, img.shape[2])].mean(axis=2)
-    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1]
-    sat = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
-    sh, sw = min(side, h - 1), min(side, w - 1)
-    best, at = -1.0, (0, 0)
-    for y in sorted(set(list(range(0, h - 1 - sh + 1, max(1, sh // 2))) + [h - 1 - sh])):
-        for x in sorted(set(list(range(0, w - 1 - sw + 1, max(1, sw // 2))) + [w - 1 - sw])):
-            e = sat[y + sh, x + sw] - sat[y, x + sw] - sat[y + sh, x] + sat[y, x]
-            if e > best:
-                best, at = e, (y, x)
-    y, x = at
-    return np.ascontiguousarray(img[y:y + min(side, h), x:x + min(side, w)])
+    """The side x side window of ``img`` with the most detail."""
+    return internal.detailed_window(img, side)
 
 
 def train(img, bits, settings, on_step=None, name="image"):
