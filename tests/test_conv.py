@@ -70,7 +70,26 @@ def test_fold_reflect_is_the_adjoint_of_reflect_padding(pads):
     assert np.sum(Xp * G) == pytest.approx(np.sum(X * out), rel=1e-12)
 
 
-@pytest.mark.parametrize("k,cin,cout", [(3, 1, 4), (3, 4, 2), (5, 2, 3), (1, 3, 2)])
+@pytest.mark.parametrize("kernel", ["conv_direct", "conv_direct_narrow"])
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+@pytest.mark.parametrize("k,pads", [(3, (1, 1, 1, 1)), (3, (0, 1, 1, 0)), (5, (2, 0, 2, 1)), (3, (2, 2, 2, 2))])
+def test_direct_kernels_match_the_definition(kernel, mode, k, pads):
+    rng = np.random.default_rng(6)
+    C, O = 3, 7
+    X = rng.standard_normal((2, 6, 8, C)).astype(np.float32)
+    W = rng.standard_normal((k * k * C, O)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    ref = naive_conv(X.astype(np.float64), W.astype(np.float64), b, k, pads, mode)
+    Z = np.full(ref.shape, np.nan, np.float32)
+    code = KC.REFLECT if mode == "reflect" else KC.ZERO
+    if kernel == "conv_direct":
+        KC.conv_direct(X, W, b, k, pads[0], pads[2], code, Z)
+    else:
+        KC.conv_direct_narrow(X, np.ascontiguousarray(W.T), b, k, pads[0], pads[2], code, Z)
+    np.testing.assert_allclose(Z, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,cin,cout", [(3, 1, 4), (3, 4, 2), (5, 2, 3), (1, 3, 2), (3, 3, 9)])
 def test_conv_forward_matches_definition(k, cin, cout):
     rng = np.random.default_rng(2)
     layer = Conv2D(cout, k)
@@ -86,7 +105,8 @@ def test_conv_forward_matches_definition(k, cin, cout):
 # ------------------------------------------------------------- gradients
 
 @pytest.mark.parametrize("k,cin,cout,shape", [(3, 1, 2, (2, 4, 5)), (3, 3, 2, (1, 5, 4)), (5, 2, 2, (2, 6, 6)),
-                                              (1, 2, 3, (1, 3, 3)), (3, 2, 1, (1, 2, 2)), (3, 2, 2, (1, 1, 6))])
+                                              (1, 2, 3, (1, 3, 3)), (3, 2, 1, (1, 2, 2)), (3, 2, 2, (1, 1, 6)),
+                                              (3, 6, 6, (1, 4, 3))])
 def test_conv_gradients(k, cin, cout, shape):
     """Every gradient, including dX through the reflect padding at the
     edges (images as small as 1-2 pixels, where most pixels are edges)."""

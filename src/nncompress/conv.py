@@ -6,16 +6,15 @@ crops in training, one image (B = 1) at inference. The channel axis is
 last, so an Activation layer after a Conv2D applies per channel as it does
 per unit after a Connected layer.
 
-A k x k convolution with stride 1 is one GEMM over im2col rows
-(``kernels_conv.im2col``, padding folded in):
-    forward   Z = cols(X) W + b                  (B*H*W, k*k*C_in) @ (k*k*C_in, C_out)
-    backward  dW = cols(X)^T dZ,  db = sum dZ
-              dX = fold(cols0(dZ) W_flip)        the full correlation of dZ with the
-                                                 flipped kernel, then the reflect pad's
-                                                 gradient folded back onto the pixels
-Measured against the alternative dX = col2im(dZ W^T): W^T makes a GEMM
-with an inner dimension of only C_out, which ran at 53 GFLOP/s where this
-one runs at 135 (2 threads, 32 channels).
+The convolutions themselves (``layers.Conv2D``, ``kernels/conv.py``):
+    forward   Z = conv(X, W) + b       a direct numba kernel: each output
+                                       pixel summed in a fixed order, so a
+                                       tile gives the same bits as the whole
+    backward  dW = cols(X)^T dZ        im2col + one float32 GEMM
+              dX = fold(conv0(dZ, W_flip))   the full correlation of dZ with
+                                       the flipped kernel (direct kernel),
+                                       then the reflect pad's gradient folded
+                                       back onto the pixels
 """
 
 import math

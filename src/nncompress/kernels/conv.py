@@ -1,5 +1,9 @@
-"""Convolution kernels: im2col with the padding folded in, so a k x k
-convolution is one float32 GEMM (cs231n's im2col + GEMM).
+"""Convolution kernels. ``conv_direct`` / ``conv_direct_narrow`` compute a
+k x k convolution straight from the image (each output summed in a fixed
+order: a tile gives the same bits as the whole image); ``im2col`` lays the
+neighbourhoods out as rows for one float32 GEMM (cs231n's im2col + GEMM),
+which the weight gradient uses; ``fold_reflect`` is the reflect pad's
+adjoint.
 
 Layout: images are NHWC float32, (B, H, W, C), C contiguous. An im2col row
 holds the k x k x C neighbourhood of one output pixel in (dy, dx, c) order,
