@@ -206,6 +206,7 @@ class Settings:
     steps: int = 0   # patch mode: training steps (minibatches of crops) per epoch
     crop: int = 40   # patch mode: side of the random training crops
     prior: str = "none"  # patch mode: the network's start: builtin, none, or a prior file
+    ensemble: int = 8    # patch mode: passes of the geometric self-ensemble at upscale (1 or 8)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in SETTING_KEYS}
@@ -233,6 +234,7 @@ class Settings:
         if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 8:
             raise SpecError(f"crop must be a whole number >= 8, got {self.crop!r}")
         _choice("preset", self.preset, PRESET_NAMES)
+        _choice("ensemble", self.ensemble, (1, 8))
         if not isinstance(self.prior, str) or not (self.prior in ("builtin", "none") or os.path.isfile(self.prior)):
             raise SpecError(f"--prior must be builtin, none or a prior file; '{self.prior}' is none of these")
         return self

@@ -12,7 +12,8 @@ import numpy as np
 from .compresser import Compresser
 from .imaging import to_uint
 from .resize import imresize
-from . import internal
+from . import internal, patch
+from dataclasses import replace
 from .spec import make_settings
 
 # Training sees at most this square of the image. Patch mode's steps learn
@@ -130,6 +131,8 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     if size[0] <= h0 and size[1] <= w0:
         return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
+    if size[0] * size[1] > patch.ENSEMBLE_MAX_PIXELS:  # decided for the whole output, not per tile
+        comp.settings = replace(comp.settings, ensemble=1)
     return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step), comp
 
 
