@@ -50,6 +50,18 @@ def available_memory():
         return None
 
 
+def output_size(h0, w0, scale=None, width=None, height=None):
+    """(h, w) of the output: ``scale`` x the input, or ``width``/``height``
+    (one alone keeps the aspect ratio)."""
+    if width or height:
+        if width and height:
+            return int(height), int(width)
+        if width:
+            return max(1, round(h0 * width / w0)), int(width)
+        return int(height), max(1, round(w0 * height / h0))
+    return max(1, round(h0 * scale)), max(1, round(w0 * scale))
+
+
 class Compresser:
     def __init__(self, net: Network, meta: dict, settings: Settings, state, source=None):
         self.net = net
@@ -126,13 +138,7 @@ class Compresser:
     def output_size(self, scale=None, width=None, height=None, image=None):
         src = self.meta["source"]
         h0, w0 = (image.shape[:2] if image is not None else (src["height"], src["width"]))
-        if width or height:
-            if width and height:
-                return int(height), int(width)
-            if width:
-                return max(1, round(h0 * width / w0)), int(width)
-            return int(height), max(1, round(w0 * height / h0))
-        return max(1, round(h0 * scale)), max(1, round(w0 * scale))
+        return output_size(h0, w0, scale, width, height)
 
     def check_output_size(self, h, w, force=False):
         """Refuse, before any work, an output that cannot fit in memory."""

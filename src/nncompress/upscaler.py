@@ -9,7 +9,7 @@ files or terminals (``batch.py`` and the CLI do).
 
 import numpy as np
 
-from .compresser import Compresser
+from .compresser import Compresser, output_size  # noqa: F401 (batch asks upscaler for it)
 from .imaging import to_uint
 from .resize import imresize
 from . import internal, patch
@@ -34,25 +34,6 @@ TILE = 512      # input pixels per tile side: the padding costs (560/512)^2 = 1.
 # 6 layers match the whole image exactly from 12, 8 layers (best) from 16,
 # and 8 layers with 4 show seams of up to 22 levels.
 TILE_PAD = 24
-
-
-def output_size(h0, w0, scale=None, width=None, height=None):
-    """(h, w) of the output: ``scale`` x the input, or ``width``/``height``
-    (one alone keeps the aspect ratio)."""
-    if width or height:
-        if width and height:
-            return int(height), int(width)
-        if width:
-            return max(1, round(h0 * width / w0)), int(width)
-        return int(height), max(1, round(w0 * height / h0))
-    return max(1, round(h0 * scale)), max(1, round(w0 * scale))
-
-
-def patch_settings(scale, preset=None, overrides=None):
-    """Settings for learning an x``scale`` upscale of one image: patch
-    mode's defaults, its ``preset`` (None: the overrides', else the
-    default), then ``overrides`` (a config: e.g. epochs)."""
-    return make_settings(overrides or {}, mode="patch", scale=float(scale), preset=preset, frames=0)
 
 
 def training_crop(img, side=TRAIN_SIDE):
