@@ -36,6 +36,13 @@ TILE = 512      # input pixels per tile side: the padding costs (560/512)^2 = 1.
 TILE_PAD = 24
 
 
+def patch_settings(scale, preset=None, overrides=None):
+    """Settings for learning an x``scale`` upscale of one image: patch
+    mode's defaults, its ``preset`` (None: the overrides', else the
+    default), then ``overrides`` (a config: e.g. epochs)."""
+    return make_settings(overrides or {}, mode="patch", scale=float(scale), preset=preset, frames=0)
+
+
 def training_crop(img, side=TRAIN_SIDE):
     """The side x side window of ``img`` with the most detail."""
     return internal.detailed_window(img, side)
