@@ -188,21 +188,20 @@ def stage_sizes(shape, size, step):
 
 def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_progress=None):
     """One channel up to ``size`` in stages of at most ``step``: each the
-    base upscale plus alpha x the learned residual; the result is then
-    back-projected onto ``ch``. ``on_progress(what, done, total)`` hears of
-    each stage's passes."""
+    base upscale plus alpha x the learned residual, back-projected onto
+    ``ch`` (so every stage stays consistent with the input: round 1
+    measured +0.3 dB for this over back-projecting only at the end).
+    ``on_progress(what, done, total)`` hears of each stage's passes."""
     cur = ch
-    stages = stage_sizes(ch.shape, size, step)
-    for i, stage in enumerate(stages):
-        passes = 1 + ((8 if ensemble else 1) if alpha else 0)
+    for i, stage in enumerate(stages := stage_sizes(ch.shape, size, step)):
+        passes = 2 + ((8 if ensemble else 1) if alpha else 0)
         tick = _ticker(on_progress, f"upscaling stage {i + 1}/{len(stages)} to {stage[1]}x{stage[0]}", passes)
         base = base_upscale(cur, stage)
         tick()
         cur = base + alpha * residual(net, base, norm, ensemble, tick) if alpha else base
-    tick = _ticker(on_progress, f"back-projection at {size[1]}x{size[0]}", 1)
-    out = back_project(cur, ch)
-    tick()
-    return out
+        cur = back_project(cur, ch)
+        tick()
+    return cur
 
 
 def _ticker(on_progress, what, total):
