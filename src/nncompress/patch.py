@@ -1,19 +1,24 @@
-"""Patch mode: a convolutional network learns to upscale from the image
-itself (internal learning, after ZSSR, Shocher et al. 2018); the learning
+"""Patch mode: a convolutional network learns to upscale from many images
+(a prior, ``prior.py``) and then from the image itself (internal learning,
+after ZSSR, Shocher et al. 2018, and MZSR, Soh et al. 2020); the learning
 is in ``internal.py``, this module is the mode.
 
-    image -> Y of YCbCr (Cb, Cr and alpha take the base upscale / bicubic)
-          -> pairs from the image and shrunk copies: the base upscale
-             (bicubic + back-projection) of a 1/S shrink, and the residual
-             the real pixels add to it
-          -> a fully convolutional network trained on random crops of them
-          -> upscale: base upscale + alpha x learned residual, in x2 steps,
-             8-way self-ensemble, back-projected onto the input
+    image -> Y of YCbCr (Cb, Cr back-projected bicubic, alpha bicubic)
+          -> the network: the built-in prior's (or a fresh one, --prior none)
+          -> self-validation one scale down (on the most detailed window):
+             the image shrunk by S is rebuilt with the prior alone and with
+             a probe fine-tuned on that copy, for each detail gain alpha;
+             the best decides alpha and whether to fine-tune at all
+          -> fine-tuning on random crops of pairs from the image and its
+             shrunk copies: the bicubic upscale of a 1/S shrink, and the
+             residual the real pixels add to it
+          -> upscale: bicubic + alpha x learned residual in x2 steps, each
+             averaged over the 8 rotations/flips and back-projected onto
+             the input
 
-How much learned detail to add (alpha) is found by self-validation one
-scale down: a probe network learns from the image shrunk by S, and rebuilds
-the image itself from that copy with each alpha; the best is kept, so
-textures that do not repeat across scales are not over-sharpened.
+Textures that do not repeat across scales get a small alpha instead of
+being over-sharpened, and fine-tuning never replaces a prior that rebuilt
+the shrunk copy better.
 
 Implements the mode interface in ``modes.py``.
 """
