@@ -50,7 +50,7 @@ def examples(*pairs):
 MODE_DEFAULTS = {
     "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: "
               "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
-    "mode": "coords", "epochs": "300; patch: 10", "batch_size": "32; patch: 16",
+    "mode": "coords", "epochs": "300; patch: 1", "batch_size": "32; patch: 16",
     "lr": "0.003; patch: 0.001",
     "optimizer": "adam", "loss": "mse", "seed": "0", "scale": "4; patch: 2", "frames": "30; patch: 10",
 }
@@ -148,7 +148,7 @@ def train(
     prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch. Patch mode: crops per step.", show_default=MODE_DEFAULTS["batch_size"])] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 20; 40 with --prior none)")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 0, the prior alone; best: 20; 40 with --prior none)")] = None,
     crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (balanced: 40)")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.", show_default=MODE_DEFAULTS["optimizer"])] = None,
