@@ -405,8 +405,8 @@ def info(
         for k, v in facts.items():
             if k == "psnr_db" and v is not None:
                 v = f"{v:.2f} dB ({about['score']})"
-            elif k == "loss" and v is not None:
-                v = f"{v:.5g}"
+            elif k == "loss":
+                v = "none (nothing was trained: " + about.get("note", "no epochs yet") + ")" if v is None else f"{v:.5g}"
             elif isinstance(v, int):
                 v = f"{v:,}"
             kv.add_row(k.replace("_", " "), str(v))

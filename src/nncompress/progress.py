@@ -129,7 +129,7 @@ class Reporter:
         self._start(("epochs", label), total)
         if not self.quiet and not self.tty:
             more = f" (going on from epoch {start})" if start else ""
-            self.print(f"{label}: {total} epochs{more}")
+            self.print(f"{label}: {total} epoch{'s' if total != 1 else ''}{more}")
 
     def epoch(self, done, total, loss, psnr, seconds, rows):
         if self.quiet:
