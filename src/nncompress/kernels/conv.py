@@ -18,6 +18,8 @@ Every kernel here has a plain-numpy oracle in ``tests/test_conv.py``.
 import numpy as np
 from numba import njit, prange
 
+from .activations import FM
+
 REFLECT, ZERO = 0, 1
 
 
@@ -96,8 +98,8 @@ def fold_reflect(G, top, bottom, left, right, out):
 # ------------------------------------------------------------- direct kernels
 # The same convolutions without an im2col buffer: each thread owns output
 # rows and accumulates them in place, vectorised over the output channels.
-
-from .activations import FM  # noqa: E402
+# (A direct weight gradient measured 20 ms against 13 for im2col + GEMM, so
+# the weight gradient keeps the GEMM.)
 
 
 @njit(cache=True, inline="always")
@@ -139,37 +141,6 @@ def conv_direct(X, Wm, bias, k, top, left, mode, Z):
                         a = acc[x]
                         for o in range(O):
                             a[o] += v * w[o]
-
-
-@njit(cache=True, parallel=True, fastmath=FM)
-def conv_weight_grad(X, dZ, k, top, left, dW):
-    """dW (k*k*C, O) = cols(X)^T dZ, without the cols: per-thread partial
-    sums over blocks of rows, then added up."""
-    B, H, W, C = X.shape
-    Ho, Wo, O = dZ.shape[1], dZ.shape[2], dZ.shape[3]
-    sxt = _col_table(k, left, Wo, W, REFLECT)
-    nblk = 8
-    parts = np.zeros((nblk, k * k * C, O), dZ.dtype)
-    n = B * Ho
-    for blk in prange(nblk):
-        part = parts[blk]
-        for by in range(blk * n // nblk, (blk + 1) * n // nblk):
-            b = by // Ho
-            y = by - b * Ho
-            g = dZ[b, y]  # (Wo, O)
-            for dy in range(k):
-                row = X[b, _src(y + dy - top, H, REFLECT)]
-                for dx in range(k):
-                    for c in range(C):
-                        acc = part[(dy * k + dx) * C + c]
-                        for x in range(Wo):
-                            v = row[sxt[dx, x], c]
-                            gx = g[x]
-                            for o in range(O):
-                                acc[o] += v * gx[o]
-    dW[...] = 0.0
-    for blk in range(nblk):
-        dW += parts[blk]
 
 
 @njit(cache=True, parallel=True, fastmath=FM)
