@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .conv import Conv2D, predict_image
+from .conv import predict_image
+from .layers import Conv2D
 from .optimizers import get_optimizer
 from .resize import imresize
 
 PAIR_SCALES = (1.0, 0.85, 0.7, 0.55)  # HR copies to learn from: the image and shrunk versions
-IBP_ITERATIONS = 10                    # back-projection steps in the base upscale
+IBP_ITERATIONS = 10                    # back-projection steps after each stage
 
 
 @dataclass
@@ -34,10 +35,6 @@ class Norm:
     """Network input = (base - mean) / spread; target = residual / spread."""
     mean: float
     spread: float
-
-    @classmethod
-    def of(cls, ch):
-        return cls(float(ch.mean()), float(ch.std() + 1e-3))
 
 
 # ------------------------------------------------------------------ geometry
@@ -156,6 +153,22 @@ def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on
     with threadpool_limits(1, user_api="blas"):
         _steps(net, sampler, start, stop, batch, lr, total, opt, on_step)
     return opt
+
+
+def train_epoch(net, sampler, epoch, steps, batch, lr, total, opt):
+    """Steps [epoch*steps, (epoch+1)*steps) of a run of ``total``; the mean loss."""
+    losses = []
+    train(net, sampler, (epoch + 1) * steps, batch, lr, start=epoch * steps, total=total, optimizer=opt,
+          on_step=lambda i, loss, dt: losses.append(loss))
+    return float(np.mean(losses))
+
+
+def zero_last(net):
+    """Start the last weight layer at zero: the network's first answer is
+    no residual, the base upscale itself, instead of noise."""
+    for p in [l for l in net.layers if l.has_weights][-1].params.values():
+        p[...] = 0
+    return net
 
 
 def _steps(net, sampler, start, stop, batch, lr, total, opt, on_step):

@@ -231,7 +231,7 @@ def network(settings, channels):
     if not any(isinstance(l, Conv2D) for l in net.layers):
         from .errors import SpecError
         raise SpecError("patch mode needs a convolutional network, e.g. --layers conv3:32:relu,conv3:32:relu,conv3:out")
-    _zero_last(net)
+    internal.zero_last(net)
     return net
 
 
@@ -277,20 +277,11 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
     on_start()
 
     def step_epoch(e):
-        losses = []
-        internal.train(net, sampler, (e + 1) * K, settings.batch_size, _lr(settings), start=e * K, total=total,
-                       optimizer=opt, on_step=lambda i, loss, dt: losses.append(loss))
-        return float(np.mean(losses))
+        return internal.train_epoch(net, sampler, e, K, settings.batch_size, _lr(settings), total, opt)
 
     samples = K * settings.batch_size * sampler.crop ** 2
     return run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
                       callback=lambda e, loss, dt: on_epoch(e, loss, dt, samples), lr=settings.lr)
-
-
-def _zero_last(net):
-    last = [l for l in net.layers if l.has_weights][-1]
-    for p in last.params.values():
-        p[...] = 0
 
 
 def preview(net, img, settings, state, crop=96):

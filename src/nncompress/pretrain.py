@@ -53,10 +53,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
             raise UserError(f"'{resume}' is a x{meta['scale']} prior; pass --scale {meta['scale']}")
     else:
         cfg = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
-        net = build_network(cfg["layers"], 1, 1, cfg["seed"])
-        last = [l for l in net.layers if l.has_weights][-1]
-        for p in last.params.values():
-            p[...] = 0
+        net = internal.zero_last(build_network(cfg["layers"], 1, 1, cfg["seed"]))
         history, ck = [], ckpt.Checkpoint()
     rng = np.random.default_rng(cfg["seed"])
     sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn)
@@ -66,10 +63,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
 
     def step_epoch(e):
         sampler.refresh()
-        losses = []
-        internal.train(net, sampler, (e + 1) * K, cfg["batch_size"], cfg["lr"], start=e * K, total=total,
-                       optimizer=opt, on_step=lambda i, loss, dt: losses.append(loss))
-        return float(np.mean(losses))
+        return internal.train_epoch(net, sampler, e, K, cfg["batch_size"], cfg["lr"], total, opt)
 
     def after_epoch(e, loss, dt):
         rec = {"epoch": e + 1, "loss": loss, "val_gain_db": prior.validation_gain(net, val, scale),

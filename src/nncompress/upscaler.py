@@ -7,13 +7,14 @@ phases before training (e.g. "calibrating detail gain") by their names. Knows no
 files or terminals (``batch.py`` and the CLI do).
 """
 
+from dataclasses import replace
+
 import numpy as np
 
 from .compresser import Compresser, output_size  # noqa: F401 (batch asks upscaler for it)
 from .imaging import to_uint
 from .resize import imresize
 from . import internal, patch
-from dataclasses import replace
 from .spec import make_settings
 
 # Training sees at most this square of the image. Patch mode's steps learn
