@@ -119,32 +119,66 @@ def test_conv_gradients(k, cin, cout, shape):
 
 # --------------------------------------------------------------- inference
 
-@pytest.mark.parametrize("spec", ["conv5:6:relu,conv3:4:relu,conv1:out", "conv3:3:tanh,conv3:2"])
+def test_pixel_shuffle_matches_the_definition():
+    """Y[b, y*s+i, x*s+j, c] = X[b, y, x, c*s*s + i*s + j] (PyTorch's order)."""
+    from nncompress.layers import PixelShuffle
+    s, C = 3, 2
+    X = np.random.default_rng(0).standard_normal((2, 4, 5, C * s * s))
+    layer = PixelShuffle(s)
+    assert layer.build(C * s * s, None) == C
+    Y = layer.forward(X)
+    want = np.empty((2, 4 * s, 5 * s, C))
+    for y in range(4):
+        for x in range(5):
+            for i in range(s):
+                for j in range(s):
+                    for c in range(C):
+                        want[:, y * s + i, x * s + j, c] = X[:, y, x, c * s * s + i * s + j]
+    np.testing.assert_array_equal(Y, want)
+
+
+@pytest.mark.parametrize("s,C,shape", [(2, 1, (2, 3, 4)), (4, 1, (1, 2, 2)), (3, 2, (1, 1, 3))])
+def test_pixel_shuffle_gradients(s, C, shape):
+    from nncompress.layers import PixelShuffle
+    rng = np.random.default_rng(2)
+    layer = PixelShuffle(s)
+    layer.build(C * s * s, rng, np.float64)
+    check_layer(layer, rng.standard_normal(shape + (C * s * s,)), rng)
+
+
+@pytest.mark.parametrize("spec", ["conv5:6:relu,conv3:4:relu,conv1:out", "conv3:3:tanh,conv3:2",
+                                  "conv5:6:relu,conv3:out,shuffle:4", "conv3:4:relu,conv3:out,shuffle:2"])
 def test_tiled_inference_equals_one_pass(spec):
     """Tiles with a halo of the receptive radius give the untiled result
     bit for bit (the direct kernels sum each pixel in a fixed order)."""
     from nncompress.conv import predict_image
     from nncompress.spec import build_network
     net = build_network(spec, 2, 2 if spec.endswith("conv3:2") else 1, seed=3)
+    net.params[...] = np.random.default_rng(5).standard_normal(net.n_params)  # no zero layer hides a misplaced tile
     img = np.random.default_rng(4).random((37, 53, 2), dtype=np.float32)
     whole = predict_image(net, img, tile=10_000)
     for tile in (16, 7, 1):
         np.testing.assert_array_equal(predict_image(net, img, tile=tile), whole)
     # and one pass is the network's own forward on the whole image
     np.testing.assert_allclose(whole, net.forward(img[None])[0], rtol=0, atol=0)
+    f = 4 if "shuffle:4" in spec else 2 if "shuffle:2" in spec else 1
+    assert whole.shape == (37 * f, 53 * f, net.out_size)
 
 
 def test_network_gradient_through_a_conv_stack():
     """The layers compose: a whole conv network's parameter gradients match
-    central differences (float64)."""
-    from gradcheck import assert_close, numeric_grad
+    central differences (float64), with and without a pixel shuffle."""
     from nncompress.network import Network
     from nncompress.spec import network_config, parse_layers
-    net = Network.from_config(network_config(parse_layers("conv3:3:tanh,conv3:2:sigmoid,conv1:out"), 1, 1, 0),
-                              dtype=np.float64)
+    for spec, f in [("conv3:3:tanh,conv3:2:sigmoid,conv1:out", 1), ("conv3:3:tanh,conv3:out,shuffle:2", 2)]:
+        _check_network_gradient(Network.from_config(network_config(parse_layers(spec), 1, 1, 0), dtype=np.float64), f)
+
+
+def _check_network_gradient(net, f):
+    from gradcheck import assert_close, numeric_grad
     rng = np.random.default_rng(5)
     X = rng.standard_normal((2, 5, 4, 1))
-    T = rng.standard_normal((2, 5, 4, 1))
+    T = rng.standard_normal((2, 5 * f, 4 * f, 1))
 
     def loss():
         return float(np.sum((net.forward(X) - T) ** 2))

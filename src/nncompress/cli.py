@@ -367,13 +367,15 @@ def pretrain(
     ('the same facts as JSON', 'nncompress info runs/photo/model.npz --json'),
 ))
 def info(
-    model: Annotated[str, typer.Argument(help="A model.npz.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="A model.npz, or the run folder that holds one.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ):
     """Describe a model: mode, layers, size in bits per pixel, training record."""
     from .compresser import Compresser
     from .spec import network_text
 
+    if os.path.isfile(os.path.join(model, "model.npz")):
+        model = os.path.join(model, "model.npz")
     with errors():
         comp = Compresser.load(model)
         m, src = comp.meta, comp.meta["source"]

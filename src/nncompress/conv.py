@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .layers import Conv2D
+from .layers import Conv2D, PixelShuffle
 
 
 # ------------------------------------------------------------------ inference
@@ -32,6 +32,13 @@ TILE_BYTES = 48 << 20  # im2col bytes per tile: bounds memory for any image size
 def receptive_radius(net):
     """Pixels on each side that one output pixel depends on."""
     return sum(l.radius for l in net.layers if isinstance(l, Conv2D))
+
+
+def upsampling(net):
+    """How many times larger the output is than the input, on each side:
+    the scale of a last PixelShuffle (a network in low-resolution space),
+    else 1."""
+    return math.prod(l.scale for l in net.layers if isinstance(l, PixelShuffle))
 
 
 def _forward_tile(net, X, edges):
@@ -48,15 +55,16 @@ def _forward_tile(net, X, edges):
 
 
 def predict_image(net, img, tile=None):
-    """Whole-image inference: img (H, W, C_in) -> (H, W, C_out) float32, in
-    tiles with a halo of the receptive radius, so memory is bounded whatever
-    the size and the result equals one untiled pass."""
+    """Whole-image inference: img (H, W, C_in) -> (H*f, W*f, C_out) float32
+    (f: ``upsampling(net)``), in tiles with a halo of the receptive radius,
+    so memory is bounded whatever the size and the result equals one
+    untiled pass."""
     H, W, C = img.shape
-    R = receptive_radius(net)
+    R, f = receptive_radius(net), upsampling(net)
     widest = max([l.kernel ** 2 * l.in_channels for l in net.layers if isinstance(l, Conv2D)] + [1])
     if tile is None:  # a square tile whose im2col buffer fits TILE_BYTES
         tile = max(16, int(math.sqrt(TILE_BYTES / (4 * widest))) - 2 * R)
-    out = np.empty((H, W, net.out_size), np.float32)
+    out = np.empty((H * f, W * f, net.out_size), np.float32)
     X = np.ascontiguousarray(img, dtype=np.float32)
     for y0 in range(0, H, tile):
         y1 = min(H, y0 + tile)
@@ -65,13 +73,14 @@ def predict_image(net, img, tile=None):
             a, b, c, d = max(0, y0 - R), min(H, y1 + R), max(0, x0 - R), min(W, x1 + R)
             edges = (a == 0, b == H, c == 0, d == W)
             Y = _forward_tile(net, X[None, a:b, c:d], edges)[0]
-            out[y0:y1, x0:x1] = _crop(Y, y0 - a, x0 - c, y1 - y0, x1 - x0, R, edges)
+            out[y0 * f:y1 * f, x0 * f:x1 * f] = _crop(Y, (y0 - a) * f, (x0 - c) * f, (y1 - y0) * f, (x1 - x0) * f,
+                                                      R * f, edges)
     return out
 
 
 def _crop(Y, oy, ox, h, w, R, edges):
     """The tile's own pixels from a tile output ``Y``: a side that was not a
-    real edge lost R halo pixels to the convolutions."""
+    real edge lost R halo pixels (of the output) to the convolutions."""
     oy -= 0 if edges[0] else R
     ox -= 0 if edges[2] else R
     return Y[oy:oy + h, ox:ox + w]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .conv import predict_image
+from .conv import predict_image, upsampling
 from .layers import Conv2D
 from .optimizers import get_optimizer
 from .resize import imresize
@@ -186,17 +186,38 @@ def _steps(net, sampler, start, stop, batch, lr, total, opt, on_step):
 
 # ---------------------------------------------------------------- inference
 
-def residual(net, base, norm: Norm, ensemble=True, tick=None):
-    """The network's residual for a base upscale (H, W), averaged over the 8
-    rotations/flips when ``ensemble``; ``tick()`` after each pass."""
-    X = ((base - norm.mean) / norm.spread).astype(np.float32)
+def residual(net, src, norm: Norm, ensemble=True, tick=None):
+    """The network's residual for ``src`` (H, W): the base upscale for a
+    network in high-resolution space, the low-resolution image itself for
+    one that ends in a pixel shuffle (then the residual is f times larger
+    on each side); averaged over the 8 rotations/flips when ``ensemble``;
+    ``tick()`` after each pass."""
+    X = ((src - norm.mean) / norm.spread).astype(np.float32)
     ts = range(8) if ensemble else (0,)
-    out = np.zeros(base.shape, np.float64)
+    f = upsampling(net)
+    out = np.zeros((src.shape[0] * f, src.shape[1] * f), np.float64)
     for t in ts:
         out += undihedral(predict_image(net, np.ascontiguousarray(dihedral(X, t))[..., None])[..., 0], t)
         if tick:
             tick()
     return out * (norm.spread / len(ts))
+
+
+def refine(net, lr, size, norm, alpha=1.0, ensemble=True, tick=None):
+    """``lr`` (h, w) up to ``size``: the base upscale plus alpha x the
+    network's residual. A network that upscales by f (a last pixel shuffle)
+    goes to f times ``lr`` and the result is shrunk to ``size`` when that is
+    smaller (x3 or x2 from an x4 network, or a stage of x2.8 on the way to
+    x8)."""
+    f = upsampling(net)
+    if not alpha:
+        return base_upscale(lr, size)
+    if f == 1:
+        base = base_upscale(lr, size)
+        return base + alpha * residual(net, base, norm, ensemble, tick)
+    full = (lr.shape[0] * f, lr.shape[1] * f)
+    up = base_upscale(lr, full) + alpha * residual(net, lr, norm, ensemble, tick)
+    return up if full == tuple(size) else imresize(up, size=size)
 
 
 def stage_sizes(shape, size, step):
@@ -216,12 +237,9 @@ def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_progress=None):
     ``on_progress(what, done, total)`` hears of each stage's passes."""
     cur = ch
     for i, stage in enumerate(stages := stage_sizes(ch.shape, size, step)):
-        passes = 2 + ((8 if ensemble else 1) if alpha else 0)
+        passes = 1 + ((8 if ensemble else 1) if alpha else 0)
         tick = _ticker(on_progress, f"upscaling stage {i + 1}/{len(stages)} to {stage[1]}x{stage[0]}", passes)
-        base = base_upscale(cur, stage)
-        tick()
-        cur = base + alpha * residual(net, base, norm, ensemble, tick) if alpha else base
-        cur = back_project(cur, ch)
+        cur = back_project(refine(net, cur, stage, norm, alpha, ensemble, tick), ch)
         tick()
     return cur
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import internal
 from .errors import ImageError
+from .conv import upsampling
 from .layers import Conv2D
 from .modes import State as _State
 from .resize import imresize
@@ -224,13 +225,16 @@ def network(settings, channels):
     layer starts at zero, so training starts from the base upscale instead
     of from noise."""
     from .spec import build_network
+    from .errors import SpecError
     if settings.prior != "none":
         from . import prior
-        return prior.load(settings.prior, train_scale(settings))[0]
+        return prior.load(settings.prior, settings.scale)[0]
     net = build_network(settings.layers, 1, 1, settings.seed)
     if not any(isinstance(l, Conv2D) for l in net.layers):
-        from .errors import SpecError
         raise SpecError("patch mode needs a convolutional network, e.g. --layers conv3:32:relu,conv3:32:relu,conv3:out")
+    if upsampling(net) > 1:
+        raise SpecError("patch mode learns from the photo in high-resolution space: drop the shuffle item "
+                        "(a network that ends in one is trained with nncompress pretrain, then used with --prior)")
     internal.zero_last(net)
     return net
 
@@ -250,12 +254,15 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         else:
             allpix = np.concatenate([c.ravel() for c in learned])
             state.mean, state.spread = float(allpix.mean()), float(allpix.std() + 1e-3)
-        state.train_scale = train_scale(settings)
+        state.train_scale = float(upsampling(net)) if upsampling(net) > 1 else train_scale(settings)
     K, total = settings.steps, settings.epochs * settings.steps
     if K == 0:  # the prior alone
         if settings.prior == "none":
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
+        state.alpha, state.finetune = 1.0, 0.0
+    if state.alpha is None and upsampling(net) > 1:
+        # a prior in low-resolution space is used as trained (fine-tuning it needs pairs of its own)
         state.alpha, state.finetune = 1.0, 0.0
     if state.alpha is None and settings.prior != "none" and state.train_scale < settings.scale:
         # several stages (x4 as two x2): a fine-tune on the 1/S copy measured catastrophic on brick
@@ -316,7 +323,10 @@ def describe(settings, state):
            "score_detail": f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink",
            "learned": state.to_dict()}
     if state.finetune == 0:
+        step = state.train_scale or settings.scale
         out["note"] = ("the prior alone" if settings.steps == 0 else
+                       "the prior alone (a prior in low-resolution space is used as trained)" if step > MAX_STEP else
+                       "the prior alone (upscales in several stages are not fine-tuned)" if step < settings.scale else
                        "the prior alone (fine-tuning measured no better one scale down)")
     return out
 

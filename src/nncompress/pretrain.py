@@ -14,6 +14,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import internal, prior
+from .conv import upsampling
 from .atomic import atomic_write
 from .errors import UserError
 from .optimizers import get_optimizer
@@ -55,8 +56,11 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         cfg = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
         net = internal.zero_last(build_network(cfg["layers"], 1, 1, cfg["seed"]))
         history, ck = [], ckpt.Checkpoint()
+    f = upsampling(net)
+    if f not in (1, scale):
+        raise UserError(f"the network ends in shuffle:{f}, so it upscales by {f}; pass --scale {f}")
     rng = np.random.default_rng(cfg["seed"])
-    sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn)
+    sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn, lowres=f > 1)
     opt = get_optimizer("adam", cfg["lr"])
     opt.init_state(net.n_params, net.dtype)
     K, total = cfg["steps"], cfg["epochs"] * cfg["steps"]

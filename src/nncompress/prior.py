@@ -70,10 +70,11 @@ class DatasetSampler:
     """Batches X, T (n, c, c, 1) float32 like ``internal.CropSampler``, from
     a pool of images redrawn with ``refresh()``. Each crop is cut with a
     margin, shrunk and bicubic'd back, and the margin dropped, so the crop's
-    edges see real neighbours."""
+    edges see real neighbours. For a network in low-resolution space
+    (``lowres``) X is the shrunk crop itself, (n, c/S, c/S, 1)."""
 
-    def __init__(self, paths, scale, crop, rng, warn=None):
-        self.paths, self.S, self.rng, self.warn = list(paths), int(scale), rng, warn
+    def __init__(self, paths, scale, crop, rng, warn=None, lowres=False):
+        self.paths, self.S, self.rng, self.warn, self.lowres = list(paths), int(scale), rng, warn, lowres
         self.crop = crop - crop % self.S
         self.margin = 2 * self.S * self.S  # bicubic reaches 2 low-resolution pixels
         self.pool = []
@@ -90,16 +91,18 @@ class DatasetSampler:
             raise UserError(f"no training image is at least {side}x{side} pixels; use a smaller --crop")
 
     def batch(self, n):
-        c, m, rng = self.crop, self.margin, self.rng
+        c, m, S, rng = self.crop, self.margin, self.S, self.rng
         side = c + 2 * m
-        X = np.empty((n, c, c, 1), np.float32)
+        cx, mx = (c // S, m // S) if self.lowres else (c, m)
+        X = np.empty((n, cx, cx, 1), np.float32)
         T = np.empty((n, c, c, 1), np.float32)
         for i in range(n):
             im = self.pool[rng.integers(len(self.pool))]
             y, x = rng.integers(0, im.shape[0] - side + 1), rng.integers(0, im.shape[1] - side + 1)
             hr = internal.dihedral(im[y:y + side, x:x + side], int(rng.integers(8)))
-            base = internal.base_upscale(imresize(hr, 1.0 / self.S), hr.shape)
-            X[i, ..., 0] = (base[m:m + c, m:m + c] - NORM.mean) / NORM.spread
+            lr = imresize(hr, 1.0 / S)
+            base = internal.base_upscale(lr, hr.shape)
+            X[i, ..., 0] = ((lr if self.lowres else base)[mx:mx + cx, mx:mx + cx] - NORM.mean) / NORM.spread
             T[i, ..., 0] = (hr - base)[m:m + c, m:m + c] / NORM.spread
         return X, T
 
@@ -114,7 +117,7 @@ def validation_gain(net, images, scale):
         hr = im[y0:y0 + h, x0:x0 + w]
         lr = np.round(np.clip(imresize(hr, 1.0 / scale), 0, 1) * 255) / 255
         base = internal.base_upscale(lr, hr.shape)
-        up = base + internal.residual(net, base, NORM, ensemble=False)
+        up = internal.refine(net, lr, hr.shape, NORM, ensemble=False)
         b = scale
         err = [np.mean((np.clip(a, 0, 1) - hr)[b:-b, b:-b] ** 2) for a in (base, up)]
         gains.append(10 * np.log10(err[0] / max(err[1], 1e-12)))

@@ -6,6 +6,10 @@ Spec text: comma-separated items.
   ``N:act(arg)``    with an argument, e.g. ``leaky_relu(0.2)``, ``sine(30)``
   ``N``             a linear Connected(N)
   ``fourier:F:S``   Fourier features: F frequencies drawn with sigma S
+  ``convK:C[:act]`` a K x K convolution to C channels (patch mode, priors)
+  ``shuffle:S``     (last item only) pixel shuffle: the network works in
+                    low-resolution space and upscales by S at the end; the
+                    conv before it ``out`` gives the S*S channels per output
   ``out``           (last item only) the width the data needs: the image's
                     channel count
 In YAML the same items may be strings, or mappings such as
@@ -44,6 +48,13 @@ def parse_item(text, index):
         feats = _positive_int(parts[1], where, "feature count")
         sigma = _positive_float(parts[2], where, "sigma") if len(parts) == 3 else 10.0
         return {"fourier": feats, "sigma": sigma}
+    if parts[0] == "shuffle":
+        if len(parts) != 2:
+            raise SpecError(f"{where}: write shuffle:SCALE, e.g. shuffle:4")
+        scale = _positive_int(parts[1], where, "scale")
+        if scale < 2:
+            raise SpecError(f"{where}: the shuffle scale must be at least 2")
+        return {"shuffle": scale}
     conv = None
     if parts[0].startswith("conv"):
         conv = _positive_int(parts[0][4:], where, "kernel size")
@@ -88,9 +99,15 @@ def parse_layers(spec) -> list[dict]:
     items = []
     for i, r in enumerate(raw):
         items.append(parse_item(str(r), i) if not isinstance(r, dict) else _item_from_mapping(r, i))
-    for i, it in enumerate(items[:-1]):
-        if it.get("units") == "out":
-            raise SpecError(f"layer item {i + 1}: 'out' may only be the width of the last item")
+    for i, it in enumerate(items):
+        if "shuffle" in it and (i != len(items) - 1 or i == 0 or "conv" not in items[i - 1]):
+            raise SpecError(f"layer item {i + 1}: shuffle:S may only be the last item, after a conv item "
+                            f"(e.g. conv3:out,shuffle:4)")
+    last = len(items) - (2 if "shuffle" in items[-1] else 1)  # the item that gives the output width
+    for i, it in enumerate(items):
+        if it.get("units") == "out" and i != last:
+            raise SpecError(f"layer item {i + 1}: 'out' may only be the width of the last item "
+                            f"(or of the conv before a last shuffle)")
     if "fourier" in items[-1]:
         raise SpecError("the last layer item must be a width (e.g. out:sigmoid), not a fourier encoding")
     return items
@@ -116,16 +133,22 @@ def network_config(items, in_size, out_size, seed=0) -> dict:
     """Item dicts -> network config with Input(in_size); checks the last
     width matches ``out_size`` (the data's channel count)."""
     layers = [{"type": "input", "size": int(in_size)}]
+    shuffle = items[-1].get("shuffle", 1)
+    last = len(items) - (2 if shuffle > 1 else 1)  # the item that gives the output width
     for i, it in enumerate(items):
         if "fourier" in it:
             layers.append({"type": "fourier", "features": it["fourier"], "sigma": it["sigma"], "seed": seed})
             continue
-        units = it["units"]
+        if "shuffle" in it:
+            layers.append({"type": "pixel_shuffle", "scale": it["shuffle"]})
+            continue
+        units, need = it["units"], out_size * shuffle * shuffle
         if units == "out":
-            units = out_size
-        elif i == len(items) - 1 and units != out_size:
-            raise SpecError(f"the last layer has width {units}, but the data has {out_size} channel(s); "
-                            f"write {out_size} or 'out'")
+            units = need
+        elif i == last and units != need:
+            raise SpecError(f"the last layer has width {units}, but the data needs {need} channel(s)"
+                            + (f" ({out_size} x {shuffle}x{shuffle} for shuffle:{shuffle})" if shuffle > 1 else "")
+                            + f"; write {need} or 'out'")
         if "conv" in it:
             layers.append({"type": "conv2d", "channels": units, "kernel": it["conv"], "init": None})
         else:
@@ -158,6 +181,8 @@ def network_text(net) -> str:
             out.append(str(cfg["units"]))
         elif kind == "FourierFeatures":
             out.append(f"fourier:{cfg['features']}:{cfg['sigma']:g}")
+        elif kind == "PixelShuffle":
+            out.append(f"shuffle:{cfg['scale']}")
     return ",".join(out)
 
 
@@ -168,6 +193,8 @@ def format_items(items) -> str:
     for it in items:
         if "fourier" in it:
             out.append(f"fourier:{it['fourier']}:{_num(it['sigma'])}")
+        elif "shuffle" in it:
+            out.append(f"shuffle:{it['shuffle']}")
         else:
             s = (f"conv{it['conv']}:" if "conv" in it else "") + str(it["units"])
             if it["activation"]:
