@@ -144,6 +144,21 @@ def test_python_dash_m():
     assert r.returncode == 0 and __version__ in r.stdout
 
 
+@pytest.mark.parametrize("args,says", [(["upscale", "x.png", "--scale", "abc"], "Invalid value for '--scale'"),
+                                       (["upscale", "--bogus"], "No such option: --bogus"),
+                                       (["frobnicate"], "No such command 'frobnicate'"),
+                                       (["info"], "Missing argument")])
+def test_a_bad_flag_or_value_is_one_line_and_exit_2(args, says):
+    """What Typer itself rejects reads like every other bad input: one
+    line on stderr that names the command's help, exit 2."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "nncompress", *args], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and says in r.stderr, r.stderr
+    assert "--help" in r.stderr and r.stdout == ""
+
+
 def _options(cmd):
     import typer.main
     group = typer.main.get_command(app)

@@ -480,10 +480,21 @@ def evaluate(
 
 
 def main():
+    """The console script: Typer's parsing errors (a bad flag or value) as
+    one line, exit 2, like every other bad input."""
     try:
-        app()
-    except KeyboardInterrupt:
+        rv = app(standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    except Exception as e:
+        if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):  # not Typer's (click's) own
+            raise
+        if type(e).__name__ != "NoArgsIsHelpError":  # its help was shown already
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {e.format_message()}{hint}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
