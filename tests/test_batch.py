@@ -87,6 +87,7 @@ def test_skip_existing_rewrites_nothing(tmp_path, tiny):
     assert r.exit_code == 0, r.output
     assert [p.stat().st_mtime_ns for p in outs] == before
     assert "2 skipped" in r.output
+    assert r.output.count("a.png exists") == 1  # said once per file, not as a note too
 
 
 @pytest.mark.parametrize("name,fmt", [("up.jpg", "JPEG"), ("up.jpeg", "JPEG"), ("up.webp", "WEBP"), ("up.png", "PNG")])

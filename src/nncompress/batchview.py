@@ -75,7 +75,7 @@ class BatchView:
         if outcome.status == "failed":
             self.err.print(f"failed: {outcome.job.source}: {self.message(outcome)}", highlight=False, markup=False,
                            soft_wrap=True)
-        elif outcome.message and not self.quiet:
+        elif outcome.message and outcome.status != "skipped" and not self.quiet:
             self.err.print(f"note: {outcome.job.source}: {outcome.message}", highlight=False, markup=False,
                            soft_wrap=True)
         if self.live:
@@ -102,13 +102,13 @@ class BatchView:
             return failed
         t = Table(show_header=True, header_style="bold")
         for col, just in (("file", "left"), ("pixels in -> out", "right"), ("bytes in -> out", "right"),
-                          ("seconds", "right"), ("", "left")):
+                          ("seconds", "right"), ("status", "left")):
             t.add_column(col, justify=just, no_wrap=col != "file")
         for o in outcomes:
             px = f"{o.size_in[0]}x{o.size_in[1]} -> {o.size_out[0]}x{o.size_out[1]}" if o.size_out else ""
             by = f"{human_bytes(o.bytes_in)} -> {human_bytes(o.bytes_out)}" if o.bytes_out else ""
-            state = {"done": "", "skipped": "skipped", "failed": "[red]failed[/]"}[o.status]
-            t.add_row(o.job.name, px, by, f"{o.seconds:.1f}", state)
+            state = {"done": "written", "skipped": "skipped (exists)", "failed": "[red]failed[/]"}[o.status]
+            t.add_row(o.job.name, px, by, f"{o.seconds:.1f}" if o.status != "skipped" else "", state)
         self.out.print(t)
         counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
         left = total - len(outcomes)
