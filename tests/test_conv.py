@@ -70,10 +70,51 @@ def test_fold_reflect_is_the_adjoint_of_reflect_padding(pads):
     assert np.sum(Xp * G) == pytest.approx(np.sum(X * out), rel=1e-12)
 
 
-@pytest.mark.parametrize("kernel", ["conv_direct", "conv_direct_narrow"])
+@pytest.mark.parametrize("k,pads,mode", [(3, (1, 1, 1, 1), "reflect"), (5, (2, 0, 0, 2), "constant"),
+                                         (3, (2, 2, 2, 2), "constant")])
+@pytest.mark.parametrize("x0,L", [(0, 4), (3, 4), (5, 3), (11, 48)])
+def test_im2col_slots_place_each_pixel_by_its_global_column(k, pads, mode, x0, L):
+    """Slot s holds one piece of an output row, cut where x0 + x is a
+    multiple of L, at offset (x0 + x) % L; all else zero; and slots_out
+    puts a GEMM of that layout back where each pixel belongs."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 5, 7, 2)).astype(np.float32)
+    ref = naive_im2col(X, k, pads, mode)
+    B, H, W, C = X.shape
+    Ho, Wo = H + pads[0] + pads[1] - k + 1, W + pads[2] + pads[3] - k + 1
+    code = KC.REFLECT if mode == "reflect" else KC.ZERO
+    want = {}  # slot row -> im2col row, from the definition
+    segs = [(j * L, (j + 1) * L) for j in range(x0 // L, (x0 + Wo - 1) // L + 1)]
+    for by in range(B * Ho):
+        for i, (g0, g1) in enumerate(segs):
+            for g in range(max(g0, x0), min(g1, x0 + Wo)):
+                want[((by * len(segs) + i) * L) + g - g0] = by * Wo + g - x0
+    n_slots = B * Ho * len(segs)
+    for s0, s1 in [(0, n_slots), (1, n_slots - 1)]:
+        cols = np.full(((s1 - s0 + 2) * L, k * k * C), np.nan, np.float32)  # two spare slots: zeroed
+        KC.im2col_slots(X, k, pads[0], pads[2], Ho, Wo, code, x0, L, s0, s1, cols)
+        expect = np.zeros_like(cols)
+        for r, src in want.items():
+            if s0 * L <= r < s1 * L:
+                expect[r - s0 * L] = ref[src]
+        np.testing.assert_array_equal(cols, expect)
+        Z = np.full((B * Ho * Wo, 3), np.nan, np.float32)
+        Wm = rng.standard_normal((k * k * C, 3)).astype(np.float32)
+        KC.slots_out(cols @ Wm, np.ones(3, np.float32), Wo, x0, L, s0, s1, Z)
+        done = [src for r, src in want.items() if s0 * L <= r < s1 * L]
+        np.testing.assert_allclose(Z[done], ref[done] @ Wm + 1, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,block", [("conv_direct", 0), ("conv_direct_narrow", 0), ("conv_gemm", 4096),
+                                          ("conv_gemm", 5), ("conv_gemm_aligned", 4096), ("conv_gemm_aligned", 5)])
 @pytest.mark.parametrize("mode", ["reflect", "constant"])
 @pytest.mark.parametrize("k,pads", [(3, (1, 1, 1, 1)), (3, (0, 1, 1, 0)), (5, (2, 0, 2, 1)), (3, (2, 2, 2, 2))])
-def test_direct_kernels_match_the_definition(kernel, mode, k, pads):
+def test_conv_kernels_match_the_definition(kernel, block, mode, k, pads, monkeypatch):
+    """Every forward kernel against the definition; the GEMM ones also with
+    blocks of 5 pixels (blocks that cut rows, and a padded last block)."""
+    block = block or KC.BLOCK
+    monkeypatch.setattr(KC, "BLOCK", block)
+    monkeypatch.setattr(KC, "ALIGN", 4 if block == 5 else KC.ALIGN)
     rng = np.random.default_rng(6)
     C, O = 3, 7
     X = rng.standard_normal((2, 6, 8, C)).astype(np.float32)
@@ -84,9 +125,22 @@ def test_direct_kernels_match_the_definition(kernel, mode, k, pads):
     code = KC.REFLECT if mode == "reflect" else KC.ZERO
     if kernel == "conv_direct":
         KC.conv_direct(X, W, b, k, pads[0], pads[2], code, Z)
-    else:
+    elif kernel == "conv_direct_narrow":
         KC.conv_direct_narrow(X, np.ascontiguousarray(W.T), b, k, pads[0], pads[2], code, Z)
+    else:
+        KC.conv_gemm(X, W, b, k, pads[0], pads[2], code, Z, 7 if kernel == "conv_gemm_aligned" else None)
     np.testing.assert_allclose(Z, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [4096, 7])
+def test_weight_gradient_blocks_match_one_gemm(block, monkeypatch):
+    monkeypatch.setattr(KC, "BLOCK", block)
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((2, 5, 6, 3))
+    dZ = rng.standard_normal((2, 5, 6, 4))
+    dW = np.full((27, 4), np.nan)
+    KC.weight_grad_gemm(X, dZ, 3, 1, 1, KC.REFLECT, dW)
+    np.testing.assert_allclose(dW, naive_im2col(X, 3, (1, 1, 1, 1), "reflect").T @ dZ.reshape(-1, 4), rtol=1e-12)
 
 
 @pytest.mark.parametrize("k,cin,cout", [(3, 1, 4), (3, 4, 2), (5, 2, 3), (1, 3, 2), (3, 3, 9)])
@@ -150,7 +204,7 @@ def test_pixel_shuffle_gradients(s, C, shape):
                                   "conv5:6:relu,conv3:out,shuffle:4", "conv3:4:relu,conv3:out,shuffle:2"])
 def test_tiled_inference_equals_one_pass(spec):
     """Tiles with a halo of the receptive radius give the untiled result
-    bit for bit (the direct kernels sum each pixel in a fixed order)."""
+    bit for bit (each pixel keeps its place modulo 48 in the GEMMs)."""
     from nncompress.conv import predict_image
     from nncompress.spec import build_network
     net = build_network(spec, 2, 2 if spec.endswith("conv3:2") else 1, seed=3)
@@ -159,8 +213,9 @@ def test_tiled_inference_equals_one_pass(spec):
     whole = predict_image(net, img, tile=10_000)
     for tile in (16, 7, 1):
         np.testing.assert_array_equal(predict_image(net, img, tile=tile), whole)
-    # and one pass is the network's own forward on the whole image
-    np.testing.assert_allclose(whole, net.forward(img[None])[0], rtol=0, atol=0)
+    # and one pass is the network's own forward on the whole image (whose
+    # GEMM blocks lay the pixels out without the alignment: rounding apart)
+    np.testing.assert_allclose(whole, net.forward(img[None])[0], rtol=1e-5, atol=1e-5)
     f = 4 if "shuffle:4" in spec else 2 if "shuffle:2" in spec else 1
     assert whole.shape == (37 * f, 53 * f, net.out_size)
 

@@ -7,19 +7,24 @@ last, so an Activation layer after a Conv2D applies per channel as it does
 per unit after a Connected layer.
 
 The convolutions themselves (``layers.Conv2D``, ``kernels/conv.py``):
-    forward   Z = conv(X, W) + b       a direct numba kernel: each output
-                                       pixel summed in a fixed order, so a
-                                       tile gives the same bits as the whole
-    backward  dW = cols(X)^T dZ        im2col + one float32 GEMM
+    forward   Z = cols(X) W + b        im2col + float32 GEMM in blocks of
+                                       4096 pixels, one block per worker
+                                       thread (a direct kernel for <= 4
+                                       outputs); in tiled inference each
+                                       pixel keeps its place modulo 48 in
+                                       the GEMM, so a tile gives the same
+                                       bits as the whole image
+    backward  dW = cols(X)^T dZ        the same blocks, summed in order
               dX = fold(conv0(dZ, W_flip))   the full correlation of dZ with
-                                       the flipped kernel (direct kernel),
-                                       then the reflect pad's gradient folded
-                                       back onto the pixels
+                                       the flipped kernel (the forward's
+                                       kernels), then the reflect pad's
+                                       gradient folded back onto the pixels
 """
 
 import math
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .layers import Conv2D, PixelShuffle
 
@@ -41,14 +46,17 @@ def upsampling(net):
     return math.prod(l.scale for l in net.layers if isinstance(l, PixelShuffle))
 
 
-def _forward_tile(net, X, edges):
-    """Forward pass over one tile (1, h, w, C) with halo; ``edges`` (top,
-    bottom, left, right) says which sides are the image's real edges: only
-    those are padded, elsewhere each layer eats one ring of halo."""
+def _forward_tile(net, X, edges, x0):
+    """Forward pass over one tile (1, h, w, C) with halo, whose first
+    column is the image's column ``x0``; ``edges`` (top, bottom, left,
+    right) says which sides are the image's real edges: only those are
+    padded, elsewhere each layer eats one ring of halo."""
     for layer in net.layers[1:]:
         if isinstance(layer, Conv2D):
             r = layer.radius
-            X = layer.forward(X, tuple(r if e else 0 for e in edges))
+            pads = tuple(r if e else 0 for e in edges)
+            x0 += r - pads[2]
+            X = layer.forward(X, pads, x0)
         else:
             X = layer.forward(X)
     return X
@@ -66,16 +74,22 @@ def predict_image(net, img, tile=None):
         tile = max(16, int(math.sqrt(TILE_BYTES / (4 * widest))) - 2 * R)
     out = np.empty((H * f, W * f, net.out_size), np.float32)
     X = np.ascontiguousarray(img, dtype=np.float32)
+    with threadpool_limits(1, user_api="blas"):  # the conv kernels' workers are the parallelism
+        _tiles(net, X, tile, R, f, out)
+    return out
+
+
+def _tiles(net, X, tile, R, f, out):
+    H, W = X.shape[:2]
     for y0 in range(0, H, tile):
         y1 = min(H, y0 + tile)
         for x0 in range(0, W, tile):
             x1 = min(W, x0 + tile)
             a, b, c, d = max(0, y0 - R), min(H, y1 + R), max(0, x0 - R), min(W, x1 + R)
             edges = (a == 0, b == H, c == 0, d == W)
-            Y = _forward_tile(net, X[None, a:b, c:d], edges)[0]
+            Y = _forward_tile(net, X[None, a:b, c:d], edges, c)[0]
             out[y0 * f:y1 * f, x0 * f:x1 * f] = _crop(Y, (y0 - a) * f, (x0 - c) * f, (y1 - y0) * f, (x1 - x0) * f,
                                                       R * f, edges)
-    return out
 
 
 def _crop(Y, oy, ox, h, w, R, edges):

@@ -219,13 +219,15 @@ class Conv2D(Layer):
         self.in_channels = cin
         return self.channels
 
-    def forward(self, X, pads=None):
+    def forward(self, X, pads=None, x0=None):
+        """``x0``: the global column of the output's first column, in tiled
+        inference (each pixel then comes out the same bits in any tile)."""
         r = self.radius
         top, bottom, left, right = (r, r, r, r) if pads is None else pads
         X = np.ascontiguousarray(X)
         B, H, W, _ = X.shape
         Z = np.empty((B, H + top + bottom - 2 * r, W + left + right - 2 * r, self.channels), X.dtype)
-        conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z)
+        conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0)
         self._X, self._pads = X, (top, bottom, left, right)
         return Z
 
@@ -234,12 +236,8 @@ class Conv2D(Layer):
         X, (top, bottom, left, right) = self._X, self._pads
         B, H, W, C = X.shape
         dY = np.ascontiguousarray(dY)
-        Ho, Wo = dY.shape[1], dY.shape[2]
-        dZ = dY.reshape(-1, self.channels)
-        cols = np.empty((B * Ho * Wo, k * k * C), dY.dtype)
-        KC.im2col(X, k, top, left, Ho, Wo, KC.REFLECT, cols)
-        np.matmul(cols.T, dZ, out=self.grads["W"])
-        self.grads["b"][...] = dZ.sum(axis=0)
+        KC.weight_grad_gemm(X, dY, k, top, left, KC.REFLECT, self.grads["W"])
+        self.grads["b"][...] = dY.reshape(-1, self.channels).sum(axis=0)
         if not self.input_grad:
             return None
         # dX on the padded grid: dY (zero-padded by k-1) correlated with the
@@ -290,15 +288,17 @@ class PixelShuffle(Layer):
         return {"scale": self.scale}
 
 
-NARROW = 4  # at most this many output channels: one dot product per output (last layers: 3.5x faster)
+NARROW = 4  # at most this many output channels: one dot product per output (a GEMM of 1 column is 4x slower)
 
 
-def conv_same(X, Wm, bias, k, top, left, mode, Z):
-    """Z = conv(X, Wm) + bias by the direct kernel that suits the width."""
+def conv_same(X, Wm, bias, k, top, left, mode, Z, x0=None):
+    """Z = conv(X, Wm) + bias by the kernel that suits the width: blocks
+    of im2col + GEMM (aligned to global column x0 when given), or for a
+    few outputs a direct dot product each."""
     if Wm.shape[1] <= NARROW:
         KC.conv_direct_narrow(X, np.ascontiguousarray(Wm.T), bias, k, top, left, mode, Z)
     else:
-        KC.conv_direct(X, Wm, bias, k, top, left, mode, Z)
+        KC.conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0)
 
 
 LAYERS = {
