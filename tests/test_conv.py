@@ -106,7 +106,8 @@ def test_im2col_slots_place_each_pixel_by_its_global_column(k, pads, mode, x0, L
 
 
 @pytest.mark.parametrize("kernel,block", [("conv_direct", 0), ("conv_direct_narrow", 0), ("conv_gemm", 4096),
-                                          ("conv_gemm", 5), ("conv_gemm_aligned", 4096), ("conv_gemm_aligned", 5)])
+                                          ("conv_gemm", 5), ("conv_gemm_aligned", 4096), ("conv_gemm_aligned", 5),
+                                          ("conv_gemm_relu", 5), ("conv_gemm_aligned_relu", 5)])
 @pytest.mark.parametrize("mode", ["reflect", "constant"])
 @pytest.mark.parametrize("k,pads", [(3, (1, 1, 1, 1)), (3, (0, 1, 1, 0)), (5, (2, 0, 2, 1)), (3, (2, 2, 2, 2))])
 def test_conv_kernels_match_the_definition(kernel, block, mode, k, pads, monkeypatch):
@@ -128,7 +129,9 @@ def test_conv_kernels_match_the_definition(kernel, block, mode, k, pads, monkeyp
     elif kernel == "conv_direct_narrow":
         KC.conv_direct_narrow(X, np.ascontiguousarray(W.T), b, k, pads[0], pads[2], code, Z)
     else:
-        KC.conv_gemm(X, W, b, k, pads[0], pads[2], code, Z, 7 if kernel == "conv_gemm_aligned" else None)
+        relu = kernel.endswith("_relu")  # inference applies the ReLU that follows in the same pass
+        KC.conv_gemm(X, W, b, k, pads[0], pads[2], code, Z, 7 if "aligned" in kernel else None, relu)
+        ref = np.maximum(ref, 0) if relu else ref
     np.testing.assert_allclose(Z, ref, rtol=1e-5, atol=1e-5)
 
 

@@ -26,12 +26,12 @@ import math
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .layers import Conv2D, PixelShuffle
+from .layers import Activation, Conv2D, PixelShuffle
 
 
 # ------------------------------------------------------------------ inference
 
-TILE_BYTES = 48 << 20  # im2col bytes per tile: bounds memory for any image size
+TILE_BYTES = 128 << 20  # activation bytes per tile (three arrays of the widest layer): bounds memory for any size
 
 
 def receptive_radius(net):
@@ -51,12 +51,18 @@ def _forward_tile(net, X, edges, x0):
     column is the image's column ``x0``; ``edges`` (top, bottom, left,
     right) says which sides are the image's real edges: only those are
     padded, elsewhere each layer eats one ring of halo."""
-    for layer in net.layers[1:]:
-        if isinstance(layer, Conv2D):
+    layers = net.layers[1:]
+    fused = False
+    for i, layer in enumerate(layers):
+        if fused:  # a ReLU applied by the conv before it
+            fused = False
+        elif isinstance(layer, Conv2D):
             r = layer.radius
             pads = tuple(r if e else 0 for e in edges)
             x0 += r - pads[2]
-            X = layer.forward(X, pads, x0)
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            fused = isinstance(nxt, Activation) and nxt.name == "relu"
+            X = layer.forward(X, pads, x0, relu=fused)
         else:
             X = layer.forward(X)
     return X
@@ -69,9 +75,9 @@ def predict_image(net, img, tile=None):
     untiled pass."""
     H, W, C = img.shape
     R, f = receptive_radius(net), upsampling(net)
-    widest = max([l.kernel ** 2 * l.in_channels for l in net.layers if isinstance(l, Conv2D)] + [1])
-    if tile is None:  # a square tile whose im2col buffer fits TILE_BYTES
-        tile = max(16, int(math.sqrt(TILE_BYTES / (4 * widest))) - 2 * R)
+    widest = max([l.channels for l in net.layers if isinstance(l, Conv2D)] + [C])
+    if tile is None:  # a square tile whose activations fit TILE_BYTES (the im2col blocks are fixed: kernels/conv.py)
+        tile = max(16, int(math.sqrt(TILE_BYTES / (3 * 4 * widest))) - 2 * R)
     out = np.empty((H * f, W * f, net.out_size), np.float32)
     X = np.ascontiguousarray(img, dtype=np.float32)
     with threadpool_limits(1, user_api="blas"):  # the conv kernels' workers are the parallelism

@@ -219,15 +219,19 @@ class Conv2D(Layer):
         self.in_channels = cin
         return self.channels
 
-    def forward(self, X, pads=None, x0=None):
+    def forward(self, X, pads=None, x0=None, relu=False):
         """``x0``: the global column of the output's first column, in tiled
-        inference (each pixel then comes out the same bits in any tile)."""
+        inference (each pixel then comes out the same bits in any tile);
+        ``relu``: the ReLU after this layer applied here (inference only:
+        nothing is kept for its backward pass)."""
         r = self.radius
         top, bottom, left, right = (r, r, r, r) if pads is None else pads
         X = np.ascontiguousarray(X)
         B, H, W, _ = X.shape
         Z = np.empty((B, H + top + bottom - 2 * r, W + left + right - 2 * r, self.channels), X.dtype)
-        conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0)
+        conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0, relu)
+        if relu and self.channels <= NARROW:
+            np.maximum(Z, 0, out=Z)
         self._X, self._pads = X, (top, bottom, left, right)
         return Z
 
@@ -291,14 +295,14 @@ class PixelShuffle(Layer):
 NARROW = 4  # at most this many output channels: one dot product per output (a GEMM of 1 column is 4x slower)
 
 
-def conv_same(X, Wm, bias, k, top, left, mode, Z, x0=None):
+def conv_same(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
     """Z = conv(X, Wm) + bias by the kernel that suits the width: blocks
     of im2col + GEMM (aligned to global column x0 when given), or for a
     few outputs a direct dot product each."""
     if Wm.shape[1] <= NARROW:
         KC.conv_direct_narrow(X, np.ascontiguousarray(Wm.T), bias, k, top, left, mode, Z)
     else:
-        KC.conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0)
+        KC.conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0, relu)
 
 
 LAYERS = {

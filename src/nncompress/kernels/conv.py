@@ -136,9 +136,9 @@ def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols):
 
 
 @njit(cache=True, nogil=True)
-def slots_out(R, bias, Wo, x0, L, s0, s1, Zf):
-    """The valid rows of a slot block's GEMM result R, plus bias, into Zf
-    (B*Ho*Wo, O)."""
+def slots_out(R, bias, Wo, x0, L, s0, s1, Zf, relu=False):
+    """The valid rows of a slot block's GEMM result R, plus bias (then
+    max(0, .) when ``relu``), into Zf (B*Ho*Wo, O)."""
     first = x0 // L
     nseg = (x0 + Wo - 1) // L - first + 1
     O = Zf.shape[1]
@@ -147,7 +147,8 @@ def slots_out(R, bias, Wo, x0, L, s0, s1, Zf):
         r = (s - s0) * L + off
         for x in range(a, e):
             for o in range(O):
-                Zf[by * Wo + x, o] = R[r + x - a, o] + bias[o]
+                v = R[r + x - a, o] + bias[o]
+                Zf[by * Wo + x, o] = max(v, 0.0) if relu else v
 
 
 @njit(cache=True, parallel=True)
@@ -311,12 +312,13 @@ def _run(ex, fn, n, per=None):
     return [fn(b) for b in blocks] if ex is None else list(ex.map(fn, blocks))
 
 
-def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None):
+def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
     """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm (k*k*C, O)) + bias, like
     ``conv_direct``, by blocks of im2col + GEMM on the worker threads.
     ``x0``, the global column of Z's first column, asks for the aligned
     layout (tiled inference: the same bits in any tile); BLAS must then
-    run on one thread, as the workers are the parallelism."""
+    run on one thread, as the workers are the parallelism. ``relu``
+    applies max(0, .) while the block is in cache (inference)."""
     B, Ho, Wo, O = Z.shape
     K = Wm.shape[0]
     Zf = Z.reshape(-1, O)
@@ -329,7 +331,7 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None):
             s0, s1 = r
             cols = _buffer(bufs, "cols", (per * ALIGN, K), X.dtype)
             im2col_slots(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols)
-            slots_out(cols @ Wm, bias, Wo, x0, ALIGN, s0, s1, Zf)
+            slots_out(cols @ Wm, bias, Wo, x0, ALIGN, s0, s1, Zf, relu)
 
         return _run(ex, slots, B * Ho * nseg, per)
 
@@ -342,6 +344,8 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None):
         else:
             Zf[p0:p1] = (cols @ Wm)[:p1 - p0]
         Zf[p0:p1] += bias
+        if relu:
+            np.maximum(Zf[p0:p1], 0, out=Zf[p0:p1])
 
     _run(ex, block, B * Ho * Wo)
 
