@@ -381,7 +381,8 @@ def _row(name, r, key, higher):
         if other in r:
             v = r[other][key]
             ratio = ours / v if higher else v / ours
-            parts.append(f"{other} {v:,.1f} (nncompress {ratio:.1f}x faster)")
+            parts.append(f"{other} {v:,.1f} (" + (f"nncompress {ratio:.2f}x faster" if ratio >= 1 else
+                                                  f"{other} {1 / ratio:.2f}x faster") + f"; time ratio {1 / ratio:.2f}x)")
     print(f"{name}: " + "; ".join(parts))
 
 
