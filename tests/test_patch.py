@@ -38,6 +38,22 @@ def test_stage_sizes():
     assert internal.stage_sizes((10, 10), (25, 25), 2.0) == [(16, 16), (25, 25)]
 
 
+def test_the_self_ensemble_is_kept_while_the_network_is_cheap_enough():
+    """The 8 passes are bounded by their cost, not by the output's size:
+    a network in low-resolution space affords them on far larger photos."""
+    from nncompress.spec import build_network
+    hr = build_network("conv3:32:relu," * 5 + "conv3:out", 1, 1)  # on the bicubic upscale
+    lr = build_network("conv5:48:relu," + "conv3:48:relu," * 4 + "conv3:out,shuffle:4", 1, 1)
+    s2, s4 = make_settings(mode="patch", scale=2.0), make_settings(mode="patch", scale=4.0)
+    st2, st4 = patch.State(train_scale=2.0), patch.State(train_scale=4.0)
+    assert internal.pass_flops(hr, (100, 100), (200, 200), 2.0) == 74880 * 200 * 200
+    assert internal.pass_flops(lr, (100, 100), (400, 400), 4.0) == 182112 * 100 * 100
+    assert patch.ensemble_affordable(hr, (1000, 2000), (2000, 4000), s2, st2) is False  # 8 MP out
+    assert patch.ensemble_affordable(hr, (700, 1400), (1400, 2800), s2, st2) is True   # 3.9 MP out
+    assert patch.ensemble_affordable(lr, (1000, 1000), (4000, 4000), s4, st4) is True   # 16 MP out
+    assert patch.ensemble_affordable(lr, (2000, 2000), (8000, 8000), s4, st4) is False
+
+
 def test_back_projection_makes_the_shrink_consistent():
     lr = np.random.default_rng(1).random((16, 16))
     up = internal.back_project(imresize(lr, size=(32, 32)), lr)

@@ -229,6 +229,17 @@ def stage_sizes(shape, size, step):
             for i in range(1, n)] + [tuple(size)]
 
 
+def pass_flops(net, shape, size, step):
+    """Multiply-adds x 2 of one pass of ``net`` through every stage of an
+    upscale from ``shape`` to ``size`` (what one more self-ensemble pass
+    costs): the network runs on each stage's input when it ends in a pixel
+    shuffle, else on each stage's output."""
+    per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels for l in net.layers if isinstance(l, Conv2D))
+    sizes = [tuple(shape)] + stage_sizes(shape, size, step)
+    ran = sizes[:-1] if upsampling(net) > 1 else sizes[1:]
+    return per_px * sum(h * w for h, w in ran)
+
+
 def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_progress=None):
     """One channel up to ``size`` in stages of at most ``step``: each the
     base upscale plus alpha x the learned residual, back-projected onto

@@ -77,7 +77,9 @@ PROBE_SHARE = 1 / 3                     # the probe trains for this share of the
 FINETUNE_LR = 0.25                      # fine-tuning a prior: this share of the learning rate
 CALIBRATION_SIDE = 256                  # self-validation looks at the most detailed window this big
 FINETUNE_MARGIN = 0.9                   # fine-tune only if it cuts the self-validation error by 10% (0.46 dB)
-ENSEMBLE_MAX_PIXELS = 4_000_000         # larger outputs take one pass, not 8 (the ensemble adds ~0.1 dB at 8x the time)
+ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~30 s here;
+                                        # it adds ~0.1-0.3 dB at 8x the network's time): at x2 with the x2
+                                        # prior, outputs up to ~4 MP; at x4 with the x4 prior, inputs up to ~1.7 MP
 MAX_STEP = 2.0  # largest scale learned in one step: x4 as two x2 steps
 MIN_SIDE = 8    # smallest low-resolution side a training pair may have
 
@@ -309,8 +311,15 @@ def score(net, img, settings, state, on_progress=None):
     return psnr_rgb(upscale_image(net, small, img.shape[:2], settings, state, ensemble=False, on_progress=label), img)
 
 
+def ensemble_affordable(net, shape, size, settings, state):
+    """Whether the 8-way self-ensemble of an upscale from ``shape`` to
+    ``size`` stays within ENSEMBLE_MAX_FLOP (per learned channel)."""
+    step = state.train_scale or train_scale(settings)
+    return 8 * internal.pass_flops(net, shape, size, step) <= ENSEMBLE_MAX_FLOP
+
+
 def upscale(net, size, settings, state, image, bits=None, on_progress=None):
-    ensemble = settings.ensemble > 1 and size[0] * size[1] <= ENSEMBLE_MAX_PIXELS
+    ensemble = settings.ensemble > 1 and ensemble_affordable(net, image.shape[:2], size, settings, state)
     out = upscale_image(net, image, size, settings, state, ensemble=ensemble, on_progress=on_progress)
     if bits is None:
         return out

@@ -120,7 +120,7 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     if size[0] <= h0 and size[1] <= w0:
         return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
-    if size[0] * size[1] > patch.ENSEMBLE_MAX_PIXELS:  # decided for the whole output, not per tile
+    if not patch.ensemble_affordable(comp.net, (h0, w0), size, comp.settings, comp.state):  # for the whole output, not per tile
         comp.settings = replace(comp.settings, ensemble=1)
     return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step), comp
 
