@@ -88,6 +88,7 @@ def test_skip_existing_rewrites_nothing(tmp_path, tiny):
     assert [p.stat().st_mtime_ns for p in outs] == before
     assert "2 skipped" in r.output
     assert r.output.count("a.png exists") == 1  # said once per file, not as a note too
+    assert "status" in r.output and "skipped (exists)" in r.output
 
 
 @pytest.mark.parametrize("name,fmt", [("up.jpg", "JPEG"), ("up.jpeg", "JPEG"), ("up.webp", "WEBP"), ("up.png", "PNG")])

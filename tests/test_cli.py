@@ -159,6 +159,13 @@ def test_a_bad_flag_or_value_is_one_line_and_exit_2(args, says):
     assert "--help" in r.stderr and r.stdout == ""
 
 
+def test_no_arguments_shows_the_help_and_exits_2():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "nncompress"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Usage" in r.stdout + r.stderr and "error:" not in r.stderr
+
+
 def _options(cmd):
     import typer.main
     group = typer.main.get_command(app)

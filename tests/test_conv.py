@@ -223,6 +223,38 @@ def test_tiled_inference_equals_one_pass(spec):
     assert whole.shape == (37 * f, 53 * f, net.out_size)
 
 
+def test_tiled_inference_of_a_wide_network_on_a_wide_image():
+    """48 channels, an image wider than two slots of the aligned layout,
+    tiles whose columns start off the 48-pixel grid."""
+    from nncompress.conv import predict_image
+    from nncompress.spec import build_network
+    net = build_network("conv5:48:relu,conv3:48:relu,conv3:out,shuffle:2", 1, 1, seed=1)
+    net.params[...] = np.random.default_rng(2).standard_normal(net.n_params) * 0.2
+    img = np.random.default_rng(3).random((23, 157, 1), dtype=np.float32)
+    whole = predict_image(net, img, tile=10_000)
+    for tile in (17, 50, 64):
+        np.testing.assert_array_equal(predict_image(net, img, tile=tile), whole)
+
+
+def test_one_worker_and_several_give_the_same_bits(monkeypatch):
+    """Blocks are the same GEMMs whichever thread runs them."""
+    import numba
+    from nncompress.conv import predict_image
+    from nncompress.spec import build_network
+    net = build_network("conv3:32:relu,conv3:32:relu,conv3:out", 1, 1, seed=1)
+    net.params[...] = np.random.default_rng(2).standard_normal(net.n_params) * 0.2
+    img = np.random.default_rng(3).random((70, 90, 1), dtype=np.float32)
+    monkeypatch.setattr(KC, "BLOCK", 480)  # several blocks, so several workers have work
+    many = predict_image(net, img)
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = predict_image(net, img)
+    finally:
+        numba.set_num_threads(n)
+    np.testing.assert_array_equal(one, many)
+
+
 def test_network_gradient_through_a_conv_stack():
     """The layers compose: a whole conv network's parameter gradients match
     central differences (float64), with and without a pixel shuffle."""

@@ -54,6 +54,19 @@ def test_the_self_ensemble_is_kept_while_the_network_is_cheap_enough():
     assert patch.ensemble_affordable(lr, (2000, 2000), (8000, 8000), s4, st4) is False
 
 
+def test_a_network_in_low_resolution_space_takes_a_size_just_past_its_scale_in_one_pass():
+    """x4.08 (a --width a few pixels past x4) is one pass and a small
+    resize, not x2 twice; x3 is x4 shrunk; x8 is two passes."""
+    from nncompress.spec import build_network
+    net = build_network("conv3:4:relu,conv3:out,shuffle:4", 1, 1)
+    assert internal.stages(net, (13, 17), (53, 69), 4.0) == [(53, 69)]
+    assert internal.stages(net, (13, 17), (39, 51), 4.0) == [(39, 51)]
+    assert len(internal.stages(net, (13, 17), (104, 136), 4.0)) == 2
+    ch = np.random.default_rng(0).random((13, 17))
+    for size in [(53, 69), (39, 51), (104, 136)]:
+        assert internal.upscale(net, ch, size, internal.Norm(0.5, 0.25), 1.0, 4.0).shape == size
+
+
 def test_back_projection_makes_the_shrink_consistent():
     lr = np.random.default_rng(1).random((16, 16))
     up = internal.back_project(imresize(lr, size=(32, 32)), lr)

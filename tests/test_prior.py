@@ -87,6 +87,28 @@ def test_crops_are_reproducible_with_the_seed(folder):
     assert not np.array_equal(batch(3)[0], batch(4)[0])
 
 
+def test_low_resolution_crops_are_the_shrunk_high_resolution_crops(folder):
+    """The same draws give the same targets either way, and the low-
+    resolution input is the high-resolution crop (base + residual) shrunk."""
+    from nncompress.resize import imresize
+    good = [p for p in prior.find_images([str(folder)]) if "broken" not in p]
+    S, N = 2, prior.NORM
+    Xh, Th = prior.DatasetSampler(good, S, 32, np.random.default_rng(5)).batch(3)
+    Xl, Tl = prior.DatasetSampler(good, S, 32, np.random.default_rng(5), lowres=True).batch(3)
+    assert Xl.shape == (3, 16, 16, 1) and Tl.shape == Th.shape == (3, 32, 32, 1)
+    np.testing.assert_array_equal(Tl, Th)
+    for i in range(3):
+        hr = (Xh[i, ..., 0] * N.spread + N.mean) + Th[i, ..., 0] * N.spread
+        lr = Xl[i, ..., 0] * N.spread + N.mean
+        # away from the crop's edge, which the bicubic kernel (2 pixels a side) reaches past
+        np.testing.assert_allclose(imresize(hr.astype(np.float64), 1 / S)[2:-2, 2:-2], lr[2:-2, 2:-2], atol=1e-5)
+
+
+def test_a_crop_too_small_for_the_scale_is_bad_input(tmp_path, folder):
+    r = run("pretrain", folder, "-s", 4, "--crop", 3, "-e", 1, "--steps", 1, "-q", "-o", tmp_path / "p.npz")
+    assert r.exit_code == 2 and "--crop" in r.output and "Traceback" not in r.output
+
+
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):
     r = run("train", digit, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "c")
     assert r.exit_code == 0
@@ -116,6 +138,13 @@ def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_pat
     assert r.exit_code == 0, r.output
     r = run("info", tmp_path / "run")
     assert "shuffle:4" in r.output and "used as trained" in r.output
+    r = run("pretrain", folder, "-s", 2, *LOWRES[:-2], "conv3:4:relu,conv3:out,shuffle:2", "-q",
+            "-o", tmp_path / "p2.npz")
+    assert r.exit_code == 0, r.output
+    r = run("train", digit, "--mode", "patch", "--scale", 2, "--prior", tmp_path / "p2.npz", "--steps", 2,
+            "--frames", 0, "-q", "-o", tmp_path / "run2")
+    assert r.exit_code == 0, r.output
+    assert "used as trained" in run("info", tmp_path / "run2").output  # at x2 too
 
 
 def test_a_shuffle_that_does_not_match_the_scale_is_refused(tmp_path, folder, digit):

@@ -65,6 +65,7 @@ def _forward_tile(net, X, edges, x0):
             X = layer.forward(X, pads, x0, relu=fused)
         else:
             X = layer.forward(X)
+        layer.forget()  # inference keeps nothing for a backward pass: one tile's memory is two activations
     return X
 
 
@@ -77,6 +78,7 @@ def predict_image(net, img, tile=None):
     R, f = receptive_radius(net), upsampling(net)
     widest = max([l.channels for l in net.layers if isinstance(l, Conv2D)] + [C])
     if tile is None:  # a square tile whose activations fit TILE_BYTES (the im2col blocks are fixed: kernels/conv.py)
+        # (each layer's input and output are alive at once; a shuffle's input is f*f channels)
         tile = max(16, int(math.sqrt(TILE_BYTES / (3 * 4 * widest))) - 2 * R)
     out = np.empty((H * f, W * f, net.out_size), np.float32)
     X = np.ascontiguousarray(img, dtype=np.float32)

@@ -206,9 +206,9 @@ def residual(net, src, norm: Norm, ensemble=True, tick=None):
 def refine(net, lr, size, norm, alpha=1.0, ensemble=True, tick=None):
     """``lr`` (h, w) up to ``size``: the base upscale plus alpha x the
     network's residual. A network that upscales by f (a last pixel shuffle)
-    goes to f times ``lr`` and the result is shrunk to ``size`` when that is
-    smaller (x3 or x2 from an x4 network, or a stage of x2.8 on the way to
-    x8)."""
+    goes to f times ``lr`` and the result is resized to ``size`` when that
+    differs (x3 or x2 from an x4 network, a stage of x2.8 on the way to x8,
+    or a --width a few pixels past x4)."""
     f = upsampling(net)
     if not alpha:
         return base_upscale(lr, size)
@@ -217,7 +217,7 @@ def refine(net, lr, size, norm, alpha=1.0, ensemble=True, tick=None):
         return base + alpha * residual(net, base, norm, ensemble, tick)
     full = (lr.shape[0] * f, lr.shape[1] * f)
     up = base_upscale(lr, full) + alpha * residual(net, lr, norm, ensemble, tick)
-    return up if full == tuple(size) else imresize(up, size=size)
+    return up if full == tuple(size) else imresize(up, size=size)  # shrunk, or stretched by < LOWRES_SLACK
 
 
 def stage_sizes(shape, size, step):
@@ -229,13 +229,22 @@ def stage_sizes(shape, size, step):
             for i in range(1, n)] + [tuple(size)]
 
 
+LOWRES_SLACK = 1.05  # a network that upscales by f takes up to 1.05 f in one pass (then a small resize)
+
+
+def stages(net, shape, size, step):
+    """``stage_sizes`` for ``net``: one that ends in a pixel shuffle goes
+    to a size a few percent past its scale in one pass, not two."""
+    return stage_sizes(shape, size, step * (LOWRES_SLACK if upsampling(net) > 1 else 1.0))
+
+
 def pass_flops(net, shape, size, step):
     """Multiply-adds x 2 of one pass of ``net`` through every stage of an
     upscale from ``shape`` to ``size`` (what one more self-ensemble pass
     costs): the network runs on each stage's input when it ends in a pixel
     shuffle, else on each stage's output."""
     per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels for l in net.layers if isinstance(l, Conv2D))
-    sizes = [tuple(shape)] + stage_sizes(shape, size, step)
+    sizes = [tuple(shape)] + stages(net, shape, size, step)
     ran = sizes[:-1] if upsampling(net) > 1 else sizes[1:]
     return per_px * sum(h * w for h, w in ran)
 
@@ -247,9 +256,10 @@ def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_progress=None):
     measured +0.3 dB for this over back-projecting only at the end).
     ``on_progress(what, done, total)`` hears of each stage's passes."""
     cur = ch
-    for i, stage in enumerate(stages := stage_sizes(ch.shape, size, step)):
+    plan = stages(net, ch.shape, size, step)
+    for i, stage in enumerate(plan):
         passes = 1 + ((8 if ensemble else 1) if alpha else 0)
-        tick = _ticker(on_progress, f"upscaling stage {i + 1}/{len(stages)} to {stage[1]}x{stage[0]}", passes)
+        tick = _ticker(on_progress, f"upscaling stage {i + 1}/{len(plan)} to {stage[1]}x{stage[0]}", passes)
         cur = back_project(refine(net, cur, stage, norm, alpha, ensemble, tick), ch)
         tick()
     return cur

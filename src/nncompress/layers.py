@@ -41,6 +41,12 @@ class Layer:
     def get_config(self) -> dict:
         return {}
 
+    def forget(self):
+        """Drop what ``forward`` kept for ``backward`` (inference needs none of it)."""
+        for name in ("_X", "_Y"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"

@@ -91,6 +91,7 @@ class State(_State):
     alpha: float | None = None        # detail gain from self-validation (None: 1)
     train_scale: float | None = None  # the scale of one learned step
     finetune: float | None = None     # 1: fine-tuned on the image; 0: the prior alone measured better
+    lowres: float | None = None       # 1: a prior in low-resolution space (a last pixel shuffle), used as trained
 
 
 # ------------------------------------------------------------------- colour
@@ -256,14 +257,15 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         else:
             allpix = np.concatenate([c.ravel() for c in learned])
             state.mean, state.spread = float(allpix.mean()), float(allpix.std() + 1e-3)
-        state.train_scale = float(upsampling(net)) if upsampling(net) > 1 else train_scale(settings)
+        state.lowres = 1.0 if upsampling(net) > 1 else None
+        state.train_scale = float(upsampling(net)) if state.lowres else train_scale(settings)
     K, total = settings.steps, settings.epochs * settings.steps
     if K == 0:  # the prior alone
         if settings.prior == "none":
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
         state.alpha, state.finetune = 1.0, 0.0
-    if state.alpha is None and upsampling(net) > 1:
+    if state.alpha is None and state.lowres:
         # a prior in low-resolution space is used as trained (fine-tuning it needs pairs of its own)
         state.alpha, state.finetune = 1.0, 0.0
     if state.alpha is None and settings.prior != "none" and state.train_scale < settings.scale:
@@ -334,7 +336,7 @@ def describe(settings, state):
     if state.finetune == 0:
         step = state.train_scale or settings.scale
         out["note"] = ("the prior alone" if settings.steps == 0 else
-                       "the prior alone (a prior in low-resolution space is used as trained)" if step > MAX_STEP else
+                       "the prior alone (a prior in low-resolution space is used as trained)" if state.lowres else
                        "the prior alone (upscales in several stages are not fine-tuned)" if step < settings.scale else
                        "the prior alone (fine-tuning measured no better one scale down)")
     return out

@@ -56,6 +56,9 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         cfg = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
         net = internal.zero_last(build_network(cfg["layers"], 1, 1, cfg["seed"]))
         history, ck = [], ckpt.Checkpoint()
+    if cfg["crop"] < 2 * scale:
+        raise UserError(f"--crop {cfg['crop']} is too small for x{scale}: give at least {2 * scale} "
+                        f"(the shrunk crop needs 2 pixels a side)")
     f = upsampling(net)
     if f not in (1, scale):
         raise UserError(f"the network ends in shuffle:{f}, so it upscales by {f}; pass --scale {f}")

@@ -122,7 +122,7 @@ def _item_from_mapping(m, index):
         return parse_item(f"fourier:{m['fourier']}:{m.get('sigma', 10.0)}", index)
     extra = set(m) - {"units", "activation", "arg", "conv"}
     if extra or "units" not in m:
-        raise SpecError(f"{where}: a layer item has keys units, activation, arg, conv (or fourier, sigma)")
+        raise SpecError(f"{where}: a layer item has keys units, activation, arg, conv (or fourier, sigma; or shuffle)")
     text = (f"conv{m['conv']}:" if "conv" in m else "") + str(m["units"])
     if m.get("activation"):
         text += f":{m['activation']}" + (f"({m['arg']})" if m.get("arg") is not None else "")

@@ -325,7 +325,8 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
     ex, bufs = _workers()
     if x0 is not None:
         nseg = (x0 + Wo - 1) // ALIGN - x0 // ALIGN + 1
-        per = BLOCK // ALIGN
+        per = BLOCK // ALIGN  # slots per block
+        assert per >= 1, "BLOCK must hold at least one slot of ALIGN pixels"
 
         def slots(r):
             s0, s1 = r
