@@ -155,6 +155,14 @@ def test_a_shuffle_that_does_not_match_the_scale_is_refused(tmp_path, folder, di
     assert r.exit_code == 2 and "shuffle" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_pretrain_defaults_are_the_recipe_of_the_builtin_prior(scale):
+    """`nncompress pretrain FOLDER -s S` trains the kind of prior that ships."""
+    from nncompress.pretrain import defaults
+    _, meta = prior.load("builtin", scale)
+    assert meta["settings"] == defaults(scale)
+
+
 BUILTIN_MIN_GAIN = {2: 1.5, 4: 1.5}  # dB over bicubic on the camera crop below, per shipped prior
 
 

@@ -60,7 +60,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                        "or upscale it beyond bicubic.",
                   epilog=examples(
     ('fit; writes runs/photo/photo_x4.png', 'nncompress train photo.png'),
-    ('learn an upscaler from the photo', 'nncompress train photo.png --mode patch'),
+    ('an x2 upscaler for the photo (the built-in prior)', 'nncompress train photo.png --mode patch'),
     ('render a trained model at x8', 'nncompress upscale runs/photo/model.npz -s 8'),
     ('what a model holds and how long it took', 'nncompress info runs/photo/model.npz'),
 ))
@@ -135,7 +135,7 @@ def describe_error(e: Exception) -> tuple[int, str]:
 
 @app.command(cls=Command, epilog=examples(
     ('fit; the x4 PNG it writes is the upscale', 'nncompress train photo.png'),
-    ('learn an upscaler from the photo itself', 'nncompress train photo.png --mode patch -s 4'),
+    ('an upscaler learned from the photo alone (ZSSR-style)', 'nncompress train photo.png --mode patch -s 4 --prior none'),
     ('go on with a stopped run, to 600 epochs in all', 'nncompress train photo.png --resume runs/photo/model.npz -e 600'),
     ('settings from a file, into another folder', 'nncompress train photo.png -c configs/siren.yaml -o runs/siren'),
 ))
@@ -211,7 +211,7 @@ def timing_text(seconds: dict) -> str:
 # ----------------------------------------------------------------- upscale
 
 @app.command(cls=Command, epilog=examples(
-    ("one photo; it learns its own detail: photo_x4.jpg here", "nncompress upscale photo.jpg"),
+    ("one photo, with the built-in x4 prior: photo_x4.jpg here", "nncompress upscale photo.jpg"),
     ("every image below shots/ into shots_x4/, tree kept; a rerun skips what is done", "nncompress upscale shots/ -r --skip-existing"),
     ("two files at x2 as WebP, into out/", "nncompress upscale a.jpg b.png -s 2 --format webp -o out/"),
     ("a model from `nncompress train`, or its run folder", "nncompress upscale runs/photo/model.npz"),
@@ -232,11 +232,13 @@ def upscale(
     save_model: Annotated[bool, typer.Option("--save-model", help="Also keep each image's model, as OUTPUT.npz.")] = False,
     input_image: Annotated[Optional[str], typer.Option("--input", "-i", help="Patch models: upscale this image instead of the training image.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Render even if the output looks too large for memory.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
-    """Upscale images, whole folders, or a trained model. An image teaches
-    patch mode its own detail, then is upscaled; a folder does that for every
-    image in it. Metadata (EXIF, ICC), alpha and 16-bit depth are kept."""
+    """Upscale images, whole folders, or a trained model. Images go through
+    patch mode: the built-in prior nearest the scale (x2, or x4 for x3 and
+    up), averaged over 8 rotations and flips, back-projected onto the input;
+    --prior none learns from each image instead. Metadata (EXIF, ICC), alpha
+    and 16-bit depth are kept."""
     from .batch import BatchInterrupted, Request, plan, run, single
     from .batchview import BatchView
     from .spec import load_config
@@ -315,16 +317,16 @@ def pretrain(
     scale: Annotated[int, typer.Option("--scale", "-s", help="The scale the prior learns (2, 3, 4).")] = 2,
     output: Annotated[str, typer.Option("--output", "-o", help="The prior file to write.", show_default="prior_xSCALE.npz")] = "",
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this prior exactly where it stopped.", show_default="none")] = None,
-    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items).", show_default="6 conv3 layers of 32")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all, of --steps minibatches each.", show_default="60")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Minibatches per epoch.", show_default="200")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Crops per minibatch.", show_default="16")] = None,
-    crop: Annotated[Optional[int], typer.Option("--crop", help="Side of the high-resolution crops.", show_default="40")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items; end in shuffle:S to work in low-resolution space).", show_default="the built-in prior's for the scale: conv5, four conv3 and shuffle:S; 64 channels at x2, 48 otherwise")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all, of --steps minibatches each.", show_default="50")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Minibatches per epoch.", show_default="400")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Crops per minibatch.", show_default="16 at x2, else 32")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Side of the high-resolution crops.", show_default="64 at x2, else 24 x scale")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default="0.001")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
-    """Train a prior: patch mode's network on many images, the start that patch mode fine-tunes on each photo."""
+    """Train a prior: patch mode's network on many images (nncompress upscale --prior FILE uses it)."""
     from .pretrain import history_path, pretrain as run
     from .progress import Reporter
 

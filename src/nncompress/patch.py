@@ -43,7 +43,7 @@ DEFAULTS = {
     "mode": "patch",
     "preset": "balanced",
     "prior": "builtin",
-    "layers": "conv3:32:relu," * 5 + "conv3:out",  # the built-in prior's; with --prior none, the preset's
+    "layers": "conv3:32:relu," * 5 + "conv3:out",  # --prior none's (balanced); a prior brings its own network
     "color": "luma",
     "lr": 0.001,
     "optimizer": "adam",

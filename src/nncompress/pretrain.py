@@ -19,15 +19,23 @@ from .atomic import atomic_write
 from .errors import UserError
 from .optimizers import get_optimizer
 
-DEFAULTS = {
-    "layers": "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
-    "epochs": 60,       # of `steps` minibatches each
-    "steps": 200,
-    "batch_size": 16,
-    "crop": 40,         # side of the high-resolution crops
-    "lr": 0.001,
-    "seed": 0,
-}
+
+def defaults(scale):
+    """The settings the built-in priors were trained with (README
+    "Pretrain"): an ESPCN-style network in low-resolution space, conv5 and
+    four conv3 layers with ReLU, then shuffle:S; 64 channels and 16 crops of
+    64x64 at x2, 48 channels and 32 crops of 24S x 24S above."""
+    width, crop, batch = (64, 64, 16) if scale <= 2 else (48, 24 * scale, 32)
+    conv = f"conv3:{width}:relu,"
+    return {
+        "layers": f"conv5:{width}:relu," + conv * 4 + f"conv3:out,shuffle:{scale}",
+        "epochs": 50,       # of `steps` minibatches each
+        "steps": 400,
+        "batch_size": batch,
+        "crop": crop,       # side of the high-resolution crops
+        "lr": 0.001,
+        "seed": 0,
+    }
 
 
 def history_path(out):
@@ -53,7 +61,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         if int(meta["scale"]) != int(scale):
             raise UserError(f"'{resume}' is a x{meta['scale']} prior; pass --scale {meta['scale']}")
     else:
-        cfg = {**DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
+        cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
         net = internal.zero_last(build_network(cfg["layers"], 1, 1, cfg["seed"]))
         history, ck = [], ckpt.Checkpoint()
     if cfg["crop"] < 2 * scale:
