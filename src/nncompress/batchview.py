@@ -64,6 +64,8 @@ class BatchView:
                             info=detail)
             return
         now = time.perf_counter()
+        if done == 0:  # a phase starting: nothing to report yet
+            return
         if not self.quiet and (now - self.last_line >= PLAIN_EVERY or (done == total and phase == "train")):
             self.last_line = now
             unit = {"train": "epoch", "upscale": "tile"}.get(phase, "")
