@@ -394,6 +394,10 @@ def info(
         from .checkpoint import path_for
         facts["checkpoint"] = os.path.basename(path_for(model)) if os.path.exists(path_for(model)) else "none"
         about = comp.describe()
+        if "start" in about:  # where the network started (patch mode: a prior, or nothing)
+            facts["started_from"] = about["start"]
+        if "note" in about:
+            facts["note"] = about["note"]
         facts.update({f"learned_{k}": v for k, v in about["learned"].items()})
         if as_json:
             print(json.dumps(facts, indent=2))

@@ -332,7 +332,9 @@ def upscale(net, size, settings, state, image, bits=None, on_progress=None):
 def describe(settings, state):
     out = {"score": f"x{settings.scale:g} self-test",
            "score_detail": f"self-test: the image rebuilt from its own 1/{settings.scale:g} shrink",
-           "learned": state.to_dict()}
+           "learned": state.to_dict(),
+           "start": ("the built-in prior" if settings.prior == "builtin" else
+                     "nothing (learned from the image alone)" if settings.prior == "none" else settings.prior)}
     if state.finetune == 0:
         step = state.train_scale or settings.scale
         out["note"] = ("the prior alone" if settings.steps == 0 else
