@@ -1,6 +1,7 @@
 """Priors: nncompress pretrain, and patch mode starting from a prior."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_pat
             "--frames", 0, "-q", "-o", tmp_path / "run")
     assert r.exit_code == 0, r.output
     r = run("info", tmp_path / "run", "--json")
-    facts = __import__("json").loads(r.output)
+    facts = json.loads(r.output)
     assert "shuffle:4" in facts["layers"] and "used as trained" in facts["note"]
     assert facts["started_from"] == str(tmp_path / "p4.npz")
     r = run("pretrain", folder, "-s", 2, *LOWRES[:-2], "conv3:4:relu,conv3:out,shuffle:2", "-q",
