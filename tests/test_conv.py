@@ -105,7 +105,7 @@ def test_im2col_slots_place_each_pixel_by_its_global_column(k, pads, mode, x0, L
         np.testing.assert_allclose(Z[done], ref[done] @ Wm + 1, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel,block", [("conv_direct", 0), ("conv_direct_narrow", 0), ("conv_gemm", 4096),
+@pytest.mark.parametrize("kernel,block", [("conv_direct_narrow", 0), ("conv_gemm", 4096),
                                           ("conv_gemm", 5), ("conv_gemm_aligned", 4096), ("conv_gemm_aligned", 5),
                                           ("conv_gemm_relu", 5), ("conv_gemm_aligned_relu", 5)])
 @pytest.mark.parametrize("mode", ["reflect", "constant"])
@@ -124,9 +124,7 @@ def test_conv_kernels_match_the_definition(kernel, block, mode, k, pads, monkeyp
     ref = naive_conv(X.astype(np.float64), W.astype(np.float64), b, k, pads, mode)
     Z = np.full(ref.shape, np.nan, np.float32)
     code = KC.REFLECT if mode == "reflect" else KC.ZERO
-    if kernel == "conv_direct":
-        KC.conv_direct(X, W, b, k, pads[0], pads[2], code, Z)
-    elif kernel == "conv_direct_narrow":
+    if kernel == "conv_direct_narrow":
         KC.conv_direct_narrow(X, np.ascontiguousarray(W.T), b, k, pads[0], pads[2], code, Z)
     else:
         relu = kernel.endswith("_relu")  # inference applies the ReLU that follows in the same pass

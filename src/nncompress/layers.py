@@ -236,8 +236,6 @@ class Conv2D(Layer):
         B, H, W, _ = X.shape
         Z = np.empty((B, H + top + bottom - 2 * r, W + left + right - 2 * r, self.channels), X.dtype)
         conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0, relu)
-        if relu and self.channels <= NARROW:
-            np.maximum(Z, 0, out=Z)
         self._X, self._pads = X, (top, bottom, left, right)
         return Z
 
@@ -302,11 +300,13 @@ NARROW = 4  # at most this many output channels: one dot product per output (a G
 
 
 def conv_same(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
-    """Z = conv(X, Wm) + bias by the kernel that suits the width: blocks
-    of im2col + GEMM (aligned to global column x0 when given), or for a
-    few outputs a direct dot product each."""
+    """Z = conv(X, Wm) + bias (then max(0, .) when ``relu``) by the kernel
+    that suits the width: blocks of im2col + GEMM (aligned to global column
+    x0 when given), or for a few outputs a direct dot product each."""
     if Wm.shape[1] <= NARROW:
         KC.conv_direct_narrow(X, np.ascontiguousarray(Wm.T), bias, k, top, left, mode, Z)
+        if relu:
+            np.maximum(Z, 0, out=Z)
     else:
         KC.conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0, relu)
 

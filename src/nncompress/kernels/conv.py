@@ -1,9 +1,9 @@
-"""Convolution kernels. ``conv_direct`` / ``conv_direct_narrow`` compute a
-k x k convolution straight from the image (each output summed in a fixed
-order: a tile gives the same bits as the whole image); ``im2col`` lays the
-neighbourhoods out as rows for one float32 GEMM (cs231n's im2col + GEMM),
-which the weight gradient uses; ``fold_reflect`` is the reflect pad's
-adjoint.
+"""Convolution kernels. ``im2col`` lays the k x k neighbourhoods out as
+rows for a float32 GEMM (cs231n's im2col + GEMM): ``conv_gemm`` and
+``weight_grad_gemm`` run it in blocks on worker threads (the forward pass,
+the input gradient and the weight gradient); ``conv_direct_narrow``
+computes a convolution to a few channels straight from the image (a
+network's last layer); ``fold_reflect`` is the reflect pad's adjoint.
 
 Layout: images are NHWC float32, (B, H, W, C), C contiguous. An im2col row
 holds the k x k x C neighbourhood of one output pixel in (dy, dx, c) order,
@@ -15,6 +15,10 @@ row 1) or reads zero (``mode=ZERO``), so no padded copy is made.
 Every kernel here has a plain-numpy oracle in ``tests/test_conv.py``.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -173,11 +177,9 @@ def fold_reflect(G, top, bottom, left, right, out):
                     out[b, y, sx, c] += G[b, py, px, c]
 
 
-# ------------------------------------------------------------- direct kernels
-# The same convolutions without an im2col buffer: each thread owns output
-# rows and accumulates them in place, vectorised over the output channels.
-# (A direct weight gradient measured 20 ms against 13 for im2col + GEMM, so
-# the weight gradient keeps the GEMM.)
+# ------------------------------------------------------------- direct kernel
+# A convolution to a few channels without an im2col buffer: each thread owns
+# output rows (a GEMM with one column measured 4x slower).
 
 
 @njit(cache=True, inline="always")
@@ -190,41 +192,10 @@ def _col_table(k, left, Wo, W, mode):
 
 
 @njit(cache=True, parallel=True, fastmath=FM)
-def conv_direct(X, Wm, bias, k, top, left, mode, Z):
-    """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm (k*k*C, O)) + bias, the
-    same result as ``im2col`` then a GEMM."""
-    B, H, W, C = X.shape
-    Ho, Wo, O = Z.shape[1], Z.shape[2], Z.shape[3]
-    sxt = _col_table(k, left, Wo, W, mode)
-    for by in prange(B * Ho):
-        b = by // Ho
-        y = by - b * Ho
-        acc = Z[b, y]  # (Wo, O)
-        for x in range(Wo):
-            for o in range(O):
-                acc[x, o] = bias[o]
-        for dy in range(k):
-            sy = _src(y + dy - top, H, mode)
-            if sy < 0:
-                continue
-            row = X[b, sy]  # (W, C)
-            for dx in range(k):
-                for c in range(C):
-                    w = Wm[(dy * k + dx) * C + c]
-                    for x in range(Wo):
-                        sx = sxt[dx, x]
-                        if sx < 0:
-                            continue
-                        v = row[sx, c]
-                        a = acc[x]
-                        for o in range(O):
-                            a[o] += v * w[o]
-
-
-@njit(cache=True, parallel=True, fastmath=FM)
 def conv_direct_narrow(X, Wt, bias, k, top, left, mode, Z):
-    """``conv_direct`` for few output channels (a network's last layer),
-    given the weights transposed, Wt (O, k*k*C): each output is a dot
+    """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm) + bias for few output
+    channels (a network's last layer), given the weights transposed,
+    Wt (O, k*k*C) = Wm.T: each output is a dot
     product over its neighbourhood, whose k*C values per row are contiguous
     in X away from the left and right edges."""
     B, H, W, C = X.shape
@@ -269,8 +240,8 @@ def conv_direct_narrow(X, Wt, bias, k, top, left, mode, Z):
 # output pixels is laid out (im2col_block, in cache) and multiplied (float32
 # BLAS on one thread) by one worker, as many blocks at a time as numba has
 # threads. On 2 cores a 3x3 32 -> 32 conv of a 512x512 image takes 38 ms
-# this way against 82 for conv_direct (numba keeps the direct kernel's
-# accumulators in memory, not registers). Every block is a GEMM of the same
+# this way against 82 for the direct numba kernel it replaced (numba kept
+# that kernel's accumulators in memory, not registers). Every block is a GEMM of the same
 # shape (the last one padded with zero rows). BLAS computes a row's dot
 # products in an order that depends on the row's place in the matrix (on
 # this CPU, its place modulo 12; and a tail of rows differs again), so tiled
@@ -285,9 +256,6 @@ _pool = {"n": 0, "ex": None, "bufs": None}
 
 
 def _workers():
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-    import numba
     n = max(1, numba.get_num_threads())  # NUMBA_NUM_THREADS holds for these workers too
     if _pool["n"] != n:
         if _pool["ex"] is not None:
@@ -313,8 +281,8 @@ def _run(ex, fn, n, per=None):
 
 
 def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
-    """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm (k*k*C, O)) + bias, like
-    ``conv_direct``, by blocks of im2col + GEMM on the worker threads.
+    """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm (k*k*C, O)) + bias, the
+    result of ``im2col`` then a GEMM, by blocks on the worker threads.
     ``x0``, the global column of Z's first column, asks for the aligned
     layout (tiled inference: the same bits in any tile); BLAS must then
     run on one thread, as the workers are the parallelism. ``relu``
@@ -334,7 +302,8 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
             im2col_slots(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols)
             slots_out(cols @ Wm, bias, Wo, x0, ALIGN, s0, s1, Zf, relu)
 
-        return _run(ex, slots, B * Ho * nseg, per)
+        _run(ex, slots, B * Ho * nseg, per)
+        return
 
     def block(r):
         p0, p1 = r
