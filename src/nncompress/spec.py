@@ -103,7 +103,7 @@ def parse_layers(spec) -> list[dict]:
         if "shuffle" in it and (i != len(items) - 1 or i == 0 or "conv" not in items[i - 1]):
             raise SpecError(f"layer item {i + 1}: shuffle:S may only be the last item, after a conv item "
                             f"(e.g. conv3:out,shuffle:4)")
-    last = len(items) - (2 if "shuffle" in items[-1] else 1)  # the item that gives the output width
+    last = _width_item(items)
     for i, it in enumerate(items):
         if it.get("units") == "out" and i != last:
             raise SpecError(f"layer item {i + 1}: 'out' may only be the width of the last item "
@@ -111,6 +111,12 @@ def parse_layers(spec) -> list[dict]:
     if "fourier" in items[-1]:
         raise SpecError("the last layer item must be a width (e.g. out:sigmoid), not a fourier encoding")
     return items
+
+
+def _width_item(items):
+    """Index of the item that gives the output width: the last, or the conv
+    before a last shuffle."""
+    return len(items) - (2 if "shuffle" in items[-1] else 1)
 
 
 def _item_from_mapping(m, index):
@@ -134,7 +140,7 @@ def network_config(items, in_size, out_size, seed=0) -> dict:
     width matches ``out_size`` (the data's channel count)."""
     layers = [{"type": "input", "size": int(in_size)}]
     shuffle = items[-1].get("shuffle", 1)
-    last = len(items) - (2 if shuffle > 1 else 1)  # the item that gives the output width
+    last = _width_item(items)
     for i, it in enumerate(items):
         if "fourier" in it:
             layers.append({"type": "fourier", "features": it["fourier"], "sigma": it["sigma"], "seed": seed})
