@@ -3,7 +3,7 @@ import pytest
 
 from nncompress import Network
 from nncompress.layers import Activation, Connected, FourierFeatures, Input
-from nncompress.losses import bce, mse
+from nncompress.losses import bce, l1, mse
 
 from gradcheck import assert_close, check_layer, numeric_grad
 
@@ -44,7 +44,7 @@ def test_fourier(n, i, f):
     check_layer(layer, rng.uniform(-1, 1, (n, i)), rng)
 
 
-@pytest.mark.parametrize("loss", [mse, bce])
+@pytest.mark.parametrize("loss", [mse, bce, l1])
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3)])
 def test_loss(loss, shape):
     rng = np.random.default_rng(5)

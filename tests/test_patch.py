@@ -85,6 +85,29 @@ def test_crops_are_reproducible_and_augmented():
     assert internal.CropSampler(pairs, 64, norm, rng).crop == 20  # never larger than the smallest pair
 
 
+def test_low_resolution_crops_line_up_with_their_targets():
+    """For a network in low-resolution space, each input crop is the
+    target crop's 1/f shrink, in the same rotation/flip: with a target that
+    repeats each input pixel f x f times, T is X blown up exactly."""
+    rng = np.random.default_rng(0)
+    lr = rng.random((15, 22))
+    pairs = [(lr, np.kron(lr, np.ones((2, 2))))]
+    X, T = internal.CropSampler(pairs, 13, internal.Norm(0.0, 1.0), np.random.default_rng(3)).batch(16)
+    assert X.shape == (16, 6, 6, 1) and T.shape == (16, 12, 12, 1)  # crop 13 -> 12, a whole number of f
+    for x, t in zip(X[..., 0], T[..., 0]):
+        np.testing.assert_array_equal(np.kron(x, np.ones((2, 2), np.float32)), t)
+    for f, (b, r) in zip((1.0, 0.85), internal.training_pairs(rng.random((41, 37)), 2, 8, lowres=True)):
+        assert r.shape == (b.shape[0] * 2, b.shape[1] * 2) and r.shape[0] <= round(41 * f)
+
+
+def test_holdout_cuts_off_the_most_detailed_edge_strip():
+    ch = np.zeros((50, 40))
+    ch[:, -8:] = np.random.default_rng(0).random((50, 8))  # detail along the right edge
+    rest, strip = internal.holdout(ch, 0.2)
+    assert strip.shape == (50, 8) and rest.shape == (50, 32)
+    np.testing.assert_array_equal(np.hstack([rest, strip]), ch)
+
+
 @pytest.mark.slow
 def test_patch_mode_beats_bicubic_at_x2():
     """A fixed-seed run on a photo crop beats bicubic by a clear margin, and

@@ -110,6 +110,15 @@ def test_a_crop_too_small_for_the_scale_is_bad_input(tmp_path, folder):
     assert r.exit_code == 2 and "--crop" in r.output and "Traceback" not in r.output
 
 
+def test_the_loss_is_chosen_recorded_and_checked(tmp_path, folder):
+    r = run("pretrain", folder, *TINY, "--loss", "l1", "-o", tmp_path / "p.npz")
+    assert r.exit_code == 0, r.output
+    _, meta = prior.load(str(tmp_path / "p.npz"), 2)
+    assert meta["settings"]["loss"] == "l1"
+    r = run("pretrain", folder, *TINY, "--loss", "l2", "-o", tmp_path / "q.npz")
+    assert r.exit_code == 2 and "unknown loss 'l2'" in r.output and "Traceback" not in r.output
+
+
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):
     r = run("train", digit, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "c")
     assert r.exit_code == 0
@@ -122,8 +131,10 @@ LOWRES = ["-e", "1", "--steps", "2", "-b", "2", "--crop", "16", "-l", "conv3:4:r
 
 def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_path, folder, digit):
     """A network ending in shuffle:4 learns from the shrunk crops
-    themselves; patch mode uses it as trained, at x4 in one pass, at x3 by
-    shrinking its x4, at x8 in two stages."""
+    themselves; patch mode uses it as trained (a x4 prior is not
+    fine-tuned), at x4 in one pass, at x3 by shrinking its x4, at x8 in two
+    stages. An x2 one is fine-tuned, but not on an image too small to hold
+    a strip of it out."""
     r = run("pretrain", folder, "-s", 4, *LOWRES, "-o", tmp_path / "p4.npz")
     assert r.exit_code == 0, r.output
     net, meta = prior.load(str(tmp_path / "p4.npz"), 4)
@@ -139,7 +150,7 @@ def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_pat
     assert r.exit_code == 0, r.output
     r = run("info", tmp_path / "run", "--json")
     facts = json.loads(r.output)
-    assert "shuffle:4" in facts["layers"] and "used as trained" in facts["note"]
+    assert "shuffle:4" in facts["layers"] and "x4 prior is not fine-tuned" in facts["note"]
     assert facts["started_from"] == str(tmp_path / "p4.npz")
     r = run("pretrain", folder, "-s", 2, *LOWRES[:-2], "conv3:4:relu,conv3:out,shuffle:2", "-q",
             "-o", tmp_path / "p2.npz")
@@ -147,7 +158,7 @@ def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_pat
     r = run("train", digit, "--mode", "patch", "--scale", 2, "--prior", tmp_path / "p2.npz", "--steps", 2,
             "--frames", 0, "-q", "-o", tmp_path / "run2")
     assert r.exit_code == 0, r.output
-    assert "used as trained" in run("info", tmp_path / "run2").output  # at x2 too
+    assert "too small to hold one out" in run("info", tmp_path / "run2", "--json").output
 
 
 def test_a_shuffle_that_does_not_match_the_scale_is_refused(tmp_path, folder, digit):
@@ -163,7 +174,7 @@ def test_pretrain_defaults_are_the_recipe_of_the_builtin_prior(scale):
     """`nncompress pretrain FOLDER -s S` trains the kind of prior that ships."""
     from nncompress.pretrain import defaults
     _, meta = prior.load("builtin", scale)
-    assert meta["settings"] == defaults(scale)
+    assert {"loss": "mse", **meta["settings"]} == defaults(scale)  # a prior from before --loss trained on mse
 
 
 BUILTIN_MIN_GAIN = {2: 1.5, 4: 1.5}  # dB over bicubic on the camera crop below, per shipped prior

@@ -50,7 +50,7 @@ def examples(*pairs):
 MODE_DEFAULTS = {
     "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: "
               "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
-    "mode": "coords", "epochs": "300; patch: 1", "batch_size": "32; patch: 16",
+    "mode": "coords", "epochs": "300; patch: 10", "batch_size": "32; patch: 16",
     "lr": "0.003; patch: 0.001",
     "optimizer": "adam", "loss": "mse", "seed": "0", "scale": "4; patch: 2", "frames": "30; patch: 10",
 }
@@ -148,8 +148,8 @@ def train(
     prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch. Patch mode: crops per step.", show_default=MODE_DEFAULTS["batch_size"])] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (balanced: 0, the prior alone; best: 20; 40 with --prior none)")] = None,
-    crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (balanced: 40)")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (fast: 0, the prior alone; balanced, best: 20; 40 with --prior none)")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (48; 40 with --prior none)")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.", show_default=MODE_DEFAULTS["optimizer"])] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="mse or bce (bce needs a sigmoid output).", show_default=MODE_DEFAULTS["loss"])] = None,
@@ -323,6 +323,7 @@ def pretrain(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Crops per minibatch.", show_default="16 at x2, else 32")] = None,
     crop: Annotated[Optional[int], typer.Option("--crop", help="Side of the high-resolution crops.", show_default="64 at x2, else 24 x scale")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default="0.001")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="mse or l1, of the predicted residual.", show_default="mse")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
@@ -351,7 +352,7 @@ def pretrain(
             r = run(folders, scale, target, resume=resume, on_epoch=on_epoch,
                     warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True),
                     command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]), layers=layers, epochs=epochs,
-                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed)
+                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, seed=seed)
         except KeyboardInterrupt:
             report.close()
             err.print(f"interrupted: {target} holds the last whole epoch; go on with: nncompress pretrain "

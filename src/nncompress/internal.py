@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from .conv import predict_image, upsampling
 from .layers import Conv2D
+from .losses import get_residual_loss
 from .optimizers import get_optimizer
 from .resize import imresize
 
@@ -93,49 +94,88 @@ def detailed_window(img, side):
     return np.ascontiguousarray(img[y:y + min(side, h), x:x + min(side, w)])
 
 
-def training_pairs(ch, scale, min_side):
-    """[(base, residual)], (h, w) float64 each, from ``ch`` and its shrunk
-    copies whose low-resolution side is still at least ``min_side``."""
+def training_pairs(ch, scale, min_side, lowres=False):
+    """[(input, residual)] from ``ch`` and its shrunk copies whose
+    low-resolution side is still at least ``min_side``: the input is the
+    base upscale of the copy's 1/scale shrink, (h, w) like the residual,
+    or for a network in low-resolution space (``lowres``, a whole scale)
+    the shrink itself, (h/scale, w/scale)."""
     out = []
     for f in PAIR_SCALES:
         hr = ch if f == 1.0 else imresize(ch, f)
+        if lowres:  # a whole number of low-resolution pixels
+            hr = hr[:hr.shape[0] - hr.shape[0] % int(scale), :hr.shape[1] - hr.shape[1] % int(scale)]
         if min(hr.shape) / scale < min_side or min(hr.shape) < 4:
             continue
         lr = imresize(hr, 1.0 / scale)
         base = base_upscale(lr, hr.shape)
-        out.append((base, hr - base))
+        out.append((lr if lowres else base, hr - base))
     return out
 
 
 class CropSampler:
     """Random crops of random pairs (chosen in proportion to their area),
-    each in a random rotation/flip: batches X, T (n, c, c, 1) float32."""
+    each in a random rotation/flip: batches X (n, c/f, c/f, 1) and T
+    (n, c, c, 1) float32, where f is how much smaller the pairs' inputs
+    are than their residuals (1, or the scale for a network in
+    low-resolution space)."""
 
     def __init__(self, pairs, crop, norm: Norm, rng):
-        self.crop = min([crop] + [min(b.shape) for b, _ in pairs])
+        self.f = pairs[0][1].shape[0] // pairs[0][0].shape[0]
+        self.crop = min([crop] + [min(r.shape) for _, r in pairs]) // self.f * self.f
         self.pairs = [(((b - norm.mean) / norm.spread).astype(np.float32), (r / norm.spread).astype(np.float32))
                       for b, r in pairs]
-        areas = np.array([b.size for b, _ in pairs], np.float64)
+        areas = np.array([r.size for _, r in pairs], np.float64)
         self.p = areas / areas.sum()
         self.rng = rng
 
     def batch(self, n):
-        c, rng = self.crop, self.rng
-        X = np.empty((n, c, c, 1), np.float32)
+        c, f, rng = self.crop, self.f, self.rng
+        cx = c // f
+        X = np.empty((n, cx, cx, 1), np.float32)
         T = np.empty((n, c, c, 1), np.float32)
         for i in range(n):
             b, r = self.pairs[rng.choice(len(self.pairs), p=self.p)]
-            y, x = rng.integers(0, b.shape[0] - c + 1), rng.integers(0, b.shape[1] - c + 1)
+            y, x = rng.integers(0, b.shape[0] - cx + 1), rng.integers(0, b.shape[1] - cx + 1)
             t = int(rng.integers(8))
-            X[i, ..., 0] = dihedral(b[y:y + c, x:x + c], t)
-            T[i, ..., 0] = dihedral(r[y:y + c, x:x + c], t)
+            X[i, ..., 0] = dihedral(b[y:y + cx, x:x + cx], t)
+            T[i, ..., 0] = dihedral(r[y * f:y * f + c, x * f:x * f + c], t)
         return X, T
+
+
+def holdout(ch, share=0.2):
+    """(rest, strip): ``ch`` (H, W) cut into the strip of ``share`` of its
+    width or height along one edge, the edge strip with the most detail
+    (gradient energy), and the rest, which stays one rectangle."""
+    h, w = ch.shape
+    gy, gx = np.abs(np.diff(ch, axis=0)), np.abs(np.diff(ch, axis=1))
+    dh, dw = max(1, round(h * share)), max(1, round(w * share))
+    cuts = {"top": (ch[dh:], ch[:dh], gy[:dh - 1].sum() + gx[:dh].sum()),
+            "bottom": (ch[:h - dh], ch[h - dh:], gy[h - dh:].sum() + gx[h - dh:].sum()),
+            "left": (ch[:, dw:], ch[:, :dw], gx[:, :dw - 1].sum() + gy[:, :dw].sum()),
+            "right": (ch[:, :w - dw], ch[:, w - dw:], gx[:, w - dw:].sum() + gy[:, w - dw:].sum())}
+    rest, strip, _ = max(cuts.values(), key=lambda c: c[2] / c[1].size)
+    return np.ascontiguousarray(rest), np.ascontiguousarray(strip)
+
+
+def holdout_error(net, strips, scale, norm):
+    """Squared error of rebuilding each of ``strips`` from its 1/scale
+    shrink (one pass, no back-projection), a border of 2 x scale left out
+    (where the strip's cut edge, not the network, decides)."""
+    S = int(scale)
+    total = 0.0
+    for strip in strips:
+        hr = strip[:strip.shape[0] - strip.shape[0] % S, :strip.shape[1] - strip.shape[1] % S]
+        up = refine(net, imresize(hr, 1.0 / S), hr.shape, norm, ensemble=False)
+        b = 2 * S
+        total += float(np.sum((up - hr)[b:-b, b:-b] ** 2))
+    return total
 
 
 # ----------------------------------------------------------------- training
 
-def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on_step=None):
-    """Adam on the mean squared error of the predicted residual, the rate
+def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on_step=None, loss="mse"):
+    """Adam on the ``loss`` (mse or l1) of the predicted residual, the rate
     decaying as a cosine from ``lr`` to 0 over ``total`` steps (default
     ``stop``). Steps [start, stop) are taken, so a run can go on in pieces
     with the same ``optimizer``. ``on_step(i, loss, seconds)`` after each
@@ -151,15 +191,15 @@ def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on
     # OpenBLAS's spinning worker then starves numba's second thread (2 cores:
     # 204 ms a step with both pools at 2 threads, 126 ms with BLAS at 1)
     with threadpool_limits(1, user_api="blas"):
-        _steps(net, sampler, start, stop, batch, lr, total, opt, on_step)
+        _steps(net, sampler, start, stop, batch, lr, total, opt, on_step, get_residual_loss(loss))
     return opt
 
 
-def train_epoch(net, sampler, epoch, steps, batch, lr, total, opt):
+def train_epoch(net, sampler, epoch, steps, batch, lr, total, opt, loss="mse"):
     """Steps [epoch*steps, (epoch+1)*steps) of a run of ``total``; the mean loss."""
     losses = []
     train(net, sampler, (epoch + 1) * steps, batch, lr, start=epoch * steps, total=total, optimizer=opt,
-          on_step=lambda i, loss, dt: losses.append(loss))
+          on_step=lambda i, value, dt: losses.append(value), loss=loss)
     return float(np.mean(losses))
 
 
@@ -171,14 +211,12 @@ def zero_last(net):
     return net
 
 
-def _steps(net, sampler, start, stop, batch, lr, total, opt, on_step):
+def _steps(net, sampler, start, stop, batch, lr, total, opt, on_step, loss_fn):
     for i in range(start, stop):
         t0 = time.perf_counter()
         X, T = sampler.batch(batch)
-        P = net.forward(X)
-        D = P - T
-        loss = float(np.mean(D * D))
-        net.backward(D * np.float32(2.0 / D.size))
+        loss, dP = loss_fn(net.forward(X), T)
+        net.backward(dP.astype(np.float32, copy=False))
         opt.step(net.params, net.grads, 0.5 * lr * (1 + math.cos(math.pi * i / total)))
         if on_step and on_step(i, loss, time.perf_counter() - t0):
             break

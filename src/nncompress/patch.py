@@ -54,16 +54,16 @@ DEFAULTS = {
 
 # Budgets (train + upscale of a 128x128 input at x4 on a 2-core CPU):
 # fast <= 15 s, balanced <= 60 s, best <= 5 min. One step is one minibatch
-# of ``batch_size`` random ``crop`` x ``crop`` crops. With a prior: fast and
-# balanced take it as it is (one pass, or the 8-way self-ensemble); best
-# also fine-tunes it on the image when self-validation says that helps (on
-# the six test photos the prior alone measured better on average, so it is
-# not the default). SCRATCH are the budgets for --prior none, where the
+# of ``batch_size`` random ``crop`` x ``crop`` crops. With a prior: fast
+# takes it as it is, in one pass; balanced and best fine-tune it on the
+# image (an x2 prior in low-resolution space: early-stopped on a held-out
+# strip; the x4 prior is used as trained, see ``train``) and average the
+# 8 rotations/flips. SCRATCH are the budgets for --prior none, where the
 # network learns from nothing.
 PRESETS = {
-    "fast": {"epochs": 1, "steps": 0, "batch_size": 16, "crop": 40, "ensemble": 1},
-    "balanced": {"epochs": 1, "steps": 0, "batch_size": 16, "crop": 40, "ensemble": 8},
-    "best": {"epochs": 10, "steps": 20, "batch_size": 16, "crop": 40, "ensemble": 8},
+    "fast": {"epochs": 1, "steps": 0, "batch_size": 16, "crop": 48, "ensemble": 1},
+    "balanced": {"epochs": 10, "steps": 20, "batch_size": 16, "crop": 48, "ensemble": 8},
+    "best": {"epochs": 20, "steps": 20, "batch_size": 16, "crop": 48, "ensemble": 8},
 }
 _CONV32 = "conv3:32:relu,"
 SCRATCH = {
@@ -80,6 +80,10 @@ FINETUNE_MARGIN = 0.9                   # fine-tune only if it cuts the self-val
 ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~30 s here;
                                         # it adds ~0.1-0.3 dB at 8x the network's time): at x2 with the x2
                                         # prior, outputs up to ~4 MP; at x4 with the x4 prior, inputs up to ~1.7 MP
+HOLDOUT = 0.2          # a prior in low-resolution space is fine-tuned on the image less an edge strip this
+                       # share of it (its most detailed); after each epoch the strip is rebuilt from its own
+HOLDOUT_MARGIN = 0.99  # shrink, and the epoch that did best (by 1%, 0.04 dB; or none) is kept
+HOLDOUT_MIN = 8        # strips narrower than this many low-resolution pixels cannot tell: the prior alone
 MAX_STEP = 2.0  # largest scale learned in one step: x4 as two x2 steps
 MIN_SIDE = 8    # smallest low-resolution side a training pair may have
 
@@ -137,8 +141,8 @@ def _norm(state):
     return internal.Norm(state.mean, state.spread)
 
 
-def _sampler(channels, settings, step, norm, rng):
-    pairs = [p for ch in channels for p in internal.training_pairs(ch, step, MIN_SIDE)]
+def _sampler(channels, settings, step, norm, rng, lowres=False):
+    pairs = [p for ch in channels for p in internal.training_pairs(ch, step, MIN_SIDE, lowres)]
     if not pairs:
         need = math.ceil(MIN_SIDE * step)
         raise ImageError(f"the image is too small for patch mode at x{step:g}; it needs at least "
@@ -265,9 +269,19 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
         state.alpha, state.finetune = 1.0, 0.0
-    if state.alpha is None and state.lowres:
-        # a prior in low-resolution space is used as trained (fine-tuning it needs pairs of its own)
+    held = None
+    if state.lowres and state.finetune is None and state.train_scale > MAX_STEP:
+        # a x4 prior would learn from the image shrunk 16 times: measured brick 3.4 dB below the prior
+        # alone (100 steps at 2.5e-5; 6.3 below at 2.5e-4), the other five photos within 0.1 dB
         state.alpha, state.finetune = 1.0, 0.0
+    elif state.lowres and state.finetune is None:
+        # fine-tuned on the image less a held-out strip; the strip decides how far (see below)
+        parts = [internal.holdout(c, HOLDOUT) for c in learned]
+        if min(min(p[1].shape) for p in parts) < HOLDOUT_MIN * state.train_scale:
+            state.alpha, state.finetune = 1.0, 0.0  # too small to check a fine-tune on
+        else:
+            state.alpha = 1.0
+            learned, held = [p[0] for p in parts], [p[1] for p in parts]
     if state.alpha is None and settings.prior != "none" and state.train_scale < settings.scale:
         # several stages (x4 as two x2): a fine-tune on the 1/S copy measured catastrophic on brick
         # (24.38 dB, 3.4 below bicubic and 8.2 below the prior alone) although self-validation chose it
@@ -277,12 +291,12 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         probe.params[...] = net.params
         state.alpha, tune = calibrate(probe, img, settings, state, max(1, round(total * PROBE_SHARE)), on_progress)
         state.finetune = float(tune)
-    if not state.finetune:  # nothing to train: the prior alone measured best
+    if state.finetune == 0:  # nothing to train: the prior alone measured best
         from .training import History
         on_start()
         return History()
     rng = np.random.default_rng(settings.seed)
-    sampler = _sampler(learned, settings, state.train_scale, _norm(state), rng)
+    sampler = _sampler(learned, settings, state.train_scale, _norm(state), rng, lowres=bool(state.lowres))
     opt = get_optimizer(settings.optimizer, settings.lr)
     opt.init_state(net.n_params, net.dtype)
     on_start()
@@ -291,8 +305,22 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         return internal.train_epoch(net, sampler, e, K, settings.batch_size, _lr(settings), total, opt)
 
     samples = K * settings.batch_size * sampler.crop ** 2
-    return run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
-                      callback=lambda e, loss, dt: on_epoch(e, loss, dt, samples), lr=settings.lr)
+    after = lambda e, loss, dt: on_epoch(e, loss, dt, samples)
+    if held is not None:  # early stopping on the held-out strip: keep the epoch that rebuilt it best
+        best = {"err": internal.holdout_error(net, held, state.train_scale, _norm(state)),
+                "epoch": checkpoint.epoch, "params": net.params.copy()}
+
+        def after(e, loss, dt):
+            err = internal.holdout_error(net, held, state.train_scale, _norm(state))
+            if err < best["err"] * HOLDOUT_MARGIN:
+                best.update(err=err, epoch=e + 1, params=net.params.copy())
+            return on_epoch(e, loss, dt, samples)
+    history = run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
+                         callback=after, lr=settings.lr)
+    if held is not None:
+        net.params[...] = best["params"]
+        state.finetune = best["epoch"] / settings.epochs  # 0: the prior alone rebuilt the strip best
+    return history
 
 
 def preview(net, img, settings, state, crop=96):
@@ -335,12 +363,18 @@ def describe(settings, state):
            "learned": state.to_dict(),
            "start": ("the built-in prior" if settings.prior == "builtin" else
                      "nothing (learned from the image alone)" if settings.prior == "none" else settings.prior)}
+    step = state.train_scale or settings.scale
     if state.finetune == 0:
-        step = state.train_scale or settings.scale
         out["note"] = ("the prior alone" if settings.steps == 0 else
-                       "the prior alone (a prior in low-resolution space is used as trained)" if state.lowres else
+                       f"the prior alone (a x{step:g} prior is not fine-tuned: it would learn from the image "
+                       f"shrunk {step * step:g} times)" if state.lowres and step > MAX_STEP else
+                       "the prior alone (fine-tuning rebuilt a held-out strip of the image no better, or the "
+                       "image is too small to hold one out)" if state.lowres else
                        "the prior alone (upscales in several stages are not fine-tuned)" if step < settings.scale else
                        "the prior alone (fine-tuning measured no better one scale down)")
+    elif state.lowres and state.finetune is not None and settings.prior != "none":
+        out["note"] = (f"fine-tuned for {state.finetune * settings.epochs:.0f} of {settings.epochs} epochs "
+                       f"(the epoch that rebuilt a held-out strip of the image best)")
     return out
 
 

@@ -16,7 +16,8 @@ from . import checkpoint as ckpt
 from . import internal, prior
 from .conv import upsampling
 from .atomic import atomic_write
-from .errors import UserError
+from .errors import SpecError, UserError
+from .losses import get_residual_loss
 from .optimizers import get_optimizer
 
 
@@ -34,6 +35,7 @@ def defaults(scale):
         "batch_size": batch,
         "crop": crop,       # side of the high-resolution crops
         "lr": 0.001,
+        "loss": "mse",      # of the residual
         "seed": 0,
     }
 
@@ -64,6 +66,8 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
         net = internal.zero_last(build_network(cfg["layers"], 1, 1, cfg["seed"]))
         history, ck = [], ckpt.Checkpoint()
+    cfg.setdefault("loss", "mse")  # priors written before --loss
+    get_residual_loss(cfg["loss"], SpecError)
     if cfg["crop"] < 2 * scale:
         raise UserError(f"--crop {cfg['crop']} is too small for x{scale}: give at least {2 * scale} "
                         f"(the shrunk crop needs 2 pixels a side)")
@@ -78,7 +82,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
 
     def step_epoch(e):
         sampler.refresh()
-        return internal.train_epoch(net, sampler, e, K, cfg["batch_size"], cfg["lr"], total, opt)
+        return internal.train_epoch(net, sampler, e, K, cfg["batch_size"], cfg["lr"], total, opt, cfg["loss"])
 
     def after_epoch(e, loss, dt):
         rec = {"epoch": e + 1, "loss": loss, "val_gain_db": prior.validation_gain(net, val, scale),
