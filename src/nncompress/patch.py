@@ -83,6 +83,7 @@ ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes 
 HOLDOUT = 0.2          # a prior in low-resolution space is fine-tuned on the image less an edge strip this
                        # share of it (its most detailed); after each epoch the strip is rebuilt from its own
 HOLDOUT_MARGIN = 0.99  # shrink, and the epoch that did best (by 1%, 0.04 dB; or none) is kept
+HOLDOUT_PATIENCE = 3   # epochs without a better one before fine-tuning stops (the best is kept)
 HOLDOUT_MIN = 8        # strips narrower than this many low-resolution pixels cannot tell: the prior alone
 MAX_STEP = 2.0  # largest scale learned in one step: x4 as two x2 steps
 MIN_SIDE = 8    # smallest low-resolution side a training pair may have
@@ -314,7 +315,7 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
             err = internal.holdout_error(net, held, state.train_scale, _norm(state))
             if err < best["err"] * HOLDOUT_MARGIN:
                 best.update(err=err, epoch=e + 1, params=net.params.copy())
-            return on_epoch(e, loss, dt, samples)
+            return on_epoch(e, loss, dt, samples) or e + 1 - best["epoch"] >= HOLDOUT_PATIENCE
     history = run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
                          callback=after, lr=settings.lr)
     if held is not None:
