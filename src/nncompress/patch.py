@@ -374,8 +374,9 @@ def describe(settings, state):
                        "the prior alone (upscales in several stages are not fine-tuned)" if step < settings.scale else
                        "the prior alone (fine-tuning measured no better one scale down)")
     elif state.lowres and state.finetune is not None and settings.prior != "none":
-        out["note"] = (f"fine-tuned for {state.finetune * settings.epochs:.0f} of {settings.epochs} epochs "
-                       f"(the epoch that rebuilt a held-out strip of the image best)")
+        out["note"] = (f"fine-tuned: kept epoch {state.finetune * settings.epochs:.0f} of {settings.epochs}, the one "
+                       f"that rebuilt a held-out strip of the image best (it stops after {HOLDOUT_PATIENCE} "
+                       f"epochs without a better one)")
     return out
 
 
