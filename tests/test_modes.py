@@ -96,7 +96,7 @@ def test_settings_hold_only_what_the_user_chose(tmp_path):
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
     assert set(meta["settings"]) == set(comp.settings.to_dict()) and "extra" not in meta["settings"]
-    assert set(meta["state"]) == {"mean", "spread", "alpha", "train_scale", "finetune", "lowres"} and meta["state"]["spread"] > 0
+    assert set(meta["state"]) == {"mean", "spread", "alpha", "train_scale", "finetune", "lowres", "kept_epoch"} and meta["state"]["spread"] > 0
 
 
 def test_a_layer_argument_survives_the_round_trip():

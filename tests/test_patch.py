@@ -100,12 +100,15 @@ def test_low_resolution_crops_line_up_with_their_targets():
         assert r.shape == (b.shape[0] * 2, b.shape[1] * 2) and r.shape[0] <= round(41 * f)
 
 
-def test_holdout_cuts_off_the_most_detailed_edge_strip():
-    ch = np.zeros((50, 40))
-    ch[:, -8:] = np.random.default_rng(0).random((50, 8))  # detail along the right edge
-    rest, strip = internal.holdout(ch, 0.2)
-    assert strip.shape == (50, 8) and rest.shape == (50, 32)
-    np.testing.assert_array_equal(np.hstack([rest, strip]), ch)
+def test_holdout_cuts_off_the_most_detailed_edge_strip_of_all_channels_alike():
+    rng = np.random.default_rng(0)
+    r, g = np.zeros((50, 40)), np.zeros((50, 40))
+    r[:, -8:] = rng.random((50, 8))      # detail along the right edge
+    g[:10] = 0.3 * rng.random((10, 40))  # less along the top
+    (rest_r, rest_g), (strip_r, strip_g) = internal.holdout([r, g], 0.2)
+    assert strip_r.shape == strip_g.shape == (50, 8) and rest_r.shape == rest_g.shape == (50, 32)
+    np.testing.assert_array_equal(np.hstack([rest_r, strip_r]), r)
+    np.testing.assert_array_equal(np.hstack([rest_g, strip_g]), g)
 
 
 @pytest.mark.slow
@@ -135,14 +138,33 @@ def _x2_run(img, **kw):
     return comp
 
 
-def test_a_fine_tune_that_rebuilds_the_held_out_strip_worse_is_dropped():
+def test_a_fine_tune_that_rebuilds_the_held_out_strip_worse_is_dropped(tmp_path):
     """With a rate that wrecks the network, no epoch beats the prior on the
-    held-out strip: the prior comes back, bit for bit."""
+    held-out strip: the prior comes back, bit for bit, in memory and in
+    the saved model, and a resumed run trains no further."""
     lr = read_image(shared_image("camera.png"))[0][128:256, 128:256]
     alone = _x2_run(lr, steps=0)
-    wrecked = _x2_run(lr, epochs=2, steps=3, lr=5.0)
-    assert wrecked.state.finetune == 0 and "no better" in patch.describe(wrecked.settings, wrecked.state)["note"]
+    wrecked = _x2_run(lr, epochs=6, steps=3, lr=5.0)
+    assert wrecked.state.kept_epoch == 0 and wrecked.state.finetune == 0
+    assert "no better" in patch.describe(wrecked.settings, wrecked.state)["note"]
     np.testing.assert_array_equal(wrecked.upscale(256, 256), alone.upscale(256, 256))
+    wrecked.save(tmp_path / "m.npz")
+    again = Compresser.load(tmp_path / "m.npz", resume=True)
+    np.testing.assert_array_equal(again.net.params, alone.net.params)
+    assert again.train(lr, again.settings).loss == []
+
+
+def test_ctrl_c_in_a_fine_tune_keeps_its_best_epoch_so_far():
+    lr = read_image(shared_image("camera.png"))[0][128:256, 128:256]
+    s = make_settings(dict(patch.DEFAULTS), scale=2.0, frames=0, seed=0, ensemble=1, epochs=6, steps=3, lr=5.0)
+    comp, _ = Compresser.for_image(lr, 8, s)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        comp.train(lr, s, on_epoch=interrupt)
+    assert comp.state.kept_epoch == 0 and comp.checkpoint.epoch == 0
+    np.testing.assert_array_equal(comp.net.params, _x2_run(lr, steps=0).net.params)
 
 
 @pytest.mark.slow

@@ -158,7 +158,7 @@ def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_pat
     r = run("train", digit, "--mode", "patch", "--scale", 2, "--prior", tmp_path / "p2.npz", "--steps", 2,
             "--frames", 0, "-q", "-o", tmp_path / "run2")
     assert r.exit_code == 0, r.output
-    assert "too small to hold one out" in run("info", tmp_path / "run2", "--json").output
+    assert "too small to hold out a strip" in run("info", tmp_path / "run2", "--json").output
 
 
 def test_a_shuffle_that_does_not_match_the_scale_is_refused(tmp_path, folder, digit):

@@ -143,19 +143,24 @@ class CropSampler:
         return X, T
 
 
-def holdout(ch, share=0.2):
-    """(rest, strip): ``ch`` (H, W) cut into the strip of ``share`` of its
-    width or height along one edge, the edge strip with the most detail
-    (gradient energy), and the rest, which stays one rectangle."""
-    h, w = ch.shape
-    gy, gx = np.abs(np.diff(ch, axis=0)), np.abs(np.diff(ch, axis=1))
+def holdout(channels, share=0.2):
+    """(rests, strips): each of ``channels`` (H, W) cut the same way, into
+    the strip of ``share`` of its width or height along one edge, the edge
+    strip with the most detail (gradient energy, summed over the channels),
+    and the rest, which stays one rectangle."""
+    h, w = channels[0].shape
     dh, dw = max(1, round(h * share)), max(1, round(w * share))
-    cuts = {"top": (ch[dh:], ch[:dh], gy[:dh - 1].sum() + gx[:dh].sum()),
-            "bottom": (ch[:h - dh], ch[h - dh:], gy[h - dh:].sum() + gx[h - dh:].sum()),
-            "left": (ch[:, dw:], ch[:, :dw], gx[:, :dw - 1].sum() + gy[:, :dw].sum()),
-            "right": (ch[:, :w - dw], ch[:, w - dw:], gx[:, w - dw:].sum() + gy[:, w - dw:].sum())}
-    rest, strip, _ = max(cuts.values(), key=lambda c: c[2] / c[1].size)
-    return np.ascontiguousarray(rest), np.ascontiguousarray(strip)
+    energy = {k: 0.0 for k in ("top", "bottom", "left", "right")}
+    for ch in channels:
+        gy, gx = np.abs(np.diff(ch, axis=0)), np.abs(np.diff(ch, axis=1))
+        energy["top"] += (gy[:dh - 1].sum() + gx[:dh].sum()) / (dh * w)
+        energy["bottom"] += (gy[h - dh:].sum() + gx[h - dh:].sum()) / (dh * w)
+        energy["left"] += (gx[:, :dw - 1].sum() + gy[:, :dw].sum()) / (h * dw)
+        energy["right"] += (gx[:, w - dw:].sum() + gy[:, w - dw:].sum()) / (h * dw)
+    cut = {"top": (np.s_[dh:], np.s_[:dh]), "bottom": (np.s_[:h - dh], np.s_[h - dh:]),
+           "left": (np.s_[:, dw:], np.s_[:, :dw]), "right": (np.s_[:, :w - dw], np.s_[:, w - dw:])}
+    rest, strip = cut[max(energy, key=energy.get)]
+    return ([np.ascontiguousarray(c[rest]) for c in channels], [np.ascontiguousarray(c[strip]) for c in channels])
 
 
 def holdout_error(net, strips, scale, norm):

@@ -96,7 +96,8 @@ class State(_State):
     alpha: float | None = None        # detail gain from self-validation (None: 1)
     train_scale: float | None = None  # the scale of one learned step
     finetune: float | None = None     # 1: fine-tuned on the image; 0: the prior alone measured better
-    lowres: float | None = None       # 1: a prior in low-resolution space (a last pixel shuffle), used as trained
+    lowres: float | None = None       # 1: a prior in low-resolution space (a last pixel shuffle)
+    kept_epoch: float | None = None   # its fine-tune, checked on a held-out strip: the epoch kept (0: none)
 
 
 # ------------------------------------------------------------------- colour
@@ -270,19 +271,26 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
         state.alpha, state.finetune = 1.0, 0.0
+    if state.kept_epoch is not None:  # resumed: a fine-tune checked on a held-out strip is finished
+        from .training import History
+        on_start()
+        return History()
     held = None
-    if state.lowres and state.finetune is None and state.train_scale > MAX_STEP:
+    if state.lowres and state.finetune is None and settings.scale > state.train_scale * internal.LOWRES_SLACK:
+        # several stages of an x2 prior: measured at x4, brick 1.3 dB below two stages of the prior alone
+        state.alpha, state.finetune = 1.0, 0.0
+    elif state.lowres and state.finetune is None and state.train_scale > MAX_STEP:
         # a x4 prior would learn from the image shrunk 16 times: measured brick 3.4 dB below the prior
         # alone (100 steps at 2.5e-5; 6.3 below at 2.5e-4), the other five photos within 0.1 dB
         state.alpha, state.finetune = 1.0, 0.0
     elif state.lowres and state.finetune is None:
         # fine-tuned on the image less a held-out strip; the strip decides how far (see below)
-        parts = [internal.holdout(c, HOLDOUT) for c in learned]
-        if min(min(p[1].shape) for p in parts) < HOLDOUT_MIN * state.train_scale:
+        rest, strips = internal.holdout(learned, HOLDOUT)
+        if min(strips[0].shape) < HOLDOUT_MIN * state.train_scale:
             state.alpha, state.finetune = 1.0, 0.0  # too small to check a fine-tune on
         else:
             state.alpha = 1.0
-            learned, held = [p[0] for p in parts], [p[1] for p in parts]
+            learned, held = rest, strips
     if state.alpha is None and settings.prior != "none" and state.train_scale < settings.scale:
         # several stages (x4 as two x2): a fine-tune on the 1/S copy measured catastrophic on brick
         # (24.38 dB, 3.4 below bicubic and 8.2 below the prior alone) although self-validation chose it
@@ -306,22 +314,51 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         return internal.train_epoch(net, sampler, e, K, settings.batch_size, _lr(settings), total, opt)
 
     samples = K * settings.batch_size * sampler.crop ** 2
-    after = lambda e, loss, dt: on_epoch(e, loss, dt, samples)
-    if held is not None:  # early stopping on the held-out strip: keep the epoch that rebuilt it best
-        best = {"err": internal.holdout_error(net, held, state.train_scale, _norm(state)),
-                "epoch": checkpoint.epoch, "params": net.params.copy()}
+    if held is None:
+        return run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
+                          callback=lambda e, loss, dt: on_epoch(e, loss, dt, samples), lr=settings.lr)
+    return _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint,
+                          lambda e, loss, dt: on_epoch(e, loss, dt, samples))
 
-        def after(e, loss, dt):
-            err = internal.holdout_error(net, held, state.train_scale, _norm(state))
-            if err < best["err"] * HOLDOUT_MARGIN:
-                best.update(err=err, epoch=e + 1, params=net.params.copy())
-            return on_epoch(e, loss, dt, samples) or e + 1 - best["epoch"] >= HOLDOUT_PATIENCE
-    history = run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
-                         callback=after, lr=settings.lr)
-    if held is not None:
-        net.params[...] = best["params"]
-        state.finetune = best["epoch"] / settings.epochs  # 0: the prior alone rebuilt the strip best
-    return history
+
+def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint, on_epoch):
+    """``run_epochs`` that keeps the epoch whose network rebuilds the
+    held-out strips best from their shrinks (by HOLDOUT_MARGIN; epoch 0,
+    the prior, if none does), and stops after HOLDOUT_PATIENCE epochs
+    without a better one. The checkpoint goes back to that epoch, so the
+    model saved is the one kept, and so it is on Ctrl-C and on a loss that
+    diverges (which then ends the fine-tune, no error). The fine-tune is
+    then finished: a resumed run trains no further."""
+    import copy
+    from .training import History, TrainingDiverged, run_epochs
+    error = lambda: internal.holdout_error(net, held, state.train_scale, _norm(state))
+    checkpoint.take(checkpoint.epoch, net.params, opt, rng)
+    best = {"err": error(), "ck": copy.deepcopy(checkpoint)}
+    seen = History()
+
+    def after(e, loss, dt):
+        seen.loss.append(loss)
+        err = error()
+        if err < best["err"] * HOLDOUT_MARGIN:
+            best.update(err=err, ck=copy.deepcopy(checkpoint))  # run_epochs took epoch e + 1 just before
+        return on_epoch(e, loss, dt) or e + 1 - best["ck"].epoch >= HOLDOUT_PATIENCE
+
+    def keep_best():
+        checkpoint.__dict__.update(copy.deepcopy(best["ck"].__dict__))
+        net.params[...] = checkpoint.params
+        state.kept_epoch = float(checkpoint.epoch)
+        state.finetune = 1.0 if checkpoint.epoch else 0.0
+
+    try:
+        run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint, callback=after,
+                   lr=settings.lr)
+    except KeyboardInterrupt:
+        keep_best()
+        raise
+    except TrainingDiverged:
+        pass
+    keep_best()
+    return seen
 
 
 def preview(net, img, settings, state, crop=96):
@@ -365,18 +402,20 @@ def describe(settings, state):
            "start": ("the built-in prior" if settings.prior == "builtin" else
                      "nothing (learned from the image alone)" if settings.prior == "none" else settings.prior)}
     step = state.train_scale or settings.scale
-    if state.finetune == 0:
+    if state.kept_epoch:
+        out["note"] = (f"fine-tuned: kept epoch {state.kept_epoch:.0f}, the one that rebuilt a held-out strip of "
+                       f"the image best (it stops after {HOLDOUT_PATIENCE} epochs without a better one)")
+    elif state.finetune == 0:
         out["note"] = ("the prior alone" if settings.steps == 0 else
+                       "the prior alone (upscales in several stages are not fine-tuned)" if
+                       settings.scale > step * (internal.LOWRES_SLACK if state.lowres else 1.0) else
                        f"the prior alone (a x{step:g} prior is not fine-tuned: it would learn from the image "
                        f"shrunk {step * step:g} times)" if state.lowres and step > MAX_STEP else
-                       "the prior alone (fine-tuning rebuilt a held-out strip of the image no better, or the "
-                       "image is too small to hold one out)" if state.lowres else
-                       "the prior alone (upscales in several stages are not fine-tuned)" if step < settings.scale else
+                       "the prior alone (fine-tuning rebuilt a held-out strip of the image no better)"
+                       if state.kept_epoch == 0 else
+                       "the prior alone (the image is too small to hold out a strip to check a fine-tune on)"
+                       if state.lowres else
                        "the prior alone (fine-tuning measured no better one scale down)")
-    elif state.lowres and state.finetune is not None and settings.prior != "none":
-        out["note"] = (f"fine-tuned: kept epoch {state.finetune * settings.epochs:.0f} of {settings.epochs}, the one "
-                       f"that rebuilt a held-out strip of the image best (it stops after {HOLDOUT_PATIENCE} "
-                       f"epochs without a better one)")
     return out
 
 
