@@ -274,8 +274,18 @@ def _buffer(bufs, name, shape, dtype):
     return buf[:n].reshape(shape)
 
 
+def _per_block(n):
+    """Pixels per block for ``n``: an even number of blocks of at most
+    BLOCK (rounded up to ALIGN rows), so two workers share them evenly. The
+    split depends on ``n`` alone, never on the thread count (the weight
+    gradient's blocks are summed in order: the same bits on any)."""
+    nb = -(-n // BLOCK)
+    nb += nb % 2
+    return -(-(-(-n // nb)) // ALIGN) * ALIGN  # ceil(n / nb), rounded up to a whole number of ALIGN
+
+
 def _run(ex, fn, n, per=None):
-    per = per or BLOCK
+    per = per or _per_block(n)
     blocks = [(p, min(n, p + per)) for p in range(0, n, per)]
     return [fn(b) for b in blocks] if ex is None else list(ex.map(fn, blocks))
 
@@ -307,12 +317,9 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
 
     def block(r):
         p0, p1 = r
-        cols = _buffer(bufs, "cols", (BLOCK, K), X.dtype)
+        cols = _buffer(bufs, "cols", (p1 - p0, K), X.dtype)
         im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols)
-        if p1 - p0 == BLOCK:
-            np.matmul(cols, Wm, out=Zf[p0:p1])
-        else:
-            Zf[p0:p1] = (cols @ Wm)[:p1 - p0]
+        np.matmul(cols, Wm, out=Zf[p0:p1])
         Zf[p0:p1] += bias
         if relu:
             np.maximum(Zf[p0:p1], 0, out=Zf[p0:p1])
@@ -329,11 +336,9 @@ def weight_grad_gemm(X, dZ, k, top, left, mode, dW):
 
     def block(r):
         p0, p1 = r
-        cols = _buffer(bufs, "cols", (BLOCK, dW.shape[0]), X.dtype)
+        cols = _buffer(bufs, "cols", (p1 - p0, dW.shape[0]), X.dtype)
         im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols)
-        if p1 - p0 == BLOCK:
-            return cols.T @ dZf[p0:p1]
-        return cols[:p1 - p0].T @ dZf[p0:p1]
+        return cols.T @ dZf[p0:p1]
 
     parts = _run(ex, block, B * Ho * Wo)
     dW[...] = parts[0]
