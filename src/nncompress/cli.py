@@ -102,7 +102,11 @@ def errors():
     except RunInterrupted as e:
         err.print(f"interrupted at epoch {e.epoch} of {e.epochs}: saved {e.paths.model}", highlight=False,
                   markup=False, soft_wrap=True)
-        err.print(f"go on with: {e.resume_command()}", highlight=False, markup=False, soft_wrap=True)
+        if e.finished:  # a fine-tune checked on a held-out strip ends at its best epoch so far
+            err.print(f"{e.finished}; it is finished (--resume trains no further)", highlight=False, markup=False,
+                      soft_wrap=True)
+        else:
+            err.print(f"go on with: {e.resume_command()}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
     except KeyboardInterrupt:
         err.print("interrupted", highlight=False)
@@ -191,8 +195,9 @@ def train(
         if not quiet:
             m, p = result.compresser.meta, result.paths
             what = result.compresser.describe()["score_detail"]
-            trained = (f"{m['epochs']} epochs, loss {m['loss']:.4g}" if m["loss"] is not None
-                       else result.compresser.describe().get("note", "nothing to train"))
+            note = result.compresser.describe().get("note")
+            trained = (note if note else f"{m['epochs']} epochs, loss {m['loss']:.4g}" if m["loss"] is not None
+                       else "nothing to train")
             report.print(f"done: {trained}, PSNR {m['psnr']:.2f} dB ({what})")
             report.print(f"time: {timing_text(result.seconds)}")
             for path in (p.model, p.upscaled, p.gif, p.history):
@@ -236,8 +241,10 @@ def upscale(
 ):
     """Upscale images, whole folders, or a trained model. Images go through
     patch mode: the built-in prior nearest the scale (x2, or x4 for x3 and
-    up), averaged over 8 rotations and flips, back-projected onto the input;
-    --prior none learns from each image instead. Metadata (EXIF, ICC), alpha
+    up; at x2 fine-tuned on the image while that rebuilds a held-out strip of
+    it better), averaged over 8 rotations and flips (not --preset fast),
+    back-projected onto the input; --prior none learns from each image
+    instead. Metadata (EXIF, ICC), alpha
     and 16-bit depth are kept."""
     from .batch import BatchInterrupted, Request, plan, run, single
     from .batchview import BatchView

@@ -117,6 +117,9 @@ class Compresser:
         self.settings = settings
         history = self.impl.train(self.net, img, settings, self.state, checkpoint=ck, on_start=on_start,
                                   on_epoch=epoch_done, on_progress=on_progress)
+        if ck.epoch < self.meta["epochs"]:  # early stopping went back to an earlier epoch: its loss
+            kept = ck.epoch - start - 1
+            self.meta["loss"] = float(history.loss[kept]) if 0 <= kept < len(history.loss) else None
         self.meta["epochs"] = ck.epoch
         if score:
             self.meta["psnr"] = self.score(img)

@@ -404,7 +404,7 @@ def describe(settings, state):
     step = state.train_scale or settings.scale
     if state.kept_epoch:
         out["note"] = (f"fine-tuned: kept epoch {state.kept_epoch:.0f}, the one that rebuilt a held-out strip of "
-                       f"the image best (it stops after {HOLDOUT_PATIENCE} epochs without a better one)")
+                       f"the image best")
     elif state.finetune == 0:
         out["note"] = ("the prior alone" if settings.steps == 0 else
                        "the prior alone (upscales in several stages are not fine-tuned)" if

@@ -26,9 +26,10 @@ FRAME_RE = re.compile(r"^epoch_(\d+)\.png$")
 class RunInterrupted(Exception):
     """Ctrl-C during training; everything up to the last whole epoch was saved."""
 
-    def __init__(self, paths, image, epoch, epochs):
+    def __init__(self, paths, image, epoch, epochs, finished=None):
         super().__init__("interrupted")
         self.paths, self.image, self.epoch, self.epochs = paths, image, epoch, epochs
+        self.finished = finished  # why the run is over as it is (nothing to go on with), or None
 
     def resume_command(self):
         """A command that goes on where this run stopped, as given."""
@@ -162,7 +163,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             comp.meta["psnr"] = comp.score(img, on_progress)
     except KeyboardInterrupt:
         save_all()
-        raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs) from None
+        done = comp.describe().get("note") if getattr(comp.state, "kept_epoch", None) is not None else None
+        raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs, done) from None
     except TrainingDiverged as e:
         save_all(paths.last_good)  # an earlier run's model.npz stays as it was
         raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
