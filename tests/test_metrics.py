@@ -33,6 +33,19 @@ def test_imresize_properties():
     np.testing.assert_allclose(weights(10, 5, 0.5).sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("shape,size", [((9, 7), (18, 14)), ((40, 33, 3), (10, 11)), ((5, 30), (17, 7)),
+                                        ((1, 12), (1, 5)), ((16, 16), (16, 48))])
+def test_imresize_equals_the_weight_matrices(shape, size):
+    """The tap sums give what the (out, in) matrices of the definition give."""
+    img = np.random.default_rng(4).random(shape)
+    sh, sw = size[0] / shape[0], size[1] / shape[1]
+    want = img
+    for axis in ((0, 1) if sh <= sw else (1, 0)):
+        M = weights(want.shape[axis], size[axis], (sh, sw)[axis])
+        want = np.moveaxis(np.tensordot(M, want, axes=([1], [axis])), 0, axis)
+    np.testing.assert_allclose(imresize(img, size=size), want, rtol=0, atol=1e-13)
+
+
 def test_y_channel_matches_matlab():
     white, black = np.ones((1, 1, 3)), np.zeros((1, 1, 3))
     np.testing.assert_allclose(rgb_to_y(white), 235.0)

@@ -6,6 +6,7 @@ Every kernel has a plain-numpy oracle in ``tests/test_kernels.py``.
 * ``activations``: activation codes, value and slope per row, fused bias + activation
 * ``dense``: loss and optimizer kernels, the fused small-network epoch and forward pass
 * ``conv``: convolution (direct kernels, im2col with virtual padding, the reflect pad's adjoint)
+* ``resize``: one axis of a MATLAB-style resize as sums of a few taps (oracle: the weight matrix, tests/test_metrics.py)
 """
 
 import os
