@@ -119,6 +119,27 @@ def test_the_loss_is_chosen_recorded_and_checked(tmp_path, folder):
     assert r.exit_code == 2 and "unknown loss 'l2'" in r.output and "Traceback" not in r.output
 
 
+def test_a_prior_grown_deeper_starts_where_it_ended(tmp_path, folder):
+    """--init: the prior's layers fill the deeper network's in order and the
+    extra conv between two ReLUs starts as the identity, so before any
+    step the deeper network gives the prior's output; a layer that cannot
+    start as the identity is bad input."""
+    from nncompress.spec import build_network
+    r = run("pretrain", folder, *TINY[:-2], "conv3:4:relu,conv3:4:relu,conv3:out", "-q", "-o", tmp_path / "p.npz")
+    assert r.exit_code == 0, r.output
+    small, _ = prior.load(str(tmp_path / "p.npz"), 2)
+    deep = prior.grow(build_network("conv3:4:relu,conv3:4:relu,conv3:4:relu,conv3:out", 1, 1, 5), small)
+    X = np.random.default_rng(0).random((2, 12, 12, 1)).astype(np.float32)
+    np.testing.assert_array_equal(deep.forward(X), small.forward(X))
+    r = run("pretrain", folder, *TINY[:-2], "conv3:4:relu,conv3:4:relu,conv3:4:relu,conv3:out", "-q",
+            "--init", tmp_path / "p.npz", "-o", tmp_path / "deep.npz")
+    assert r.exit_code == 0, r.output
+    assert prior.load(str(tmp_path / "deep.npz"), 2)[1]["settings"]["init"] == str(tmp_path / "p.npz")
+    r = run("pretrain", folder, *TINY[:-2], "conv3:4:relu,conv3:6:relu,conv3:out", "-q",
+            "--init", tmp_path / "p.npz", "-o", tmp_path / "bad.npz")
+    assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output
+
+
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):
     r = run("train", digit, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "c")
     assert r.exit_code == 0

@@ -331,6 +331,7 @@ def pretrain(
     crop: Annotated[Optional[int], typer.Option("--crop", help="Side of the high-resolution crops.", show_default="64 at x2, else 24 x scale")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default="0.001")] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="mse or l1, of the predicted residual.", show_default="mse")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="Start from this prior (a new run, a fresh schedule): its layers fill --layers' in order, extra convs between ReLUs start as the identity, so a deeper network starts where the prior ended.", show_default="none")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
@@ -359,7 +360,7 @@ def pretrain(
             r = run(folders, scale, target, resume=resume, on_epoch=on_epoch,
                     warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True),
                     command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]), layers=layers, epochs=epochs,
-                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, seed=seed)
+                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, init=init, seed=seed)
         except KeyboardInterrupt:
             report.close()
             err.print(f"interrupted: {target} holds the last whole epoch; go on with: nncompress pretrain "

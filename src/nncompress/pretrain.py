@@ -64,7 +64,14 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
             raise UserError(f"'{resume}' is a x{meta['scale']} prior; pass --scale {meta['scale']}")
     else:
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
-        net = internal.zero_last(build_network(cfg["layers"], 1, 1, cfg["seed"]))
+        net = build_network(cfg["layers"], 1, 1, cfg["seed"])
+        if cfg.get("init"):  # grown from a prior: it starts where that prior ended
+            start, start_meta = prior.load(cfg["init"], scale)
+            if int(start_meta["scale"]) != int(scale):
+                raise UserError(f"--init '{cfg['init']}' is a x{start_meta['scale']} prior; pass --scale {start_meta['scale']}")
+            prior.grow(net, start)
+        else:
+            internal.zero_last(net)
         history, ck = [], ckpt.Checkpoint()
     cfg.setdefault("loss", "mse")  # priors written before --loss
     get_residual_loss(cfg["loss"], SpecError)

@@ -21,6 +21,7 @@ import numpy as np
 from . import internal
 from .errors import ImageError, UserError
 from .imaging import read_image
+from .layers import Activation, Conv2D
 from .resize import imresize
 
 NORM = internal.Norm(0.45, 0.25)  # fixed: the prior sees many images, not one
@@ -122,6 +123,38 @@ def validation_gain(net, images, scale):
         err = [np.mean((np.clip(a, 0, 1) - hr)[b:-b, b:-b] ** 2) for a in (base, up)]
         gains.append(10 * np.log10(err[0] / max(err[1], 1e-12)))
     return float(np.mean(gains)) if gains else float("nan")
+
+
+def grow(net, start):
+    """Start ``net`` from the prior network ``start``, deeper: the weight
+    layers of ``start`` fill those of ``net`` of the same shapes, in order,
+    and each extra C -> C conv between two ReLUs starts as the identity
+    (its input is a ReLU's, so ReLU(x) = x): ``net`` then computes what
+    ``start`` did, with room to learn more (Net2Net, Chen et al. 2016)."""
+    from .errors import SpecError
+    old = [l for l in start.layers if l.has_weights]
+    i = 0
+    for j, layer in enumerate(net.layers):
+        if not layer.has_weights:
+            continue
+        if i < len(old) and all(layer.params[k].shape == old[i].params[k].shape for k in layer.params):
+            for k in layer.params:
+                layer.params[k][...] = old[i].params[k]
+            i += 1
+            continue
+        relu = lambda l: isinstance(l, Activation) and l.name == "relu"
+        k, C, O = getattr(layer, "kernel", 0), getattr(layer, "in_channels", 0), getattr(layer, "channels", -1)
+        if not (isinstance(layer, Conv2D) and C == O and relu(net.layers[j - 1])
+                and j + 1 < len(net.layers) and relu(net.layers[j + 1])):
+            raise SpecError(f"--init: layer {j} of --layers has no counterpart in the prior and cannot start as "
+                            f"the identity (only a conv of as many channels out as in, between two ReLUs, can)")
+        layer.params["b"][...] = 0
+        W = layer.params["W"].reshape(k, k, C, O)
+        W[...] = 0
+        W[k // 2, k // 2, np.arange(C), np.arange(C)] = 1
+    if i < len(old):
+        raise SpecError(f"--init: the prior has {len(old)} weight layers and --layers matches only {i} of them in order")
+    return net
 
 
 def is_prior(meta):
