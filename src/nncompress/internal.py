@@ -163,16 +163,22 @@ def holdout(channels, share=0.2):
     return ([np.ascontiguousarray(c[rest]) for c in channels], [np.ascontiguousarray(c[strip]) for c in channels])
 
 
-def holdout_error(net, strips, scale, norm):
-    """Squared error of rebuilding each of ``strips`` from its 1/scale
-    shrink (one pass, no back-projection), a border of 2 x scale left out
-    (where the strip's cut edge, not the network, decides)."""
+def holdout_pairs(strips, scale):
+    """[(shrink, strip)]: each of ``strips`` cut to a whole number of
+    low-resolution pixels, and its 1/scale shrink."""
     S = int(scale)
+    hrs = [s[:s.shape[0] - s.shape[0] % S, :s.shape[1] - s.shape[1] % S] for s in strips]
+    return [(imresize(hr, 1.0 / S), hr) for hr in hrs]
+
+
+def holdout_error(net, pairs, norm):
+    """Squared error of rebuilding each strip of ``pairs`` (``holdout_pairs``)
+    from its shrink (one pass, no back-projection), a border of 2 x scale
+    left out (where the strip's cut edge, not the network, decides)."""
     total = 0.0
-    for strip in strips:
-        hr = strip[:strip.shape[0] - strip.shape[0] % S, :strip.shape[1] - strip.shape[1] % S]
-        up = refine(net, imresize(hr, 1.0 / S), hr.shape, norm, ensemble=False)
-        b = 2 * S
+    for lr, hr in pairs:
+        up = refine(net, lr, hr.shape, norm, ensemble=False)
+        b = 2 * (hr.shape[0] // lr.shape[0])
         total += float(np.sum((up - hr)[b:-b, b:-b] ** 2))
     return total
 

@@ -32,7 +32,8 @@ A mode module provides::
         picture to upscale (None when TAKES_IMAGE is False); ``on_progress(what,
         done, total)`` as the work goes (tiles, stages, back-projection)
     describe(settings, state) -> dict   for ``info`` and the end of ``train``: "score"
-        (what the PSNR measures, short), "score_detail" (in full), "learned" (state dict)
+        (what the PSNR measures, short), "score_detail" (in full), "learned" (state dict);
+        optionally "start", "note", and "finished" (True: --resume would train no further)
     loss_psnr(loss, settings, state) -> float | None   PSNR a training loss implies
 """
 

@@ -271,10 +271,6 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
         state.alpha, state.finetune = 1.0, 0.0
-    if state.kept_epoch is not None:  # resumed: a fine-tune checked on a held-out strip is finished
-        from .training import History
-        on_start()
-        return History()
     held = None
     # (an x2 prior in several stages is fine-tuned too: at x4 with --prior x2.npz, +0.41 dB on average over
     # its two stages alone, brick +2.31, none below -0.03; the held-out strip checks one x2 step)
@@ -299,7 +295,9 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         probe.params[...] = net.params
         state.alpha, tune = calibrate(probe, img, settings, state, max(1, round(total * PROBE_SHARE)), on_progress)
         state.finetune = float(tune)
-    if state.finetune == 0:  # nothing to train: the prior alone measured best
+    if state.finetune == 0 or state.kept_epoch is not None:
+        # nothing to train: the prior alone measured best, or (resumed) a fine-tune checked on a held-out
+        # strip is finished
         from .training import History
         on_start()
         return History()
@@ -330,7 +328,8 @@ def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint,
     then finished: a resumed run trains no further."""
     import copy
     from .training import History, TrainingDiverged, run_epochs
-    error = lambda: internal.holdout_error(net, held, state.train_scale, _norm(state))
+    pairs = internal.holdout_pairs(held, state.train_scale)
+    error = lambda: internal.holdout_error(net, pairs, _norm(state))
     checkpoint.take(checkpoint.epoch, net.params, opt, rng)
     best = {"err": error(), "ck": copy.deepcopy(checkpoint)}
     seen = History()
@@ -401,6 +400,8 @@ def describe(settings, state):
            "start": ("the built-in prior" if settings.prior == "builtin" else
                      "nothing (learned from the image alone)" if settings.prior == "none" else settings.prior)}
     step = state.train_scale or settings.scale
+    if state.kept_epoch is not None:
+        out["finished"] = True  # a fine-tune checked on a held-out strip: --resume trains no further
     if state.kept_epoch:
         out["note"] = (f"fine-tuned: kept epoch {state.kept_epoch:.0f}, the one that rebuilt a held-out strip of "
                        f"the image best")

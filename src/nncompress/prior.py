@@ -133,6 +133,7 @@ def grow(net, start):
     ``start`` did, with room to learn more (Net2Net, Chen et al. 2016)."""
     from .errors import SpecError
     old = [l for l in start.layers if l.has_weights]
+    relu = lambda l: isinstance(l, Activation) and l.name == "relu"
     i = 0
     for j, layer in enumerate(net.layers):
         if not layer.has_weights:
@@ -142,7 +143,6 @@ def grow(net, start):
                 layer.params[k][...] = old[i].params[k]
             i += 1
             continue
-        relu = lambda l: isinstance(l, Activation) and l.name == "relu"
         k, C, O = getattr(layer, "kernel", 0), getattr(layer, "in_channels", 0), getattr(layer, "channels", -1)
         if not (isinstance(layer, Conv2D) and C == O and relu(net.layers[j - 1])
                 and j + 1 < len(net.layers) and relu(net.layers[j + 1])):

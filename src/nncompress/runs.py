@@ -163,7 +163,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             comp.meta["psnr"] = comp.score(img, on_progress)
     except KeyboardInterrupt:
         save_all()
-        done = comp.describe().get("note") if getattr(comp.state, "kept_epoch", None) is not None else None
+        about = comp.describe()
+        done = about.get("note") if about.get("finished") else None
         raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs, done) from None
     except TrainingDiverged as e:
         save_all(paths.last_good)  # an earlier run's model.npz stays as it was

@@ -281,7 +281,8 @@ def _per_block(n):
     gradient's blocks are summed in order: the same bits on any)."""
     nb = -(-n // BLOCK)
     nb += nb % 2
-    return -(-(-(-n // nb)) // ALIGN) * ALIGN  # ceil(n / nb), rounded up to a whole number of ALIGN
+    per = -(-n // nb)
+    return -(-per // ALIGN) * ALIGN
 
 
 def _run(ex, fn, n, per=None):
