@@ -140,6 +140,26 @@ def test_a_prior_grown_deeper_starts_where_it_ended(tmp_path, folder):
     assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output
 
 
+def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
+    """--init with an x2 prior for an x4 network: every layer but the last
+    is the prior's, the last (16 sub-pixels, not 4) starts at zero, so the
+    x4 network starts at bicubic and trains from there."""
+    r = run("pretrain", folder, *TINY[:-2], "conv3:4:relu,conv3:4:relu,conv3:out,shuffle:2", "-q",
+            "-o", tmp_path / "p2.npz")
+    assert r.exit_code == 0, r.output
+    r = run("pretrain", folder, "-s", "4", "-e", "1", "--steps", "2", "--crop", "16", "-b", "2", "--lr", "0",
+            "-l", "conv3:4:relu,conv3:4:relu,conv3:out,shuffle:4", "-q",
+            "--init", tmp_path / "p2.npz", "-o", tmp_path / "p4.npz")
+    assert r.exit_code == 0, r.output
+    p2, _ = prior.load(str(tmp_path / "p2.npz"), 2)
+    p4, meta = prior.load(str(tmp_path / "p4.npz"), 4)
+    w2, w4 = ([l for l in n.layers if l.has_weights] for n in (p2, p4))
+    for a, b in zip(w2[:-1], w4[:-1]):
+        np.testing.assert_array_equal(a.params["W"], b.params["W"])
+    assert w4[-1].params["W"].shape[-1] == 16 and not np.any(w4[-1].params["W"])
+    assert meta["scale"] == 4 and abs(meta["history"][0]["val_gain_db"]) < 1e-9
+
+
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):
     r = run("train", digit, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "c")
     assert r.exit_code == 0

@@ -331,7 +331,7 @@ def pretrain(
     crop: Annotated[Optional[int], typer.Option("--crop", help="Side of the high-resolution crops.", show_default="64 at x2, else 24 x scale")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default="0.001")] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="mse or l1, of the predicted residual.", show_default="mse")] = None,
-    init: Annotated[Optional[str], typer.Option("--init", help="Start from this prior (a new run, a fresh schedule): its layers fill --layers' in order, extra convs between ReLUs start as the identity, so a deeper network starts where the prior ended.", show_default="none")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="Start from this prior (a new run, a fresh schedule): its layers fill --layers' in order, extra convs between ReLUs start as the identity, so a deeper network starts where the prior ended; a prior of another scale gives all but its last layer (x4 from x2).", show_default="none")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):

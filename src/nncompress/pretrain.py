@@ -68,9 +68,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
         net = build_network(cfg["layers"], 1, 1, cfg["seed"])
         if cfg.get("init"):  # grown from a prior: it starts where that prior ended
-            start, start_meta = prior.load(cfg["init"], scale)
-            if int(start_meta["scale"]) != int(scale):
-                raise UserError(f"--init '{cfg['init']}' is a x{start_meta['scale']} prior; pass --scale {start_meta['scale']}")
+            start, _ = prior.load(cfg["init"], scale)  # of any scale: another's gives its body only
             prior.grow(net, start)
         else:
             internal.zero_last(net)

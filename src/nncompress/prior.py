@@ -130,10 +130,16 @@ def grow(net, start):
     layers of ``start`` fill those of ``net`` of the same shapes, in order,
     and each extra C -> C conv between two ReLUs starts as the identity
     (its input is a ReLU's, so ReLU(x) = x): ``net`` then computes what
-    ``start`` did, with room to learn more (Net2Net, Chen et al. 2016)."""
+    ``start`` did, with room to learn more (Net2Net, Chen et al. 2016).
+
+    A prior of another scale gives its body only: the last conv, whose
+    outputs are the S x S sub-pixels, differs in channels and starts at
+    zero, so ``net`` starts at bicubic with the prior's features (as EDSR
+    starts x4 from x2)."""
     from .errors import SpecError
     old = [l for l in start.layers if l.has_weights]
     relu = lambda l: isinstance(l, Activation) and l.name == "relu"
+    last = max(j for j, l in enumerate(net.layers) if l.has_weights)
     i = 0
     for j, layer in enumerate(net.layers):
         if not layer.has_weights:
@@ -141,6 +147,11 @@ def grow(net, start):
         if i < len(old) and all(layer.params[k].shape == old[i].params[k].shape for k in layer.params):
             for k in layer.params:
                 layer.params[k][...] = old[i].params[k]
+            i += 1
+            continue
+        if j == last and i == len(old) - 1 and isinstance(layer, Conv2D) and _head_of_other_scale(layer, old[i]):
+            for p in layer.params.values():
+                p[...] = 0
             i += 1
             continue
         k, C, O = getattr(layer, "kernel", 0), getattr(layer, "in_channels", 0), getattr(layer, "channels", -1)
@@ -155,6 +166,12 @@ def grow(net, start):
     if i < len(old):
         raise SpecError(f"--init: the prior has {len(old)} weight layers and --layers matches only {i} of them in order")
     return net
+
+
+def _head_of_other_scale(layer, old):
+    """``layer`` and ``old`` differ only in their outputs (S x S sub-pixels)."""
+    return (isinstance(old, Conv2D) and old.kernel == layer.kernel and old.in_channels == layer.in_channels
+            and old.channels != layer.channels)
 
 
 def is_prior(meta):
