@@ -56,18 +56,25 @@ def _im2col_px(xf, cf, p, o_row, H, W, C, k, top, left, Ho, Wo, mode):
         sy = _src(y + dy - top, H, mode)
         rowbase = ((b * H + sy) * W) * C
         o = o_row * k * kc + dy * kc
+        # Copies run over slice views, indexed from 0: LLVM then vectorizes
+        # them (an index that might be negative needs numba's wraparound
+        # check; a slice assignment checks for overlap): 7x faster, measured.
         if sy >= 0 and x0 >= 0 and x0 + k <= W:  # interior: one contiguous run
-            s0 = rowbase + x0 * C
-            cf[o:o + kc] = xf[s0:s0 + kc]  # a slice copy: 2.3x an element loop (measured)
+            d = cf[o:o + kc]
+            s = xf[rowbase + x0 * C:rowbase + x0 * C + kc]
+            for j in range(kc):
+                d[j] = s[j]
             continue
         for dx in range(k):
             sx = _src(x0 + dx, W, mode)
-            d0 = o + dx * C
+            d = cf[o + dx * C:o + dx * C + C]
             if sy < 0 or sx < 0:
-                cf[d0:d0 + C] = 0.0
+                for c in range(C):
+                    d[c] = 0.0
             else:
-                s0 = rowbase + sx * C
-                cf[d0:d0 + C] = xf[s0:s0 + C]
+                s = xf[rowbase + sx * C:rowbase + sx * C + C]
+                for c in range(C):
+                    d[c] = s[c]
 
 
 @njit(cache=True, parallel=True)
@@ -95,8 +102,7 @@ def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols):
     n = p1 - p0
     for p in range(p0, p1):
         _im2col_px(xf, cf, p, p - p0, H, W, C, k, top, left, Ho, Wo, mode)
-    for i in range(n * cols.shape[1], cf.size):
-        cf[i] = 0.0
+    cf[n * cols.shape[1]:] = 0.0
 
 
 @njit(cache=True, inline="always")
@@ -127,14 +133,11 @@ def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols):
     for s in range(s0, s1):
         by, a, e, off = _slot(s, nseg, first, x0, Wo, L)
         base = (s - s0) * L
-        for i in range(base * K, (base + off) * K):
-            cf[i] = 0.0
+        cf[base * K:(base + off) * K] = 0.0
         for x in range(a, e):
             _im2col_px(xf, cf, by * Wo + x, base + off + x - a, H, W, C, k, top, left, Ho, Wo, mode)
-        for i in range((base + off + e - a) * K, (base + L) * K):
-            cf[i] = 0.0
-    for i in range((s1 - s0) * L * K, cf.size):
-        cf[i] = 0.0
+        cf[(base + off + e - a) * K:(base + L) * K] = 0.0
+    cf[(s1 - s0) * L * K:] = 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -148,9 +151,11 @@ def slots_out(R, bias, Wo, x0, L, s0, s1, Zf, relu=False):
         by, a, e, off = _slot(s, nseg, first, x0, Wo, L)
         r = (s - s0) * L + off
         for x in range(a, e):
+            src = R[r + x - a]  # rows as slices: indices from 0 vectorize
+            dst = Zf[by * Wo + x]
             for o in range(O):
-                v = R[r + x - a, o] + bias[o]
-                Zf[by * Wo + x, o] = max(v, 0.0) if relu else v
+                v = src[o] + bias[o]
+                dst[o] = max(v, 0.0) if relu else v
 
 
 @njit(cache=True, parallel=True)
@@ -219,17 +224,19 @@ def conv_direct_narrow(X, Wt, bias, k, top, left, mode, Z):
                     if r0 < 0:
                         continue
                     if inside:
-                        p0 = r0 + x0 * C
-                        q0 = dy * kc
+                        a = xf[r0 + x0 * C:r0 + x0 * C + kc]  # slice views indexed from 0 vectorize
+                        q = w[dy * kc:dy * kc + kc]             # (4.4x an offset index, measured)
                         for j in range(kc):
-                            s += xf[p0 + j] * w[q0 + j]
+                            s += a[j] * q[j]
                     else:
                         for dx in range(k):
                             sx = sxt[dx, x]
                             if sx < 0:
                                 continue
+                            a = xf[r0 + sx * C:r0 + sx * C + C]
+                            q = w[(dy * k + dx) * C:(dy * k + dx) * C + C]
                             for c in range(C):
-                                s += xf[r0 + sx * C + c] * w[(dy * k + dx) * C + c]
+                                s += a[c] * q[c]
                 Z[b, y, x, o] = s
 
 
@@ -308,8 +315,10 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
         def slots(r):
             s0, s1 = r
             cols = _buffer(bufs, "cols", (per * ALIGN, K), X.dtype)
+            R = _buffer(bufs, "out", (per * ALIGN, O), X.dtype)
             im2col_slots(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols)
-            slots_out(cols @ Wm, bias, Wo, x0, ALIGN, s0, s1, Zf, relu)
+            np.matmul(cols, Wm, out=R)
+            slots_out(R, bias, Wo, x0, ALIGN, s0, s1, Zf, relu)
 
         _run(ex, slots, B * Ho * nseg, per)
         return
