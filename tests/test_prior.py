@@ -76,6 +76,34 @@ def test_pretraining_stopped_and_resumed_equals_straight(tmp_path, folder):
     np.testing.assert_array_equal(a.params, b.params)
 
 
+def test_a_half_prior_stores_float16_and_resumes_from_the_exact_weights(tmp_path, folder):
+    """--half: the prior file holds float16 weights (format 3) that load as
+    float32; its checkpoint holds them unrounded, so stopping after epoch 1
+    and resuming ends bit for bit where a straight run does."""
+    import zipfile
+    from nncompress.pretrain import pretrain
+    kw = dict(epochs=2, steps=2, batch_size=2, crop=16, layers="conv3:8:relu,conv3:out", half=True)
+    pretrain([str(folder)], 2, str(tmp_path / "straight.npz"), **kw)
+    with np.load(tmp_path / "straight.npz") as z:
+        assert z["params"].dtype == np.float16 and int(z["format_version"]) == 3
+    net, meta = prior.load(str(tmp_path / "straight.npz"), 2)
+    assert net.params.dtype == np.float32 and meta["settings"]["half"] is True
+    with np.load(tmp_path / "straight.checkpoint.npz") as z:
+        exact = z["params"]
+    np.testing.assert_array_equal(net.params, exact.astype(np.float16).astype(np.float32))
+    assert not np.array_equal(net.params, exact)  # rounded: the checkpoint is what resumes
+
+    def stop(rec, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([str(folder)], 2, str(tmp_path / "cut.npz"), on_epoch=stop, **kw)
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "cut.npz", "-q")
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "cut.checkpoint.npz") as z:
+        np.testing.assert_array_equal(z["params"], exact)
+
+
 def test_crops_are_reproducible_with_the_seed(folder):
     paths = prior.find_images([str(folder)])
     assert [os.path.basename(p) for p in paths] == ["a.png", "b.png", "broken.png", "c.png"]

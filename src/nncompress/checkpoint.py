@@ -75,11 +75,16 @@ def digest(params) -> int:
     return zlib.crc32(np.ascontiguousarray(params).tobytes())
 
 
-def save(path, ck: Checkpoint, params):
-    """Write ``ck`` for the weights ``params`` atomically."""
-    meta = {"epoch": ck.epoch, "t": ck.t, "rng": ck.rng, "params_crc32": digest(params)}
+def save(path, ck: Checkpoint, params, half=False):
+    """Write ``ck`` for the weights ``params`` atomically. ``half``: the
+    model file holds them rounded to float16, so the checkpoint keeps them
+    exactly too (a resumed run goes on from the unrounded weights)."""
+    stored = params.astype(np.float16).astype(params.dtype) if half else params
+    meta = {"epoch": ck.epoch, "t": ck.t, "rng": ck.rng, "params_crc32": digest(stored)}
     arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
               "meta": np.array(json.dumps(meta)), "m": ck.m, "v": ck.v}
+    if half:
+        arrays["params"] = params
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
@@ -95,14 +100,15 @@ def load(path, params) -> Checkpoint | None:
             if str(z["format"]) != FORMAT or int(z["format_version"]) != FORMAT_VERSION:
                 raise ModelFileError(f"'{name}' is not an nncompress checkpoint of version {FORMAT_VERSION}")
             meta, m, v = json.loads(str(z["meta"])), z["m"], z["v"]
+            exact = z["params"] if "params" in z.files else np.array(params)
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as e:
         raise ModelFileError(f"checkpoint '{name}' is damaged ({e})") from None
     if meta.get("params_crc32") != digest(params):
         raise ModelFileError(f"checkpoint '{name}' belongs to other weights than its model")
-    if m.shape != params.shape or v.shape != params.shape or m.dtype != params.dtype:
+    if m.shape != params.shape or v.shape != params.shape or m.dtype != params.dtype or exact.shape != params.shape:
         raise ModelFileError(f"checkpoint '{name}' has moments of shape {m.shape}; the model has {params.shape}")
     return Checkpoint(epoch=int(meta["epoch"]), t=int(meta["t"]), m=m, v=v, rng=meta.get("rng"),
-                      params=np.array(params))
+                      params=np.array(exact, dtype=params.dtype))
 
 
 def _copy_into(buf, src):

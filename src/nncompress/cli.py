@@ -333,6 +333,7 @@ def pretrain(
     loss: Annotated[Optional[str], typer.Option("--loss", help="mse or l1, of the predicted residual.", show_default="mse")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="Start from this prior (a new run, a fresh schedule): its layers fill --layers' in order, extra convs between ReLUs start as the identity, so a deeper network starts where the prior ended; a prior of another scale gives all but its last layer (x4 from x2).", show_default="none")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
+    half: Annotated[Optional[bool], typer.Option("--half/--no-half", help="Store the prior's weights as float16: half the file (its checkpoint keeps them exactly, for --resume).", show_default="no")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Train a prior: patch mode's network on many images (nncompress upscale --prior FILE uses it)."""
@@ -360,7 +361,8 @@ def pretrain(
             r = run(folders, scale, target, resume=resume, on_epoch=on_epoch,
                     warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True),
                     command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]), layers=layers, epochs=epochs,
-                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, init=init, seed=seed)
+                    steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, init=init, seed=seed,
+                    half=half)
         except KeyboardInterrupt:
             report.close()
             err.print(f"interrupted: {target} holds the last whole epoch; go on with: nncompress pretrain "

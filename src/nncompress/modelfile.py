@@ -22,18 +22,20 @@ from .network import Network
 
 FORMAT = "nncompress-model"
 FORMAT_VERSION = 2  # 2: Conv2D layers, convolutional patch mode
-READS = (1, 2)     # version 1 files: coords models load; patch models are refused (Compresser.load)
+HALF_VERSION = 3    # 3: the weights may be stored as float16 (written only for such files)
+READS = (1, 2, 3)   # version 1 files: coords models load; patch models are refused (Compresser.load)
 
 
-def save(path, net, meta: dict | None = None, extras: dict | None = None):
+def save(path, net, meta: dict | None = None, extras: dict | None = None, half: bool = False):
     """Write weights, config (JSON text) and metadata as one ``.npz``,
-    atomically: a crash never leaves a partial file at ``path``."""
+    atomically: a crash never leaves a partial file at ``path``. ``half``
+    stores the weights as float16 (half the file; they load as float32)."""
     arrays = {
         "format": np.array(FORMAT),
-        "format_version": np.array(FORMAT_VERSION),
+        "format_version": np.array(HALF_VERSION if half else FORMAT_VERSION),
         "config": np.array(json.dumps(net.get_config())),
         "meta": np.array(json.dumps(meta or {})),
-        "params": net.params,
+        "params": half_of(net.params) if half else net.params,
     }
     for i, layer in enumerate(net.layers):
         for k, b in layer.buffers.items():
@@ -41,6 +43,13 @@ def save(path, net, meta: dict | None = None, extras: dict | None = None):
     for k, v in (extras or {}).items():
         arrays[f"extra.{k}"] = np.asarray(v)
     atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def half_of(params):
+    """Weights as a half file stores them (float16; out of its range is an error, not infinity)."""
+    if np.abs(params).max(initial=0) > np.finfo(np.float16).max:
+        raise ValueError("a weight is beyond float16's range; save in float32")
+    return params.astype(np.float16)
 
 
 def load(path):
@@ -80,6 +89,8 @@ def load(path):
     except (json.JSONDecodeError, ValueError, TypeError) as e:
         raise ModelFileError(f"'{name}' has an invalid config: {e}") from None
     params = data["params"]
+    if params.dtype == np.float16 and int(version) >= HALF_VERSION and net.dtype == np.float32:
+        params = params.astype(np.float32)
     if params.dtype != net.dtype or params.shape != net.params.shape:
         raise ModelFileError(f"'{name}': params has shape {params.shape} and dtype {params.dtype}; "
                              f"its config needs {net.params.shape} {net.dtype}")

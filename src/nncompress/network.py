@@ -184,10 +184,10 @@ class Network:
         return out
 
     # ------------------------------------------------------------- save/load
-    def save(self, path, meta: dict | None = None, extras: dict | None = None):
+    def save(self, path, meta: dict | None = None, extras: dict | None = None, half: bool = False):
         """Write a model file (see ``modelfile.save``)."""
         from . import modelfile
-        modelfile.save(path, self, meta, extras)
+        modelfile.save(path, self, meta, extras, half)
 
     @classmethod
     def load(cls, path):

@@ -98,8 +98,9 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
                 "train_images": len(train_paths), "val_images": [os.path.basename(p) for p in val_paths]}
-        net.save(out, meta=meta)
-        ckpt.save(ckpt.path_for(out), ck, net.params)
+        half = bool(cfg.get("half"))
+        net.save(out, meta=meta, half=half)
+        ckpt.save(ckpt.path_for(out), ck, net.params, half=half)
         _write_history(history_path(out), history)
         if on_epoch:
             on_epoch(rec, cfg["epochs"])
