@@ -144,6 +144,33 @@ def test_weight_gradient_blocks_match_one_gemm(block, monkeypatch):
     np.testing.assert_allclose(dW, naive_im2col(X, 3, (1, 1, 1, 1), "reflect").T @ dZ.reshape(-1, 4), rtol=1e-12)
 
 
+@pytest.mark.parametrize("k,cin,cout,pads,mode", [(3, 32, 1, (1, 1, 1, 1), "reflect"), (5, 1, 8, (2, 2, 2, 2), "reflect"),
+                                                (3, 2, 3, (0, 1, 1, 0), "constant"), (3, 6, 6, (1, 1, 1, 1), "reflect")])
+def test_weight_gradient_of_few_channels_matches_im2col(k, cin, cout, pads, mode):
+    """The direct sums for a layer with few channels in or out (and the GEMM
+    blocks above that) against im2col(X)^T dZ in numpy; the same bits with
+    one thread as with two."""
+    import numba
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((3, 7, 9, cin)).astype(np.float32)
+    r = k // 2
+    Ho, Wo = 7 + pads[0] + pads[1] - 2 * r, 9 + pads[2] + pads[3] - 2 * r
+    dZ = rng.standard_normal((3, Ho, Wo, cout)).astype(np.float32)
+    code = KC.REFLECT if mode == "reflect" else KC.ZERO
+    ref = naive_im2col(X.astype(np.float64), k, pads, mode).T @ dZ.reshape(-1, cout).astype(np.float64)
+    dW = np.full((k * k * cin, cout), np.nan, np.float32)
+    KC.weight_grad(X, dZ, k, pads[0], pads[2], code, dW)
+    np.testing.assert_allclose(dW, ref, rtol=1e-4, atol=1e-4)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = np.empty_like(dW)
+        KC.weight_grad(X, dZ, k, pads[0], pads[2], code, one)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one, dW)
+
+
 @pytest.mark.parametrize("k,cin,cout", [(3, 1, 4), (3, 4, 2), (5, 2, 3), (1, 3, 2), (3, 3, 9)])
 def test_conv_forward_matches_definition(k, cin, cout):
     rng = np.random.default_rng(2)

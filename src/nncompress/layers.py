@@ -244,7 +244,7 @@ class Conv2D(Layer):
         X, (top, bottom, left, right) = self._X, self._pads
         B, H, W, C = X.shape
         dY = np.ascontiguousarray(dY)
-        KC.weight_grad_gemm(X, dY, k, top, left, KC.REFLECT, self.grads["W"])
+        KC.weight_grad(X, dY, k, top, left, KC.REFLECT, self.grads["W"], NARROW)
         self.grads["b"][...] = _column_sums(dY.reshape(-1, self.channels))
         if not self.input_grad:
             return None
