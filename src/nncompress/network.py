@@ -8,7 +8,7 @@ import numpy as np
 
 from . import kernels as K
 from .activations import get_activation
-from .layers import Activation, Connected, Init, Input, Layer, layer_config, layer_from_config
+from .layers import Activation, Connected, Conv2D, Init, Input, Layer, layer_config, layer_from_config
 
 PREDICT_CHUNK = 65536  # rows per inference chunk: bounds memory for any output size
 
@@ -108,9 +108,21 @@ class Network:
 
     # ------------------------------------------------------- generic passes
     def forward(self, X):
-        """Layer-by-layer forward, caching for ``backward``. X (N, in) -> (N, out)."""
-        for layer in self.layers:
+        """Layer-by-layer forward, caching for ``backward``. X (N, in) -> (N, out).
+        A ReLU after a convolution is applied by the convolution, block by
+        block while in cache (one pass over memory less); the ReLU layer
+        keeps that output for its backward pass."""
+        layers, i = self.layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, Conv2D) and isinstance(nxt, Activation) and nxt.name == "relu":
+                X = layer.forward(X, relu=True)
+                nxt._X = nxt._Y = X  # relu' is X > 0, the same mask on its output
+                i += 2
+                continue
             X = layer.forward(X)
+            i += 1
         return X
 
     def backward(self, dY):
