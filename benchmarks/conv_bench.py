@@ -37,7 +37,7 @@ def _torch_net(torch, net):
     return torch.nn.Sequential(*mods)
 
 
-def w6(repeat, gemm, median_time, torch=None, batch=16, crop=48):
+def w6(repeat, gemm, median_time, torch=None, batch=16, crop=48, ours=True):
     from nncompress.optimizers import get_optimizer
     rng = np.random.default_rng(0)
     X = rng.standard_normal((batch, crop, crop, 1)).astype(np.float32)
@@ -53,10 +53,13 @@ def w6(repeat, gemm, median_time, torch=None, batch=16, crop=48):
         opt.step(net.params, net.grads)
 
     from threadpoolctl import threadpool_limits
-    step()
+    if ours:
+        step()
     flops = 3 * forward_flops_per_pixel() * batch * crop * crop
-    with threadpool_limits(1, user_api="blas"):  # as internal.train runs it
-        out = {"nncompress": _rate(median_time(step, repeat), flops, gemm)}
+    out = {}
+    if ours:
+        with threadpool_limits(1, user_api="blas"):  # as internal.train runs it
+            out["nncompress"] = _rate(median_time(step, repeat), flops, gemm)
     if torch is not None:
         tnet = _torch_net(torch, _ours())
         topt = torch.optim.Adam(tnet.parameters(), 1e-4)
@@ -72,21 +75,39 @@ def w6(repeat, gemm, median_time, torch=None, batch=16, crop=48):
     return out
 
 
-def w7(repeat, gemm, median_time, torch=None, size=512):
+def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
     from nncompress.conv import predict_image
     img = np.random.default_rng(1).random((size, size, 1), dtype=np.float32)
     net = _ours()
-    predict_image(net, img)
     flops = forward_flops_per_pixel() * size * size
-    out = {"nncompress": _rate(median_time(lambda: predict_image(net, img), repeat), flops, gemm)}
+    out = {}
+    if ours:
+        predict_image(net, img)
+        out["nncompress"] = _rate(median_time(lambda: predict_image(net, img), repeat), flops, gemm)
     if torch is not None:
         tnet = _torch_net(torch, net)
         Xt = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
         with torch.no_grad():
             ref = tnet(Xt).numpy()[0, 0]
-            out["max_abs_diff_vs_torch"] = float(np.abs(ref - predict_image(net, img)[..., 0]).max())
+            if ours:
+                out["max_abs_diff_vs_torch"] = float(np.abs(ref - predict_image(net, img)[..., 0]).max())
             out["torch"] = _rate(median_time(lambda: tnet(Xt), repeat), flops, gemm)
     return out
+
+
+def torch_alone(name, repeat, gemm):
+    """PyTorch's side of W6 or W7 in a fresh process: beside nncompress in
+    one process its time jumps (W6 35-68 ms against 48 alone: two OpenMP
+    runtimes share the cores), so both are reported."""
+    import json
+    import os
+    import subprocess
+    import sys
+    code = (f"import json, torch; torch.set_num_threads(2); import conv_bench, run; "
+            f"print(json.dumps(conv_bench.{name.lower()}({repeat}, {gemm}, run.median_time, torch, ours=False)))")
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])["torch"]
 
 
 def _rate(seconds, flops, gemm):

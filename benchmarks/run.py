@@ -366,6 +366,10 @@ def main():
             _row(f"{name} conv {what}, ms", r, "ms", higher=False)
             print("   share of GEMM rate: " + ", ".join(f"{k} {v['gemm_share']:.0%}" for k, v in r.items()
                                                          if isinstance(v, dict)))
+            if torch is not None:
+                alone = r["torch_alone"] = conv_bench.torch_alone(name, a.repeat, gemm)
+                print(f"   torch alone in a fresh process: {alone['ms']:.1f} ms ({alone['gemm_share']:.0%} of GEMM); "
+                      f"time ratio {r['nncompress']['ms'] / alone['ms']:.2f}x")
     if os.path.exists(a.out):  # keep the workloads not run this time
         with open(a.out) as f:
             results = {**json.load(f), **results}
