@@ -106,7 +106,9 @@ def torch_alone(name, repeat, gemm):
     code = (f"import json, torch; torch.set_num_threads(2); import conv_bench, run; "
             f"print(json.dumps(conv_bench.{name.lower()}({repeat}, {gemm}, run.median_time, torch, ours=False)))")
     here = os.path.dirname(os.path.abspath(__file__))
-    r = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True, check=True)
+    r = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True)
+    if r.returncode:  # keep the rest of the run's results
+        return {"ms": float("nan"), "gemm_share": float("nan"), "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])["torch"]
 
 

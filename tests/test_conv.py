@@ -282,10 +282,12 @@ def test_one_worker_and_several_give_the_same_bits(monkeypatch):
 
 def test_network_gradient_through_a_conv_stack():
     """The layers compose: a whole conv network's parameter gradients match
-    central differences (float64), with and without a pixel shuffle."""
+    central differences (float64), with and without a pixel shuffle, and
+    with ReLUs that the convs before them apply (Network.forward fuses them)."""
     from nncompress.network import Network
     from nncompress.spec import network_config, parse_layers
-    for spec, f in [("conv3:3:tanh,conv3:2:sigmoid,conv1:out", 1), ("conv3:3:tanh,conv3:out,shuffle:2", 2)]:
+    for spec, f in [("conv3:3:tanh,conv3:2:sigmoid,conv1:out", 1), ("conv3:3:tanh,conv3:out,shuffle:2", 2),
+                    ("conv3:6:relu,conv3:5:relu,conv3:out", 1), ("conv5:6:relu,conv3:6:relu,conv3:out,shuffle:2", 2)]:
         _check_network_gradient(Network.from_config(network_config(parse_layers(spec), 1, 1, 0), dtype=np.float64), f)
 
 

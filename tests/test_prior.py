@@ -186,6 +186,12 @@ def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
         np.testing.assert_array_equal(a.params["W"], b.params["W"])
     assert w4[-1].params["W"].shape[-1] == 16 and not np.any(w4[-1].params["W"])
     assert meta["scale"] == 4 and abs(meta["history"][0]["val_gain_db"]) < 1e-9
+    # refused: a network on the bicubic upscale (no shuffle) from an x2 prior,
+    # at x4 and at x2 (the prior's layers saw the image itself, not its upscale)
+    for s in (4, 2):
+        r = run("pretrain", folder, "-s", s, "-e", "1", "--steps", "1", "--crop", "16", "-b", "2", "-q",
+                "-l", "conv3:4:relu,conv3:4:relu,conv3:out", "--init", tmp_path / "p2.npz", "-o", tmp_path / "bad.npz")
+        assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output
 
 
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):

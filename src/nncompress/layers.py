@@ -228,8 +228,9 @@ class Conv2D(Layer):
     def forward(self, X, pads=None, x0=None, relu=False):
         """``x0``: the global column of the output's first column, in tiled
         inference (each pixel then comes out the same bits in any tile);
-        ``relu``: the ReLU after this layer applied here (inference only:
-        nothing is kept for its backward pass)."""
+        ``relu``: the ReLU after this layer applied here, while each block
+        is in cache (``Network.forward`` then gives the ReLU layer this
+        output for its backward pass)."""
         r = self.radius
         top, bottom, left, right = (r, r, r, r) if pads is None else pads
         X = np.ascontiguousarray(X)

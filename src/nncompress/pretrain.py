@@ -68,8 +68,13 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
         net = build_network(cfg["layers"], 1, 1, cfg["seed"])
         if cfg.get("init"):  # grown from a prior: it starts where that prior ended
-            start, _ = prior.load(cfg["init"], scale)  # of any scale: another's gives its body only
-            prior.grow(net, start)
+            start, start_meta = prior.load(cfg["init"], scale)
+            other = int(start_meta["scale"]) != int(scale)  # then it gives its body only
+            if other and not (upsampling(start) == int(start_meta["scale"]) and upsampling(net) == int(scale)):
+                raise UserError(f"--init '{cfg['init']}' is a x{start_meta['scale']} prior: a prior of another scale "
+                                f"can start a network only when both end in a shuffle of their own scale "
+                                f"(here shuffle:{scale} at the end of --layers)")
+            prior.grow(net, start, new_head=other)
         else:
             internal.zero_last(net)
         history, ck = [], ckpt.Checkpoint()
@@ -99,6 +104,11 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
                 "train_images": len(train_paths), "val_images": [os.path.basename(p) for p in val_paths]}
         half = bool(cfg.get("half"))
+        big = float(np.abs(net.params).max(initial=0))
+        if half and big > np.finfo(np.float16).max:
+            from .training import TrainingDiverged
+            raise TrainingDiverged(f"a weight reached {big:.3g}, beyond float16's range, so epoch {e + 1} was not "
+                                   f"saved; go on with --resume {out} --no-half, or a smaller --lr")
         net.save(out, meta=meta, half=half)
         ckpt.save(ckpt.path_for(out), ck, net.params, half=half)
         _write_history(history_path(out), history)

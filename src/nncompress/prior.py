@@ -125,17 +125,18 @@ def validation_gain(net, images, scale):
     return float(np.mean(gains)) if gains else float("nan")
 
 
-def grow(net, start):
+def grow(net, start, new_head=False):
     """Start ``net`` from the prior network ``start``, deeper: the weight
     layers of ``start`` fill those of ``net`` of the same shapes, in order,
     and each extra C -> C conv between two ReLUs starts as the identity
     (its input is a ReLU's, so ReLU(x) = x): ``net`` then computes what
     ``start`` did, with room to learn more (Net2Net, Chen et al. 2016).
 
-    A prior of another scale gives its body only: the last conv, whose
-    outputs are the S x S sub-pixels, differs in channels and starts at
-    zero, so ``net`` starts at bicubic with the prior's features (as EDSR
-    starts x4 from x2)."""
+    ``new_head`` (a prior of another scale; both networks end in a pixel
+    shuffle of their own scale): the prior gives its body only; the last
+    conv, whose outputs are the S x S sub-pixels, starts at zero, so
+    ``net`` starts at bicubic with the prior's features (as EDSR starts x4
+    from x2)."""
     from .errors import SpecError
     old = [l for l in start.layers if l.has_weights]
     relu = lambda l: isinstance(l, Activation) and l.name == "relu"
@@ -144,14 +145,17 @@ def grow(net, start):
     for j, layer in enumerate(net.layers):
         if not layer.has_weights:
             continue
+        if new_head and j == last:
+            if not (i == len(old) - 1 and isinstance(layer, Conv2D) and _same_inputs(layer, old[i])):
+                raise SpecError(f"--init: the prior's layers before its last must fill --layers' before its last "
+                                f"(layer {j}), and both last convs must take as many channels")
+            for p in layer.params.values():
+                p[...] = 0
+            i += 1
+            continue
         if i < len(old) and all(layer.params[k].shape == old[i].params[k].shape for k in layer.params):
             for k in layer.params:
                 layer.params[k][...] = old[i].params[k]
-            i += 1
-            continue
-        if j == last and i == len(old) - 1 and isinstance(layer, Conv2D) and _head_of_other_scale(layer, old[i]):
-            for p in layer.params.values():
-                p[...] = 0
             i += 1
             continue
         k, C, O = getattr(layer, "kernel", 0), getattr(layer, "in_channels", 0), getattr(layer, "channels", -1)
@@ -168,10 +172,9 @@ def grow(net, start):
     return net
 
 
-def _head_of_other_scale(layer, old):
-    """``layer`` and ``old`` differ only in their outputs (S x S sub-pixels)."""
-    return (isinstance(old, Conv2D) and old.kernel == layer.kernel and old.in_channels == layer.in_channels
-            and old.channels != layer.channels)
+def _same_inputs(layer, old):
+    """Two convs of one kernel size over as many channels (their outputs may differ)."""
+    return isinstance(old, Conv2D) and old.kernel == layer.kernel and old.in_channels == layer.in_channels
 
 
 def is_prior(meta):
