@@ -79,7 +79,7 @@ CALIBRATION_SIDE = 256                  # self-validation looks at the most deta
 FINETUNE_MARGIN = 0.9                   # fine-tune only if it cuts the self-validation error by 10% (0.46 dB)
 ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~30 s here;
                                         # it adds ~0.1-0.3 dB at 8x the network's time): at x2 with the x2
-                                        # prior, outputs up to ~4 MP; at x4 with the x4 prior, inputs up to ~1.7 MP
+                                        # prior, outputs up to ~1.7 MP; at x4 with the x4 prior, inputs up to ~1.7 MP
 HOLDOUT = 0.2          # a prior in low-resolution space is fine-tuned on the image less an edge strip this
                        # share of it (its most detailed); after each epoch the strip is rebuilt from its own
 HOLDOUT_MARGIN = 0.99  # shrink, and the epoch that did best (by 1%, 0.04 dB; or none) is kept
