@@ -267,6 +267,24 @@ def test_tiles_meet_without_seams(monkeypatch):
     assert np.abs(upscaler.apply(up, img, (256, 384)).astype(int) - whole).max() > 1
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_tiles_meet_without_seams_with_the_builtin_prior(monkeypatch, scale):
+    """TILE_PAD also covers the deepest built-in prior (the x2 prior reaches
+    13 input pixels, then back-projection spreads), one pass each side."""
+    img = picture(96, 64).astype(np.float32) / 255
+    comp = upscaler.train(img, 8, upscaler.patch_settings(scale, preset="fast"))
+    size = (64 * scale, 96 * scale)
+
+    def up(part, size):
+        return comp.upscale(*size, image=part)
+
+    whole = upscaler.apply(up, img, size).astype(int)
+    monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)
+    monkeypatch.setattr(upscaler, "TILE", 32)
+    assert upscaler.tile_plan(64, 96, size) is not None
+    assert np.abs(upscaler.apply(up, img, size).astype(int) - whole).max() <= 1
+
+
 def test_training_crop_picks_the_busy_part():
     img = np.zeros((300, 200, 1), np.float32)
     img[200:260, 120:180] = np.random.default_rng(0).random((60, 60, 1))
