@@ -209,8 +209,9 @@ def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on
 def train_epoch(net, sampler, epoch, steps, batch, lr, total, opt, loss="mse"):
     """Steps [epoch*steps, (epoch+1)*steps) of a run of ``total``; the mean loss."""
     losses = []
-    train(net, sampler, (epoch + 1) * steps, batch, lr, start=epoch * steps, total=total, optimizer=opt,
-          on_step=lambda i, value, dt: losses.append(value), loss=loss)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: its loss says so (run_epochs handles it)
+        train(net, sampler, (epoch + 1) * steps, batch, lr, start=epoch * steps, total=total, optimizer=opt,
+              on_step=lambda i, value, dt: losses.append(value), loss=loss)
     return float(np.mean(losses))
 
 

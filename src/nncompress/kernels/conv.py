@@ -395,7 +395,15 @@ def _per_block(n):
 def _run(ex, fn, n, per=None):
     per = per or _per_block(n)
     blocks = [(p, min(n, p + per)) for p in range(0, n, per)]
-    return [fn(b) for b in blocks] if ex is None else list(ex.map(fn, blocks))
+    if ex is None:
+        return [fn(b) for b in blocks]
+    err = np.geterr()  # numpy's floating-point error settings are per thread: the caller's hold in the workers
+
+    def call(b):
+        with np.errstate(**err):
+            return fn(b)
+
+    return list(ex.map(call, blocks))
 
 
 def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
