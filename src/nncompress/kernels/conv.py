@@ -251,9 +251,10 @@ CHUNKS = 32
 
 
 @njit(cache=True, parallel=True, fastmath=FM)
-def weight_grad_narrow(X, dZ, k, top, left, mode, parts):
-    """parts (CHUNKS, k*k, O, C) <- per chunk of rows, sum over its pixels
-    of dZ[p, o] * X[p's tap, c]; vectorised over C (the wider one here)."""
+def weight_grad_direct(X, dZ, k, top, left, mode, over_c, parts):
+    """parts (CHUNKS, k*k, ., .) <- per chunk of rows, the sum over its
+    pixels of dZ[p, o] * X[p's tap, c]: laid out (O, C) per tap and
+    vectorised over C when ``over_c`` (few outputs), else (C, O) over O."""
     B, H, W, C = X.shape
     Ho, Wo, O = dZ.shape[1], dZ.shape[2], dZ.shape[3]
     sxt = _col_table(k, left, Wo, W, mode)
@@ -277,45 +278,18 @@ def weight_grad_narrow(X, dZ, k, top, left, mode, parts):
                             continue
                         xs = X[b, sy, sx]
                         a = acc[dy * k + dx]
-                        for o in range(O):
-                            v = dz[o]
-                            row = a[o]
-                            for c in range(C):
-                                row[c] += v * xs[c]
-
-
-@njit(cache=True, parallel=True, fastmath=FM)
-def weight_grad_few_in(X, dZ, k, top, left, mode, parts):
-    """parts (CHUNKS, k*k, C, O) as ``weight_grad_narrow``, vectorised over
-    O (a layer with few channels in and many out)."""
-    B, H, W, C = X.shape
-    Ho, Wo, O = dZ.shape[1], dZ.shape[2], dZ.shape[3]
-    sxt = _col_table(k, left, Wo, W, mode)
-    n = B * Ho
-    nch = parts.shape[0]
-    for ch in prange(nch):
-        acc = parts[ch]
-        acc[...] = 0.0
-        for by in range(ch * n // nch, (ch + 1) * n // nch):
-            b = by // Ho
-            y = by - b * Ho
-            for dy in range(k):
-                sy = _src(y + dy - top, H, mode)
-                if sy < 0:
-                    continue
-                for x in range(Wo):
-                    dz = dZ[b, y, x]
-                    for dx in range(k):
-                        sx = sxt[dx, x]
-                        if sx < 0:
-                            continue
-                        xs = X[b, sy, sx]
-                        a = acc[dy * k + dx]
-                        for c in range(C):
-                            v = xs[c]
-                            row = a[c]
+                        if over_c:
                             for o in range(O):
-                                row[o] += v * dz[o]
+                                v = dz[o]
+                                row = a[o]
+                                for c in range(C):
+                                    row[c] += v * xs[c]
+                        else:
+                            for c in range(C):
+                                v = xs[c]
+                                row = a[c]
+                                for o in range(O):
+                                    row[o] += v * dz[o]
 
 
 def weight_grad(X, dZ, k, top, left, mode, dW, few=4):
@@ -326,20 +300,13 @@ def weight_grad(X, dZ, k, top, left, mode, dW, few=4):
     if min(C, O) > few:
         return weight_grad_gemm(X, dZ, k, top, left, mode, dW)
     nch = max(1, min(CHUNKS, dZ.shape[0] * dZ.shape[1]))
-    if O <= C:
-        parts = np.empty((nch, k * k, O, C), X.dtype)
-        weight_grad_narrow(X, dZ, k, top, left, mode, parts)
-        total = parts[0].copy()
-        for p in parts[1:]:
-            total += p
-        dW[...] = total.transpose(0, 2, 1).reshape(k * k * C, O)
-    else:
-        parts = np.empty((nch, k * k, C, O), X.dtype)
-        weight_grad_few_in(X, dZ, k, top, left, mode, parts)
-        total = parts[0].copy()
-        for p in parts[1:]:
-            total += p
-        dW[...] = total.reshape(k * k * C, O)
+    over_c = O <= C
+    parts = np.empty((nch, k * k) + ((O, C) if over_c else (C, O)), X.dtype)
+    weight_grad_direct(X, dZ, k, top, left, mode, over_c, parts)
+    total = parts[0].copy()
+    for p in parts[1:]:
+        total += p
+    dW[...] = (total.transpose(0, 2, 1) if over_c else total).reshape(k * k * C, O)
 
 
 # ------------------------------------------------------- im2col + GEMM, in blocks
