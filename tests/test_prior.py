@@ -102,6 +102,10 @@ def test_a_half_prior_stores_float16_and_resumes_from_the_exact_weights(tmp_path
     assert r.exit_code == 0, r.output
     with np.load(tmp_path / "cut.checkpoint.npz") as z:
         np.testing.assert_array_equal(z["params"], exact)
+    r = run("info", tmp_path / "straight.npz", "--json")  # info describes a prior too
+    assert r.exit_code == 0, r.output
+    facts = json.loads(r.output)
+    assert facts["kind"] == "prior for x2" and facts["weights_stored_as"] == "float16" and facts["epochs"] == 2
 
 
 def test_crops_are_reproducible_with_the_seed(folder):

@@ -390,6 +390,11 @@ def info(
     if os.path.isfile(os.path.join(model, "model.npz")):
         model = os.path.join(model, "model.npz")
     with errors():
+        from .modelfile import load as load_model
+        from .prior import is_prior
+        net, meta, extras = load_model(model)
+        if is_prior(meta):
+            return _prior_info(model, net, meta, extras, as_json)
         comp = Compresser.load(model)
         m, src = comp.meta, comp.meta["source"]
         bpp_file, bpp_weights = comp.bits_per_pixel(model)
@@ -430,6 +435,33 @@ def info(
                 v = f"{v:,}"
             kv.add_row(k.replace("_", " "), str(v))
         out.print(kv)
+
+
+def _prior_info(path, net, meta, extras, as_json):
+    """``info`` of a prior (``nncompress pretrain``'s file)."""
+    from .spec import network_text
+    history = meta.get("history") or []
+    facts = {"kind": f"prior for x{meta['scale']}", "parameters": net.n_params, "file_bytes": os.path.getsize(path),
+             "weights_stored_as": "float16" if extras["format_version"] >= 3 and meta.get("settings", {}).get("half")
+             else "float32", "layers": network_text(net), "epochs": meta.get("epochs"),
+             "validation_gain_db": round(history[-1]["val_gain_db"], 3) if history else None,
+             "training_images": meta.get("train_images"), "command": meta.get("command")}
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return
+    t = Table(title=os.path.basename(path), show_header=True)
+    t.add_column("layer")
+    t.add_column("output", justify="right")
+    t.add_column("parameters", justify="right")
+    for name, width, n in net.summary():
+        t.add_row(name, width, f"{n:,}")
+    out.print(t)
+    kv = Table(show_header=False, box=None)
+    for k, v in facts.items():
+        if k == "validation_gain_db" and v is not None:
+            v = f"{v:+.2f} dB over bicubic on the held-back images (one pass)"
+        kv.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v))
+    out.print(kv)
 
 
 # ---------------------------------------------------------------- evaluate
