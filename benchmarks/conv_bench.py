@@ -97,8 +97,8 @@ def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
 
 def torch_alone(name, repeat, gemm):
     """PyTorch's side of W6 or W7 in a fresh process: beside nncompress in
-    one process its time jumps (W6 35-68 ms against 48 alone: two OpenMP
-    runtimes share the cores), so both are reported."""
+    one process its time jumps (W6 35-68 ms against 48 alone: its OpenMP
+    threads and nncompress's workers share the cores), so both are reported."""
     import json
     import os
     import subprocess
