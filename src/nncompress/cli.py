@@ -217,7 +217,7 @@ def timing_text(seconds: dict) -> str:
 
 @app.command(cls=Command, epilog=examples(
     ("one photo, with the built-in x4 prior: photo_x4.jpg here", "nncompress upscale photo.jpg"),
-    ("every image below shots/ into shots_x4/, tree kept; a rerun skips what is done", "nncompress upscale shots/ -r --skip-existing"),
+    ("all images below shots/ into shots_x4/; a rerun skips those done", "nncompress upscale shots/ -r --skip-existing"),
     ("two files at x2 as WebP, into out/", "nncompress upscale a.jpg b.png -s 2 --format webp -o out/"),
     ("a model from `nncompress train`, or its run folder", "nncompress upscale runs/photo/model.npz"),
 ))
@@ -370,7 +370,8 @@ def pretrain(
             raise
         finally:
             report.close()
-        report.print(f"wrote {target} ({r['epochs']} epochs, {r['seconds']:.0f}s) and {history_path(target)}")
+        n = r["epochs"]
+        report.print(f"wrote {target} ({n} epoch{'' if n == 1 else 's'}, {r['seconds']:.0f} s) and {history_path(target)}")
 
 
 # -------------------------------------------------------------------- info
@@ -458,10 +459,14 @@ def _prior_info(path, net, meta, extras, as_json):
     out.print(t)
     kv = Table(show_header=False, box=None)
     for k, v in facts.items():
+        if k == "command":  # long: printed after the table, so it does not widen every row
+            continue
         if k == "validation_gain_db" and v is not None:
             v = f"{v:+.2f} dB over bicubic on the held-back images (one pass)"
         kv.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v))
     out.print(kv)
+    if facts["command"]:
+        out.print(f" command: {facts['command']}", highlight=False, markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- evaluate
