@@ -79,7 +79,8 @@ def save(path, ck: Checkpoint, params, half=False):
     """Write ``ck`` for the weights ``params`` atomically. ``half``: the
     model file holds them rounded to float16, so the checkpoint keeps them
     exactly too (a resumed run goes on from the unrounded weights)."""
-    stored = params.astype(np.float16).astype(params.dtype) if half else params
+    from .modelfile import half_of
+    stored = half_of(params).astype(params.dtype) if half else params
     meta = {"epoch": ck.epoch, "t": ck.t, "rng": ck.rng, "params_crc32": digest(stored)}
     arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
               "meta": np.array(json.dumps(meta)), "m": ck.m, "v": ck.v}

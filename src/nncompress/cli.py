@@ -393,10 +393,10 @@ def info(
     with errors():
         from .modelfile import load as load_model
         from .prior import is_prior
-        net, meta, extras = load_model(model)
-        if is_prior(meta):
-            return _prior_info(model, net, meta, extras, as_json)
-        comp = Compresser.load(model)
+        loaded = load_model(model)
+        if is_prior(loaded[1]):
+            return _prior_info(model, *loaded, as_json)
+        comp = Compresser.load(model, loaded=loaded)
         m, src = comp.meta, comp.meta["source"]
         bpp_file, bpp_weights = comp.bits_per_pixel(model)
         facts = {
@@ -440,11 +440,11 @@ def info(
 
 def _prior_info(path, net, meta, extras, as_json):
     """``info`` of a prior (``nncompress pretrain``'s file)."""
+    from .modelfile import HALF_VERSION
     from .spec import network_text
     history = meta.get("history") or []
     facts = {"kind": f"prior for x{meta['scale']}", "parameters": net.n_params, "file_bytes": os.path.getsize(path),
-             "weights_stored_as": "float16" if extras["format_version"] >= 3 and meta.get("settings", {}).get("half")
-             else "float32", "layers": network_text(net), "epochs": meta.get("epochs"),
+             "weights_stored_as": "float16" if extras["format_version"] >= HALF_VERSION else "float32", "layers": network_text(net), "epochs": meta.get("epochs"),
              "validation_gain_db": round(history[-1]["val_gain_db"], 3) if history else None,
              "training_images": meta.get("train_images"), "command": meta.get("command")}
     if as_json:

@@ -175,11 +175,12 @@ class Compresser:
         self.net.save(path, meta=meta, extras=extras)
 
     @classmethod
-    def load(cls, path, resume=False):
-        """The model at ``path``; with ``resume``, also its checkpoint (a
-        warning, and training goes on with fresh optimizer state, when it is
-        missing or does not match)."""
-        net, meta, extras = Network.load(path)
+    def load(cls, path, resume=False, loaded=None):
+        """The model at ``path`` (``loaded``: what ``Network.load(path)``
+        already returned); with ``resume``, also its checkpoint (a warning,
+        and training goes on with fresh optimizer state, when it is missing
+        or does not match)."""
+        net, meta, extras = loaded or Network.load(path)
         name = os.path.basename(path)
         if meta.get("mode") not in MODES or "source" not in meta or not isinstance(meta.get("settings"), dict):
             raise ModelFileError(f"'{name}' is a network file without nncompress image metadata")

@@ -45,9 +45,14 @@ def save(path, net, meta: dict | None = None, extras: dict | None = None, half: 
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def fits_half(params):
+    """Whether every weight is within float16's range."""
+    return np.abs(params).max(initial=0) <= np.finfo(np.float16).max
+
+
 def half_of(params):
     """Weights as a half file stores them (float16; out of its range is an error, not infinity)."""
-    if np.abs(params).max(initial=0) > np.finfo(np.float16).max:
+    if not fits_half(params):
         raise ValueError("a weight is beyond float16's range; save in float32")
     return params.astype(np.float16)
 

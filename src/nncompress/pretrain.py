@@ -18,6 +18,7 @@ from .conv import upsampling
 from .atomic import atomic_write
 from .errors import SpecError, UserError
 from .losses import get_residual_loss
+from .modelfile import fits_half
 from .optimizers import get_optimizer
 
 
@@ -104,11 +105,10 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
                 "train_images": len(train_paths), "val_images": [os.path.basename(p) for p in val_paths]}
         half = bool(cfg.get("half"))
-        big = float(np.abs(net.params).max(initial=0))
-        if half and big > np.finfo(np.float16).max:
+        if half and not fits_half(net.params):
             from .training import TrainingDiverged
-            raise TrainingDiverged(f"a weight reached {big:.3g}, beyond float16's range, so epoch {e + 1} was not "
-                                   f"saved; go on with --resume {out} --no-half, or a smaller --lr")
+            raise TrainingDiverged(f"a weight reached {float(np.abs(net.params).max()):.3g}, beyond float16's range, "
+                                   f"so epoch {e + 1} was not saved; go on with --resume {out} --no-half, or a smaller --lr")
         net.save(out, meta=meta, half=half)
         ckpt.save(ckpt.path_for(out), ck, net.params, half=half)
         _write_history(history_path(out), history)
