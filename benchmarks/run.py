@@ -155,6 +155,15 @@ class _Perms:
 
     def __init__(self, perms):
         self.perms, self.i = perms, 0
+        self.bit_generator = self  # the epoch loop's checkpoint saves and restores rng.bit_generator.state
+
+    @property
+    def state(self):
+        return {"i": self.i}
+
+    @state.setter
+    def state(self, value):
+        self.i = value["i"]
 
     def permutation(self, n):
         p = self.perms[self.i]
