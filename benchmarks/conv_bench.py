@@ -95,10 +95,22 @@ def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
     return out
 
 
+def torch_env():
+    """The environment for a PyTorch process: the user's OpenMP settings, not
+    the passive waits nncompress sets for itself (kernels/__init__.py);
+    nncompress imported there (for the networks' weights) leaves them alone."""
+    import os
+    from nncompress import kernels
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    if kernels.WAIT_POLICY_SET:
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
 def torch_alone(name, repeat, gemm):
-    """PyTorch's side of W6 or W7 in a fresh process: beside nncompress in
-    one process its time jumps (W6 35-68 ms against 48 alone: its OpenMP
-    threads and nncompress's workers share the cores), so both are reported."""
+    """PyTorch's side of W6 or W7 in a fresh process, with its own OpenMP
+    settings (``torch_env``): beside nncompress in one process its W6 jumped
+    between 35 and 68 ms against 48 alone."""
     import json
     import os
     import subprocess
@@ -106,7 +118,7 @@ def torch_alone(name, repeat, gemm):
     code = (f"import json, torch; torch.set_num_threads(2); import conv_bench, run; "
             f"print(json.dumps(conv_bench.{name.lower()}({repeat}, {gemm}, run.median_time, torch, ours=False)))")
     here = os.path.dirname(os.path.abspath(__file__))
-    r = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True, env=torch_env())
     if r.returncode:  # keep the rest of the run's results
         return {"ms": float("nan"), "gemm_share": float("nan"), "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])["torch"]

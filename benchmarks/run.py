@@ -12,6 +12,7 @@ Prints a table and writes benchmarks/results.json.
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -36,11 +37,12 @@ from nncompress.coords import render  # noqa: E402
 from nncompress.imaging import write_png  # noqa: E402
 from nncompress.spec import network_config, parse_layers  # noqa: E402
 
-try:
-    import torch
-    torch.set_num_threads(2)
-except ImportError:
-    torch = None
+# PyTorch runs in processes of its own (``--side torch`` for W1-W3,
+# conv_bench.torch_alone for W6/W7), with the user's OpenMP settings:
+# nncompress sets passive OpenMP waits in its process (kernels/__init__.py),
+# and beside nncompress's threads PyTorch's times jump.
+torch = None
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 W1_LAYERS = "20:leaky_relu,20:leaky_relu,1:sigmoid"
 W2_LAYERS = "256:sine(30),256:sine(30),256:sine(30),3"
@@ -76,13 +78,16 @@ def w1_data():
     return X, a.reshape(-1, 1)
 
 
-def w1(repeat, steps):
+def w1(repeat, steps, side="ours"):
     X, Y = w1_data()
     N, B = len(X), 16
     epochs = math.ceil(steps / math.ceil(N / B))
     n_steps = epochs * math.ceil(N / B)
     perms = [np.random.default_rng(e).permutation(N) for e in range(epochs)]
     res = {"rows": N, "epochs": epochs, "steps": n_steps}
+    init = Network.from_config(network_config(parse_layers(W1_LAYERS), 2, 1, seed=0))
+    if side == "torch":
+        return _w1_torch(res, init, X, Y, perms, epochs, N, B, repeat)
 
     def ours():
         net = Network.from_config(network_config(parse_layers(W1_LAYERS), 2, 1, seed=0))
@@ -96,7 +101,6 @@ def w1(repeat, steps):
         net, loss = ours()
         t.append(time.perf_counter() - t0)
     res["nncompress"] = {"samples_per_s": epochs * N / statistics.median(t), "final_loss": float(loss)}
-    init = Network.from_config(network_config(parse_layers(W1_LAYERS), 2, 1, seed=0))
 
     def numpy_run():
         Ws = [l.params["W"].copy() for l in init.layers if "W" in l.params]
@@ -123,30 +127,32 @@ def w1(repeat, steps):
     t0 = time.perf_counter()
     loss = numpy_run()
     res["numpy"] = {"samples_per_s": epochs * N / (time.perf_counter() - t0), "final_loss": loss}
+    return res
 
-    if torch is not None:
-        def torch_run():
-            model = _torch_mlp(init, [torch.nn.LeakyReLU(0.01), torch.nn.LeakyReLU(0.01), torch.nn.Sigmoid()])
-            opt = torch.optim.SGD(model.parameters(), lr=0.05)
-            Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+
+def _w1_torch(res, init, X, Y, perms, epochs, N, B, repeat):
+    def torch_run():
+        model = _torch_mlp(init, [torch.nn.LeakyReLU(0.01), torch.nn.LeakyReLU(0.01), torch.nn.Sigmoid()])
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+        total = 0.0
+        for e in range(epochs):
             total = 0.0
-            for e in range(epochs):
-                total = 0.0
-                pt = torch.from_numpy(perms[e])
-                for s in range(0, N, B):
-                    idx = pt[s:s + B]
-                    opt.zero_grad()
-                    loss = torch.nn.functional.mse_loss(model(Xt[idx]), Yt[idx])
-                    loss.backward()
-                    opt.step()
-                    total += loss.item() * len(idx)
-            return total / N
-        t = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            loss = torch_run()
-            t.append(time.perf_counter() - t0)
-        res["torch"] = {"samples_per_s": epochs * N / statistics.median(t), "final_loss": loss}
+            pt = torch.from_numpy(perms[e])
+            for s in range(0, N, B):
+                idx = pt[s:s + B]
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(model(Xt[idx]), Yt[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+        return total / N
+    t = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        loss = torch_run()
+        t.append(time.perf_counter() - t0)
+    res["torch"] = {"samples_per_s": epochs * N / statistics.median(t), "final_loss": loss}
     return res
 
 
@@ -183,13 +189,11 @@ def _torch_mlp(net, acts):
     return torch.nn.Sequential(*layers)
 
 
-class _Sine(torch.nn.Module if torch else object):
-    def __init__(self, w0):
-        super().__init__()
-        self.w0 = w0
-
-    def forward(self, x):
-        return torch.sin(self.w0 * x)
+def _sine(w0):
+    class Sine(torch.nn.Module):
+        def forward(self, x):
+            return torch.sin(w0 * x)
+    return Sine()
 
 
 # ------------------------------------------------------------------ W2, W3
@@ -207,17 +211,31 @@ def w2_flops(n):
     return fwd + 2 * fwd - 2 * n * 2 * 256  # backward: dW for all, dX for all but the first layer
 
 
-def w2(repeat, gemm):
+def w2(repeat, gemm, side="ours"):
     X, Y = w2_data()
+    flops = w2_flops(len(X))
+    res = {"rows": len(X), "gflop_per_step": flops / 1e9}
+    init = Network.from_config(network_config(parse_layers(W2_LAYERS), 2, 3, seed=0))
+    if side == "torch":
+        model = _torch_mlp(init, [_sine(30.0), _sine(30.0), _sine(30.0), None])
+        opt_t = torch.optim.Adam(model.parameters(), lr=1e-4)
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+
+        def torch_step():
+            opt_t.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(Xt), Yt)
+            loss.backward()
+            opt_t.step()
+        torch_step()
+        t = median_time(torch_step, repeat)
+        res["torch"] = {"ms_per_step": t * 1e3, "gemm_share": flops / t / gemm}
+        return res, None, model
     net = Network.from_config(network_config(parse_layers(W2_LAYERS), 2, 3, seed=0))
     from nncompress.optimizers import Adam
     opt = Adam(1e-4)
     fit(net, X, Y, epochs=1, batch_size=0, optimizer=opt, lr=1e-4)  # compile
     t = median_time(lambda: fit(net, X, Y, epochs=1, batch_size=0, optimizer=opt, lr=1e-4), repeat)
-    flops = w2_flops(len(X))
-    res = {"rows": len(X), "gflop_per_step": flops / 1e9,
-           "nncompress": {"ms_per_step": t * 1e3, "gemm_share": flops / t / gemm}}
-    init = Network.from_config(network_config(parse_layers(W2_LAYERS), 2, 3, seed=0))
+    res["nncompress"] = {"ms_per_step": t * 1e3, "gemm_share": flops / t / gemm}
 
     Ws = [l.params["W"].copy() for l in init.layers if "W" in l.params]
     bs = [l.params["b"].copy() for l in init.layers if "W" in l.params]
@@ -239,25 +257,16 @@ def w2(repeat, gemm):
     numpy_step()
     t = median_time(numpy_step, repeat)
     res["numpy"] = {"ms_per_step": t * 1e3, "gemm_share": flops / t / gemm}
-    if torch is not None:
-        model = _torch_mlp(init, [_Sine(30.0), _Sine(30.0), _Sine(30.0), None])
-        opt_t = torch.optim.Adam(model.parameters(), lr=1e-4)
-        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
-
-        def torch_step():
-            opt_t.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(Xt), Yt)
-            loss.backward()
-            opt_t.step()
-        torch_step()
-        t = median_time(torch_step, repeat)
-        res["torch"] = {"ms_per_step": t * 1e3, "gemm_share": flops / t / gemm}
-    return res, net, (model if torch is not None else None)
+    return res, net, None
 
 
 def w3(repeat, net, model, size=1024):
+    """nncompress and numpy render ``net``; given a PyTorch ``model``
+    (``--side torch``), PyTorch renders it instead."""
     res = {"pixels": size * size}
     out = os.path.join(tempfile.mkdtemp(), "w3.png")
+    if model is not None:
+        return _w3_torch(res, model, size, out, repeat)
 
     def ours():
         write_png(out, render(net.predict, size, size, 3, bits=8))
@@ -279,16 +288,19 @@ def w3(repeat, net, model, size=1024):
             img[s:s + 65536] = a
         Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8).reshape(size, size, 3)).save(out)
     res["numpy"] = {"pixels_per_s": size * size / median_time(numpy_run, 1)}
-    if model is not None:
-        def torch_run():
-            with torch.inference_mode():
-                ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-                grid = torch.stack([(ys + 0.5) / size * 2 - 1, (xs + 0.5) / size * 2 - 1], -1).reshape(-1, 2).float()
-                img = torch.cat([model(grid[s:s + 65536]) for s in range(0, size * size, 65536)])
-                a = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).reshape(size, size, 3).numpy()
-            Image.fromarray(a).save(out)
-        torch_run()
-        res["torch"] = {"pixels_per_s": size * size / median_time(torch_run, repeat)}
+    return res
+
+
+def _w3_torch(res, model, size, out, repeat):
+    def torch_run():
+        with torch.inference_mode():
+            ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+            grid = torch.stack([(ys + 0.5) / size * 2 - 1, (xs + 0.5) / size * 2 - 1], -1).reshape(-1, 2).float()
+            img = torch.cat([model(grid[s:s + 65536]) for s in range(0, size * size, 65536)])
+            a = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).reshape(size, size, 3).numpy()
+        Image.fromarray(a).save(out)
+    torch_run()
+    res["torch"] = {"pixels_per_s": size * size / median_time(torch_run, repeat)}
     return res
 
 
@@ -342,26 +354,31 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="W6/W7: this many alternating rounds of nncompress and PyTorch alone (median time ratio)")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--side", default="ours", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--gemm", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
     only = set(a.only.upper().split(","))
+    if a.side == "torch":  # PyTorch's side of W1-W3, in a process of its own: one JSON line
+        return print(json.dumps(_torch_side(a, only)))
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                           "torch": torch.__version__ if torch else None, "date": time.strftime("%Y-%m-%d")}}
+                           "torch": _torch_version(), "date": time.strftime("%Y-%m-%d")}}
     gemm = gemm_rate(a.repeat)
     results["gemm_gflops"] = gemm / 1e9
     print(f"float32 GEMM (65536x256 @ 256x256): {gemm / 1e9:.1f} GFLOP/s")
+    theirs = _torch_process(a, only & {"W1", "W2", "W3"}, gemm)
     if "W1" in only:
-        r = results["W1"] = w1(a.repeat, a.w1_steps)
+        r = results["W1"] = {**w1(a.repeat, a.w1_steps), **theirs.get("W1", {})}
         _row("W1 train samples/s", r, "samples_per_s", higher=True)
         print("   final loss: " + ", ".join(f"{k} {v['final_loss']:.5f}" for k, v in r.items() if isinstance(v, dict)))
-    net = model = None
+    net = None
     if "W2" in only or "W3" in only:
-        r, net, model = w2(a.repeat, gemm)
+        r, net, _ = w2(a.repeat, gemm)
         if "W2" in only:
-            results["W2"] = r
+            results["W2"] = r = {**r, **theirs.get("W2", {})}
             _row("W2 ms/step", r, "ms_per_step", higher=False)
             print("   share of GEMM rate: " + ", ".join(f"{k} {v['gemm_share']:.0%}" for k, v in r.items() if isinstance(v, dict)))
     if "W3" in only:
-        r = results["W3"] = w3(a.repeat, net, model)
+        r = results["W3"] = {**w3(a.repeat, net, None), **theirs.get("W3", {})}
         _row("W3 render pixels/s", r, "pixels_per_s", higher=True)
     if "W4" in only:
         r = results["W4"] = w4(a.repeat)
@@ -373,23 +390,59 @@ def main():
     for name, fn in (("W6", "w6"), ("W7", "w7")):
         if name in only:
             import conv_bench
-            r = results[name] = getattr(conv_bench, fn)(a.repeat, gemm, median_time, torch)
+            r = results[name] = getattr(conv_bench, fn)(a.repeat, gemm, median_time)
+            if HAVE_TORCH:
+                r["torch"] = conv_bench.torch_alone(name, a.repeat, gemm)
             what = "training step (16 crops of 48x48)" if name == "W6" else "inference at 512x512"
             _row(f"{name} conv {what}, ms", r, "ms", higher=False)
             print("   share of GEMM rate: " + ", ".join(f"{k} {v['gemm_share']:.0%}" for k, v in r.items()
-                                                         if isinstance(v, dict)))
-            if torch is not None:
-                alone = r["torch_alone"] = conv_bench.torch_alone(name, a.repeat, gemm)
-                print(f"   torch alone in a fresh process: {alone['ms']:.1f} ms ({alone['gemm_share']:.0%} of GEMM); "
-                      f"time ratio {r['nncompress']['ms'] / alone['ms']:.2f}x")
-                if a.rounds > 1:
-                    r["rounds"] = _rounds(name, a.rounds, a.repeat, gemm, r["nncompress"]["ms"] / alone["ms"])
+                                                         if isinstance(v, dict) and "gemm_share" in v))
+            if HAVE_TORCH and a.rounds > 1:
+                r["rounds"] = _rounds(name, a.rounds, a.repeat, gemm, r["nncompress"]["ms"] / r["torch"]["ms"])
     if os.path.exists(a.out):  # keep the workloads not run this time
         with open(a.out) as f:
             results = {**json.load(f), **results}
     with open(a.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {a.out}")
+
+
+def _torch_version():
+    if not HAVE_TORCH:
+        return None
+    from importlib.metadata import version
+    return version("torch")
+
+
+def _torch_process(a, names, gemm):
+    """PyTorch's results for W1-W3, from ``run.py --side torch``."""
+    if not (HAVE_TORCH and names):
+        return {}
+    cmd = [sys.executable, os.path.abspath(__file__), "--side", "torch", "--only", ",".join(sorted(names)),
+           "--repeat", str(a.repeat), "--w1-steps", str(a.w1_steps), "--gemm", str(gemm)]
+    import conv_bench
+    r = subprocess.run(cmd, capture_output=True, text=True, env=conv_bench.torch_env())
+    if r.returncode:
+        print(f"   (PyTorch's side failed: {(r.stderr.strip().splitlines() or ['?'])[-1]})")
+        return {}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _torch_side(a, only):
+    global torch
+    import torch as _torch
+    torch = _torch
+    torch.set_num_threads(2)
+    out = {}
+    if "W1" in only:
+        out["W1"] = {"torch": w1(a.repeat, a.w1_steps, side="torch")["torch"]}
+    if "W2" in only or "W3" in only:
+        r, _, model = w2(a.repeat, a.gemm, side="torch")
+        if "W2" in only:
+            out["W2"] = {"torch": r["torch"]}
+        if "W3" in only:
+            out["W3"] = {"torch": w3(a.repeat, None, model)["torch"]}
+    return out
 
 
 def _rounds(name, rounds, repeat, gemm, first):

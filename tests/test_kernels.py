@@ -118,3 +118,25 @@ def test_predict_paths_agree():
         net = _net(np.float32, width)
         want = net.forward(X)
         np.testing.assert_allclose(net.predict(X, chunk=64), want, atol=1e-5)
+
+
+def _threads_in_fresh_process(**env):
+    import os
+    import subprocess
+    import sys
+    code = ("import os, numpy as np, numba; from nncompress.kernels import conv; "
+            "G = np.zeros((1, 6, 6, 2), np.float32); o = np.zeros((1, 4, 4, 2), np.float32); "
+            "conv.fold_reflect(G, 1, 1, 1, 1, o); "  # a parallel kernel: numba loads its threading layer
+            "print(numba.threading_layer(), os.environ.get('OMP_WAIT_POLICY'))")
+    base = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    r = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
+    return r.stdout.split()
+
+
+def test_parallel_kernels_use_openmp_with_passive_waits_unless_the_user_chose():
+    """OpenMP (where installed) with passive waits, else the workqueue; a
+    user's NUMBA_THREADING_LAYER or OMP_WAIT_POLICY is kept."""
+    layer, policy = _threads_in_fresh_process()
+    assert layer in ("omp", "workqueue") and policy == "PASSIVE"
+    assert _threads_in_fresh_process(OMP_WAIT_POLICY="ACTIVE")[1] == "ACTIVE"
+    assert _threads_in_fresh_process(NUMBA_THREADING_LAYER="workqueue") == ["workqueue", "None"]
