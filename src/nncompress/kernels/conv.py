@@ -366,17 +366,35 @@ def _per_block(n):
 
 
 def _run(ex, fn, n, per=None):
+    """[fn(block) for each block of ``n`` pixels], in block order. The
+    calling thread takes blocks too, each thread the next one not yet taken:
+    with the caller asleep while the workers ran, a conv pass took ~1.7x
+    one thread's time on 2 cores instead of ~2x less."""
     per = per or _per_block(n)
     blocks = [(p, min(n, p + per)) for p in range(0, n, per)]
     if ex is None:
         return [fn(b) for b in blocks]
     err = np.geterr()  # numpy's floating-point error settings are per thread: the caller's hold in the workers
+    out = [None] * len(blocks)
+    order = iter(range(len(blocks)))
+    lock = threading.Lock()
 
-    def call(b):
+    def take():
         with np.errstate(**err):
-            return fn(b)
+            while True:
+                with lock:
+                    i = next(order, None)
+                if i is None:
+                    return
+                out[i] = fn(blocks[i])
 
-    return list(ex.map(call, blocks))
+    helpers = [ex.submit(take) for _ in range(min(_pool["n"], len(blocks)) - 1)]
+    try:
+        take()
+    finally:
+        for h in helpers:
+            h.result()
+    return out
 
 
 def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
