@@ -397,6 +397,8 @@ def main():
             _row(f"{name} conv {what}, ms", r, "ms", higher=False)
             print("   share of GEMM rate: " + ", ".join(f"{k} {v['gemm_share']:.0%}" for k, v in r.items()
                                                          if isinstance(v, dict) and "gemm_share" in v))
+            if "max_abs_diff_vs_nncompress" in r.get("torch", {}):
+                print(f"   outputs agree to {r['torch']['max_abs_diff_vs_nncompress']:.1e}")
             if HAVE_TORCH and a.rounds > 1:
                 r["rounds"] = _rounds(name, a.rounds, a.repeat, gemm, r["nncompress"]["ms"] / r["torch"]["ms"])
     if os.path.exists(a.out):  # keep the workloads not run this time
