@@ -54,6 +54,26 @@ def test_activation_kernels(code, dtype):
     np.testing.assert_allclose(Zi, f(Z + b, a), atol=tol * 10)
 
 
+@pytest.mark.parametrize("code", list(ORACLE))
+def test_parallel_activation_kernels_match_the_serial_ones(code):
+    """Arrays of PARALLEL_MIN elements and more take the parallel kernels
+    (in place for inference): the same values as the serial ones, row by row."""
+    rng = np.random.default_rng(2)
+    a = np.float32(0.1 if code == K.LEAKY_RELU else 3.0)
+    Z = rng.uniform(-3, 3, (K.PARALLEL_MIN // 256 + 3, 256)).astype(np.float32)
+    b = rng.uniform(-1, 1, 256).astype(np.float32)
+    small = Z[:5]  # below PARALLEL_MIN: the serial kernels
+    Zi, want = Z.copy(), small.copy()
+    K.bias_activation_inference(Zi, b, code, a)
+    K.bias_activation_inference(want, b, code, a)
+    np.testing.assert_array_equal(Zi[:5], want)
+    np.testing.assert_allclose(Zi, ORACLE[code][0](Z + b, a), atol=1e-4)
+    out, out_small = np.empty_like(Z), np.empty_like(small)
+    K.activation_forward(code, a, Z, out)
+    K.activation_forward(code, a, small, out_small)
+    np.testing.assert_array_equal(out[:5], out_small)
+
+
 def test_loss_output_grad():
     rng = np.random.default_rng(1)
     Z = rng.standard_normal((9, 3))

@@ -142,6 +142,31 @@ def act_row(code, a, z, out, n):
 
 
 @njit(cache=True, fastmath=FM, inline="always")
+def bias_act_row_inplace(code, a, z, b, n):
+    """z[:n] = act(z[:n] + b[:n]) in place: one array read and written at the
+    same index (act_row with out = z is two views of one array, which LLVM
+    must assume overlap: its scalar loop, 3.9x slower for sine)."""
+    if code == RELU:
+        for j in range(n):
+            z[j] = f_relu(z[j] + b[j], a)
+    elif code == LEAKY_RELU:
+        for j in range(n):
+            z[j] = f_leaky_relu(z[j] + b[j], a)
+    elif code == SIGMOID:
+        for j in range(n):
+            z[j] = f_sigmoid(z[j] + b[j], a)
+    elif code == TANH:
+        for j in range(n):
+            z[j] = f_tanh(z[j] + b[j], a)
+    elif code == SINE:
+        for j in range(n):
+            z[j] = f_sine(z[j] + b[j], a)
+    else:
+        for j in range(n):
+            z[j] += b[j]
+
+
+@njit(cache=True, fastmath=FM, inline="always")
 def slope_row(code, a, z, y, d, n):
     """d[:n] *= act'(z[:n]) for one row (y = act(z))."""
     if code == RELU:
@@ -194,6 +219,12 @@ def _bias_act(code, Z, b, a, out):
         act_row(code, a, z, out[r], Z.shape[1])
 
 
+@njit(cache=True, fastmath=FM)
+def _bias_act_inplace(code, Z, b, a):
+    for r in range(Z.shape[0]):
+        bias_act_row_inplace(code, a, Z[r], b, Z.shape[1])
+
+
 _BLOCKS = 16
 
 
@@ -236,6 +267,14 @@ def bias_activation(Z, b, code, a, out):
     (_bias_act_par if Z.size >= PARALLEL_MIN else _bias_act)(code, Z, b, a, out)
 
 
+@njit(cache=True, fastmath=FM, parallel=True)
+def _bias_act_inplace_par(code, Z, b, a):
+    n = Z.shape[0]
+    for k in prange(_BLOCKS):
+        r0, r1 = k * n // _BLOCKS, (k + 1) * n // _BLOCKS
+        _bias_act_inplace(code, Z[r0:r1], b, a)
+
+
 def bias_activation_inference(Z, b, code, a):
     """In place Z = act(Z + b), when no backward pass follows."""
-    (_bias_act_par if Z.size >= PARALLEL_MIN else _bias_act)(code, Z, b, a, Z)
+    (_bias_act_inplace_par if Z.size >= PARALLEL_MIN else _bias_act_inplace)(code, Z, b, a)
