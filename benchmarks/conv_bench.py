@@ -104,13 +104,13 @@ def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
 
 def torch_env():
     """The environment for a PyTorch process: the user's OpenMP settings, not
-    the passive waits nncompress sets for itself (kernels/__init__.py);
-    nncompress imported there (for the networks' weights) leaves them alone."""
+    those nncompress's command line and this benchmark take (threads.py);
+    nncompress imported there (for the networks' weights) stays on numba's
+    workqueue and sets nothing."""
     import os
-    from nncompress import kernels
-    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
-    if kernels.WAIT_POLICY_SET:
-        env.pop("OMP_WAIT_POLICY", None)
+    from nncompress import threads
+    env = {k: v for k, v in os.environ.items() if k not in threads.SET}
+    env["NUMBA_THREADING_LAYER"] = "workqueue"
     return env
 
 

@@ -32,6 +32,10 @@ SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 sys.path.insert(0, os.path.join(ROOT, "src"))
 sys.path.insert(0, HERE)
 
+from nncompress import threads  # noqa: E402
+
+threads.configure()  # the command line's threads (before numba loads); PyTorch's processes get the user's
+
 from nncompress import Network, fit  # noqa: E402
 from nncompress.coords import render  # noqa: E402
 from nncompress.imaging import write_png  # noqa: E402
@@ -39,8 +43,8 @@ from nncompress.spec import network_config, parse_layers  # noqa: E402
 
 # PyTorch runs in processes of its own (``--side torch`` for W1-W3,
 # conv_bench.torch_alone for W6/W7), with the user's OpenMP settings:
-# nncompress sets passive OpenMP waits in its process (kernels/__init__.py),
-# and beside nncompress's threads PyTorch's times jump.
+# nncompress's command line sets passive OpenMP waits (threads.py), and
+# beside nncompress's threads PyTorch's times jump.
 torch = None
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -456,9 +460,16 @@ def _rounds(name, rounds, repeat, gemm, first):
     ratios = [first]
     for _ in range(rounds - 1):
         ours = getattr(conv_bench, name.lower())(repeat, gemm, median_time)["nncompress"]["ms"]
-        ratios.append(ours / conv_bench.torch_alone(name, repeat, gemm)["ms"])
+        theirs = conv_bench.torch_alone(name, repeat, gemm)
+        if "error" in theirs:
+            print(f"   (a round's PyTorch process failed: {theirs['error']})")
+            continue
+        ratios.append(ours / theirs["ms"])
+    ratios = [x for x in ratios if math.isfinite(x)]
+    if not ratios:
+        return {"ratios": [], "median": float("nan")}
     out = {"ratios": ratios, "median": statistics.median(ratios)}
-    print(f"   time ratio over {rounds} alternating rounds: median {out['median']:.2f}x "
+    print(f"   time ratio over {len(ratios)} alternating rounds: median {out['median']:.2f}x "
           f"(from {min(ratios):.2f}x to {max(ratios):.2f}x)")
     return out
 
@@ -467,7 +478,9 @@ def _row(name, r, key, higher):
     ours = r["nncompress"][key]
     parts = [f"nncompress {ours:,.1f}"]
     for other in ("torch", "numpy"):
-        if other in r:
+        if other in r and "error" in r[other]:
+            parts.append(f"{other} failed: {r[other]['error']}")
+        elif other in r:
             v = r[other][key]
             ratio = ours / v if higher else v / ours
             parts.append(f"{other} {v:,.1f} (" + (f"nncompress {ratio:.2f}x faster" if ratio >= 1 else

@@ -144,17 +144,75 @@ def test_weight_gradient_blocks_match_one_gemm(block, monkeypatch):
     np.testing.assert_allclose(dW, naive_im2col(X, 3, (1, 1, 1, 1), "reflect").T @ dZ.reshape(-1, 4), rtol=1e-12)
 
 
+def test_weight_gradient_sums_the_blocks_in_order(monkeypatch):
+    """Block by block, in block order, on any number of threads: the same
+    bits as the blocks' products summed in order one by one (a sum in the
+    order blocks finish would differ in the last bits from run to run)."""
+    import numba
+    monkeypatch.setattr(KC, "BLOCK", 7)
+    monkeypatch.setattr(KC, "ALIGN", 1)
+    rng = np.random.default_rng(12)
+    X = rng.standard_normal((2, 5, 6, 8)).astype(np.float32)
+    dZ = rng.standard_normal((2, 5, 6, 8)).astype(np.float32)
+    cols = naive_im2col(X, 3, (1, 1, 1, 1), "reflect").astype(np.float32)
+    dZf = dZ.reshape(-1, 8)
+    per = KC._per_block(len(dZf))
+    parts = [cols[p:p + per].T @ dZf[p:p + per] for p in range(0, len(dZf), per)]
+    want = parts[0].copy()
+    for p in parts[1:]:
+        want += p
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            dW = np.full((72, 8), np.nan, np.float32)
+            KC.weight_grad_gemm(X, dZ, 3, 1, 1, KC.REFLECT, dW)
+            np.testing.assert_array_equal(dW, want)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_blocks_stop_on_an_error_and_raise_it_once_all_have_stopped():
+    import threading
+    import time
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        ex = KC._workers()[0]
+        for who in ("worker", "caller"):
+            done = []
+
+            def fn(b):
+                time.sleep(0.002)
+                main = threading.current_thread() is threading.main_thread()
+                if b[0] >= 20 and main == (who == "caller"):
+                    raise ValueError(who)
+                done.append(b)
+                return b
+
+            with pytest.raises(ValueError, match=who):
+                KC._run(ex, fn, 1000, 10)
+            n = len(done)
+            time.sleep(0.05)
+            assert len(done) == n < 20  # nothing ran on after the raise, and the rest was not computed
+    finally:
+        numba.set_num_threads(before)
+
+
 @pytest.mark.parametrize("k,cin,cout,pads,mode", [(3, 32, 1, (1, 1, 1, 1), "reflect"), (5, 1, 8, (2, 2, 2, 2), "reflect"),
-                                                (3, 2, 3, (0, 1, 1, 0), "constant"), (3, 6, 6, (1, 1, 1, 1), "reflect")])
-def test_weight_gradient_of_few_channels_matches_im2col(k, cin, cout, pads, mode):
+                                                (3, 2, 3, (0, 1, 1, 0), "constant"), (3, 6, 6, (1, 1, 1, 1), "reflect"),
+                                                (5, 3, 1, (2, 2, 2, 2), "reflect"), (3, 1, 5, (2, 0, 0, 2), "constant")])
+@pytest.mark.parametrize("width", [9, 2])
+def test_weight_gradient_of_few_channels_matches_im2col(k, cin, cout, pads, mode, width):
     """The direct sums for a layer with few channels in or out (and the GEMM
     blocks above that) against im2col(X)^T dZ in numpy; the same bits with
     one thread as with two."""
     import numba
     rng = np.random.default_rng(9)
-    X = rng.standard_normal((3, 7, 9, cin)).astype(np.float32)
+    X = rng.standard_normal((3, 7, width, cin)).astype(np.float32)  # width 2: narrower than the kernel
     r = k // 2
-    Ho, Wo = 7 + pads[0] + pads[1] - 2 * r, 9 + pads[2] + pads[3] - 2 * r
+    Ho, Wo = 7 + pads[0] + pads[1] - 2 * r, width + pads[2] + pads[3] - 2 * r
     dZ = rng.standard_normal((3, Ho, Wo, cout)).astype(np.float32)
     code = KC.REFLECT if mode == "reflect" else KC.ZERO
     ref = naive_im2col(X.astype(np.float64), k, pads, mode).T @ dZ.reshape(-1, cout).astype(np.float64)

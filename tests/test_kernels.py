@@ -140,23 +140,29 @@ def test_predict_paths_agree():
         np.testing.assert_allclose(net.predict(X, chunk=64), want, atol=1e-5)
 
 
-def _threads_in_fresh_process(**env):
+def _threads_in_fresh_process(cli=False, **env):
     import os
     import subprocess
     import sys
-    code = ("import os, numpy as np, numba; from nncompress.kernels import conv; "
+    code = ("import os; from nncompress import threads; " + ("print(threads.configure()); " if cli else "") +
+            "import numpy as np, numba; from nncompress.kernels import conv; "
             "G = np.zeros((1, 6, 6, 2), np.float32); o = np.zeros((1, 4, 4, 2), np.float32); "
             "conv.fold_reflect(G, 1, 1, 1, 1, o); "  # a parallel kernel: numba loads its threading layer
             "print(numba.threading_layer(), os.environ.get('OMP_WAIT_POLICY'))")
-    base = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    drop = ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY", "OMP_WAIT_POLICY")
+    base = {k: v for k, v in os.environ.items() if k not in drop}
     r = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
     return r.stdout.split()
 
 
-def test_parallel_kernels_use_openmp_with_passive_waits_unless_the_user_chose():
-    """OpenMP (where installed) with passive waits, else the workqueue; a
-    user's NUMBA_THREADING_LAYER or OMP_WAIT_POLICY is kept."""
-    layer, policy = _threads_in_fresh_process()
-    assert layer in ("omp", "workqueue") and policy == "PASSIVE"
-    assert _threads_in_fresh_process(OMP_WAIT_POLICY="ACTIVE")[1] == "ACTIVE"
-    assert _threads_in_fresh_process(NUMBA_THREADING_LAYER="workqueue") == ["workqueue", "None"]
+def test_threads_workqueue_as_a_library_openmp_with_passive_waits_on_the_command_line():
+    """A library import stays on numba's workqueue (fork-safe); the command
+    line asks for OpenMP (where installed) with passive waits; a user's
+    choice of layer or wait policy is kept."""
+    assert _threads_in_fresh_process() == ["workqueue", "None"]
+    asked, layer, policy = _threads_in_fresh_process(cli=True)
+    assert asked == "omp" and layer in ("omp", "workqueue") and policy == "PASSIVE"
+    assert _threads_in_fresh_process(cli=True, OMP_WAIT_POLICY="ACTIVE")[2] == "ACTIVE"
+    assert _threads_in_fresh_process(cli=True, NUMBA_THREADING_LAYER="workqueue") == ["None", "workqueue", "None"]
+    assert _threads_in_fresh_process(cli=True, NUMBA_THREADING_LAYER_PRIORITY="workqueue omp tbb") == \
+        ["None", "workqueue", "None"]

@@ -536,6 +536,8 @@ def evaluate(
 def main():
     """The console script: Typer's parsing errors (a bad flag or value) as
     one line, exit 2, like every other bad input."""
+    from .threads import configure
+    configure()  # OpenMP threads for the kernels, before numba loads (this process never forks)
     try:
         rv = app(standalone_mode=False)
     except (KeyboardInterrupt, typer.Abort):

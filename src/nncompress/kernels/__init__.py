@@ -13,23 +13,13 @@ import os
 
 import numba
 
-# The parallel kernels' threads: OpenMP's (libgomp) with passive waits where
-# it is installed, else numba's own workqueue. On 2 cores the workqueue ran a
-# 0.5 ms parallel loop in 0.5 to 1.0 ms from call to call (its two workers
-# often woke on one core while the caller slept), OpenMP in a steady 0.5 (the
-# caller works too): a conv training step 7% faster over five alternating
-# rounds. OpenMP's default spinning waits made one 3x slower when other
-# processes shared the cores. A user's NUMBA_THREADING_LAYER or
-# OMP_WAIT_POLICY still wins; OpenMP libraries loaded later in the same
-# process (PyTorch) wait passively too, so the benchmarks time PyTorch in
-# processes of its own. WAIT_POLICY_SET: whether this module set the policy.
-WAIT_POLICY_SET = False
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # libgomp reads it when it loads, at the first parallel loop
-        WAIT_POLICY_SET = True
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]  # numba wants all three
-    numba.config.THREADING_LAYER = "default"  # the first of them that loads
+# The parallel kernels' threads. Imported as a library, numba's own
+# workqueue: safe in a process that forks (GNU OpenMP kills a forked child
+# that runs a parallel loop). The command line, which never forks, asks for
+# OpenMP first (``threads.configure``). A user's NUMBA_THREADING_LAYER or
+# NUMBA_THREADING_LAYER_PRIORITY still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 from .activations import (IDENTITY, LEAKY_RELU, PARALLEL_MIN, RELU, SIGMOID, SINE, TANH, act_row,
                           activation_backward, activation_forward, bias_activation, bias_activation_inference,

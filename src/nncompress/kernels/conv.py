@@ -15,6 +15,7 @@ row 1) or reads zero (``mode=ZERO``), so no padded copy is made.
 Every kernel here has a plain-numpy oracle in ``tests/test_conv.py``.
 """
 
+import concurrent.futures
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -407,7 +408,9 @@ def _run(ex, fn, n, per=None):
     """[fn(block) for each block of ``n`` pixels], in block order. The
     calling thread takes blocks too, each thread the next one not yet taken:
     with the caller asleep while the workers ran, a conv pass took ~1.7x
-    one thread's time on 2 cores instead of ~2x less."""
+    one thread's time on 2 cores instead of ~2x less. An exception (or
+    Ctrl-C in the caller) stops every thread taking blocks; it is raised
+    once all have stopped, so no block is still writing."""
     per = per or _per_block(n)
     blocks = [(p, min(n, p + per)) for p in range(0, n, per)]
     if ex is None:
@@ -416,22 +419,31 @@ def _run(ex, fn, n, per=None):
     out = [None] * len(blocks)
     order = iter(range(len(blocks)))
     lock = threading.Lock()
+    stop = []
 
     def take():
         with np.errstate(**err):
-            while True:
+            while not stop:
                 with lock:
                     i = next(order, None)
                 if i is None:
                     return
-                out[i] = fn(blocks[i])
+                try:
+                    out[i] = fn(blocks[i])
+                except BaseException:
+                    stop.append(True)
+                    raise
 
     helpers = [ex.submit(take) for _ in range(min(_pool["n"], len(blocks)) - 1)]
     try:
         take()
-    finally:
-        for h in helpers:
-            h.result()
+    except BaseException:
+        stop.append(True)
+        concurrent.futures.wait(helpers)
+        raise
+    concurrent.futures.wait(helpers)
+    for h in helpers:  # the first helper's error, once all have stopped
+        h.result()
     return out
 
 
