@@ -156,8 +156,8 @@ def test_a_fine_tune_that_rebuilds_the_held_out_strip_worse_is_dropped(tmp_path)
 
 def test_ctrl_c_in_a_fine_tune_keeps_its_best_epoch_so_far():
     lr = read_image(shared_image("camera.png"))[0][128:256, 128:256]
-    # a wrecking rate (5 sends the ten-layer x2 prior to NaN before epoch 1 ends, which is another test's case)
-    s = make_settings(dict(patch.DEFAULTS), scale=2.0, frames=0, seed=0, ensemble=1, epochs=6, steps=3, lr=2.0)
+    # a wrecking rate (2 sends the twelve-layer x2 prior to NaN before epoch 1 ends, which is another test's case)
+    s = make_settings(dict(patch.DEFAULTS), scale=2.0, frames=0, seed=0, ensemble=1, epochs=6, steps=3, lr=1.0)
     comp, _ = Compresser.for_image(lr, 8, s)
 
     def interrupt(*_):
