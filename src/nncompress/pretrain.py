@@ -25,11 +25,11 @@ from .optimizers import get_optimizer
 def defaults(scale):
     """The settings the built-in priors were trained with (README
     "Pretrain"): an ESPCN-style network in low-resolution space, conv5 and
-    conv3 layers with ReLU, then shuffle:S; at x2 twelve conv3 layers of
+    conv3 layers with ReLU, then shuffle:S; at x2 thirteen conv3 layers of
     64 channels and 16 crops of 64x64 (the shipped x2 was grown to this from
-    four layers in three runs with --init), above four of 48 channels and
+    four layers in four runs with --init), above four of 48 channels and
     32 crops of 24S x 24S."""
-    width, depth, crop, batch = (64, 12, 64, 16) if scale <= 2 else (48, 4, 24 * scale, 32)
+    width, depth, crop, batch = (64, 13, 64, 16) if scale <= 2 else (48, 4, 24 * scale, 32)
     conv = f"conv3:{width}:relu,"
     return {
         "layers": f"conv5:{width}:relu," + conv * depth + f"conv3:out,shuffle:{scale}",
