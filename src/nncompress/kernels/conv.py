@@ -15,9 +15,8 @@ row 1) or reads zero (``mode=ZERO``), so no padded copy is made.
 Every kernel here has a plain-numpy oracle in ``tests/test_conv.py``.
 """
 
-import concurrent.futures
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -379,7 +378,8 @@ def _workers():
     if _pool["n"] != n:
         if _pool["ex"] is not None:
             _pool["ex"].shutdown()
-        _pool.update(n=n, ex=ThreadPoolExecutor(n) if n > 1 else None, bufs=threading.local())
+        # n - 1 helpers: the calling thread takes blocks too (``_run``)
+        _pool.update(n=n, ex=ThreadPoolExecutor(n - 1) if n > 1 else None, bufs=threading.local())
     return _pool["ex"], _pool["bufs"]
 
 
@@ -439,9 +439,9 @@ def _run(ex, fn, n, per=None):
         take()
     except BaseException:
         stop.append(True)
-        concurrent.futures.wait(helpers)
+        wait(helpers)
         raise
-    concurrent.futures.wait(helpers)
+    wait(helpers)
     for h in helpers:  # the first helper's error, once all have stopped
         h.result()
     return out
