@@ -51,8 +51,8 @@ def test_train_mode_patch_runs_with_patch_defaults_and_the_flags_given(tmp_path,
 
 
 def test_a_flag_overrides_a_mode_default_only_when_given():
-    s = make_settings(mode="patch", layers="8:relu,out", lr=None)
-    assert s.layers == "8:relu,out" and s.lr == get_mode("patch").DEFAULTS["lr"]
+    s = make_settings(mode="patch", layers="conv3:8:relu,conv3:out", lr=None)
+    assert s.layers == "conv3:8:relu,conv3:out" and s.lr == get_mode("patch").DEFAULTS["lr"]
     assert make_settings({"epochs": 3}, mode="patch").epochs == 3  # the config over the mode
     assert make_settings({"epochs": 3}, mode="patch", epochs=5).epochs == 5  # the flag over the config
 

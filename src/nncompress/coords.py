@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import SpecError
 from .imaging import to_uint
 from .metrics import psnr_rgb
 from .modes import State as _State
@@ -66,6 +67,14 @@ def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None, on_progress=
 
 
 # ------------------------------------------------------------ mode interface
+
+def check_layers(items):
+    """Dense layers only: the network maps one (y, x) to one colour."""
+    for i, it in enumerate(items):
+        if "conv" in it or "shuffle" in it:
+            raise SpecError(f"layer item {i + 1}: coords mode maps (y, x) to a colour with dense layers (e.g. "
+                            f"64:relu); conv and shuffle items are for patch mode: add --mode patch")
+
 
 def network(settings, channels):
     from .spec import build_network

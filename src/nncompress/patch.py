@@ -228,6 +228,16 @@ def settle(settings, chosen):
                 setattr(settings, k, v)
 
 
+def check_layers(items):
+    """Conv items only (a last shuffle is refused by ``network``, with the
+    reason): the network runs over whole images."""
+    from .errors import SpecError
+    for i, it in enumerate(items):
+        if "conv" not in it and "shuffle" not in it:
+            raise SpecError(f"layer item {i + 1}: patch mode's network is convolutional, every item a conv item "
+                            f"(e.g. conv3:32:relu,conv3:32:relu,conv3:out); dense layers are for coords mode")
+
+
 def network(settings, channels):
     """One channel in, its residual out: the prior's network (``--prior``),
     or with ``--prior none`` a fresh one of ``settings.layers`` whose last

@@ -245,16 +245,16 @@ class Settings:
         return {k: getattr(self, k) for k in SETTING_KEYS}
 
     def validate(self):
-        from .modes import MODES
-        lookup(tuple(MODES), self.mode, "mode", SpecError)
+        from .modes import get_mode
+        mode = get_mode(self.mode)
         items = parse_layers(self.layers)
+        if hasattr(mode, "check_layers"):
+            mode.check_layers(items)
         self.layers = format_items(items)  # one form, whether given as text or a YAML list
         for name in ("epochs", "batch_size", "frames", "seed", "steps", "crop"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise SpecError(f"{name} must be a whole number >= 0, got {v!r}")
-        if self.epochs == 0:
-            raise SpecError("epochs must be at least 1")
+            v, least = getattr(self, name), 1 if name == "epochs" else 0
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                raise SpecError(f"{name} must be a whole number >= {least}, got {v!r}")
         for name, v in (("lr", self.lr), ("scale", self.scale)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise SpecError(f"{name} must be a positive number, got {v!r}")
