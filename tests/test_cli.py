@@ -207,3 +207,40 @@ def test_help_defaults_are_the_real_ones():
         other = f"{b:g}" if isinstance(b, float) else str(b)
         assert other == text or shown.endswith(f"patch: {other}"), (key, shown)
     assert get_mode("patch").PRESETS[patch.preset]["epochs"] == patch.epochs
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--layers", "conv3:8:relu,conv3:out"], "conv and shuffle items are for patch mode: add --mode patch"),
+    (["--mode", "patch", "--layers", "20:relu,conv3:out"], "layer item 1: patch mode's network is convolutional"),
+    (["--mode", "patch", "--layers", "conv3:8:relu,fourier:8:2,conv3:out"], "layer item 2: patch mode's")])
+def test_layers_a_mode_cannot_take_are_bad_input(tmp_path, args, says):
+    """Conv items in coords mode, dense or fourier items in patch mode: one
+    line and exit 2 before any work (they crashed inside the kernels)."""
+    img = tmp_path / "p.png"
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(img)
+    r = run("train", img, *args, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "run")
+    assert r.exit_code == 2 and says in r.output and "internal error" not in r.output, r.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_pretrain_interrupted_before_an_epoch_says_what_holds_the_work(tmp_path, monkeypatch, resume):
+    """Ctrl-C before the first epoch ends: no file claims to hold an epoch
+    that was never written; with --resume, the resumed file still does."""
+    import nncompress.pretrain
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(nncompress.pretrain, "pretrain", stop)
+    (tmp_path / "imgs").mkdir()
+    old = tmp_path / "old.npz"
+    if resume:
+        old.write_bytes(b"")
+    r = run("pretrain", tmp_path / "imgs", "-s", 2, "-o", tmp_path / "new.npz", *(["--resume", old] if resume else []))
+    assert r.exit_code == 130
+    lines = [l for l in r.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted: "), r.output
+    if resume:
+        assert f"{old} holds the last whole epoch" in r.output and f"--resume {old}" in r.output
+    else:
+        assert "nothing was written" in r.output and "--resume" not in r.output

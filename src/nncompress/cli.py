@@ -365,9 +365,13 @@ def pretrain(
                     half=half)
         except KeyboardInterrupt:
             report.close()
-            err.print(f"interrupted: {target} holds the last whole epoch; go on with: nncompress pretrain "
-                      f"{' '.join(folders)} -s {scale} --resume {target}", highlight=False, markup=False, soft_wrap=True)
-            raise
+            saved = target if done and os.path.isfile(target) else resume  # what holds the last whole epoch
+            again = (f"; go on with: nncompress pretrain {' '.join(folders)} -s {scale} --resume {saved}" if saved
+                     else "")
+            what = (f"{saved} holds the last whole epoch" if saved else
+                    "stopped before the first epoch ended, so nothing was written")
+            err.print(f"interrupted: {what}{again}", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         finally:
             report.close()
         n = r["epochs"]
