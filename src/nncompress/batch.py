@@ -150,7 +150,8 @@ def plan(req: Request) -> list:
     if out and one_file and not out_is_file and not os.path.isdir(out) and os.path.splitext(out)[1]:
         raise BatchError(f"cannot tell the format of '{out}' from its suffix; use .png, .jpg or .webp")
     if out and not one_file and imagefile.format_of_suffix(out) and not os.path.isdir(out):
-        raise BatchError(f"-o '{out}' looks like a file, but several images will be written; give a folder")
+        what = "a folder input writes a folder" if len(kinds) == 1 else "several images will be written"
+        raise BatchError(f"-o '{out}' looks like a file, but {what}; give a folder")
     if out_is_file and req.format != "same" and imagefile.format_of_suffix(out) != req.format:
         raise BatchError(f"-o '{out}' and --format {req.format} disagree; give one of them")
     skip = {os.path.realpath(out)} if out else set()

@@ -185,7 +185,9 @@ def train(
 
         def on_info(comp, paths):
             report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({network_text(comp.net)}) -> {paths.out}/")
-            report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs)
+            # a prior is fine-tuned only as far as self-validation or a held-out strip says (or not at all)
+            report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs,
+                          at_most=settings.prior != "none")
 
         try:
             result = train_run(image, settings, out_dir, resume, on_epoch=report.epoch, on_info=on_info, force=force,
@@ -432,12 +434,16 @@ def info(
         out.print(t)
         kv = Table(show_header=False, box=None)
         for k, v in facts.items():
-            if k == "psnr_db" and v is not None:
-                v = f"{v:.2f} dB ({about['score']})"
+            if k == "psnr_db":
+                v = f"{v:.2f} dB ({about['score']})" if v is not None else "not measured"
             elif k == "loss":
                 v = "none (nothing was trained: " + about.get("note", "no epochs yet") + ")" if v is None else f"{v:.5g}"
             elif isinstance(v, int):
                 v = f"{v:,}"
+            elif isinstance(v, float):
+                v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # learned numbers, e.g. kept epoch 7, mean 0.4415
+            elif v is None:
+                v = "-"
             kv.add_row(k.replace("_", " "), str(v))
         out.print(kv)
 

@@ -123,13 +123,14 @@ class Reporter:
         self.shown = False
 
     # ---------------------------------------------------------- epochs
-    def epochs(self, label, start, total):
-        """Epochs ``start`` -> ``total`` of ``label`` begin."""
+    def epochs(self, label, start, total, at_most=False):
+        """Epochs ``start`` -> ``total`` of ``label`` begin (``at_most``:
+        the run may stop sooner, or train none)."""
         self.label = label
         self._start(("epochs", label), total)
         if not self.quiet and not self.tty:
             more = f" (going on from epoch {start})" if start else ""
-            self.print(f"{label}: {total} epoch{'s' if total != 1 else ''}{more}")
+            self.print(f"{label}: {'up to ' if at_most else ''}{total} epoch{'s' if total != 1 else ''}{more}")
 
     def epoch(self, done, total, loss, psnr, seconds, rows):
         if self.quiet:

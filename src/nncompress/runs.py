@@ -74,11 +74,12 @@ class RunResult:
     seconds: dict  # this session's wall time by phase (the model's meta["seconds"] adds up every session)
 
 
-def prepare_output(out_dir, image_path, paths: RunPaths):
-    """Make the folder and prove it writable before any training starts;
-    refuse outputs that would overwrite the input image."""
+def prepare_output(out_dir, image_path, paths: RunPaths, frames=True):
+    """Make the folder (and its frames/ when ``frames``) and prove it
+    writable before any training starts; refuse outputs that would
+    overwrite the input image."""
     try:
-        os.makedirs(paths.frames, exist_ok=True)
+        os.makedirs(paths.frames if frames else out_dir, exist_ok=True)
         probe = os.path.join(out_dir, ".nncompress-write-test")
         with open(probe, "wb"):
             pass
@@ -124,7 +125,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
-    prepare_output(out_dir, image_path, paths)
+    prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
     if on_info:
         on_info(comp, paths)
 
