@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -244,3 +245,15 @@ def test_pretrain_interrupted_before_an_epoch_says_what_holds_the_work(tmp_path,
         assert f"{old} holds the last whole epoch" in r.output and f"--resume {old}" in r.output
     else:
         assert "nothing was written" in r.output and "--resume" not in r.output
+
+
+def test_frames_0_writes_no_frames_folder_and_info_reads_plainly(tmp_path):
+    img = tmp_path / "p.png"
+    Image.fromarray((np.arange(24 * 24 * 3) % 251).astype(np.uint8).reshape(24, 24, 3)).save(img)
+    r = run("train", img, "--mode", "patch", "--prior", "none", "--preset", "fast", "-e", 1, "--steps", 2,
+            "--frames", 0, "-q", "-o", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "model.npz").exists() and not (tmp_path / "run" / "frames").exists()
+    shown = run("info", tmp_path / "run" / "model.npz").output
+    facts = [l for l in shown.splitlines() if re.match(r"\s*(learned|psnr)", l)]
+    assert facts and not any("None" in l or re.search(r"\d\.0\b|\d{6}", l) for l in facts), facts
