@@ -83,6 +83,22 @@ def test_save_load_round_trip_is_bit_exact(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # no temporary left behind
 
 
+def test_model_files_are_deflated_and_uncompressed_ones_still_load(tmp_path):
+    """Deflate (np.savez_compressed) takes the file close to the weights'
+    own bytes; a file written uncompressed (earlier versions) loads the same."""
+    import zipfile
+    net = small_net()
+    net.save(tmp_path / "m.npz", meta={"epochs": 3})
+    with zipfile.ZipFile(tmp_path / "m.npz") as z:
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in z.infolist())
+    _rewrite(tmp_path / "m.npz", tmp_path / "plain.npz")
+    with zipfile.ZipFile(tmp_path / "plain.npz") as z:
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+    again, meta, _ = Network.load(tmp_path / "plain.npz")
+    np.testing.assert_array_equal(again.params, net.params)
+    assert meta == {"epochs": 3}
+
+
 def _rewrite(src, dst, drop=(), replace=None):
     with np.load(src, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files if k not in drop}
