@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -257,3 +258,14 @@ def test_frames_0_writes_no_frames_folder_and_info_reads_plainly(tmp_path):
     shown = run("info", tmp_path / "run" / "model.npz").output
     facts = [l for l in shown.splitlines() if re.match(r"\s*(learned|psnr)", l)]
     assert facts and not any("None" in l or re.search(r"\d\.0\b|\d{6}", l) for l in facts), facts
+
+
+def test_layers_and_a_prior_as_flags_contradict(tmp_path):
+    img = tmp_path / "p.png"
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(img)
+    r = run("train", img, "--mode", "patch", "--prior", "builtin", "--layers", "conv3:8:relu,conv3:out", "-q")
+    assert r.exit_code == 2 and "drop --layers, or use --prior none" in r.output, r.output
+    from nncompress.spec import load_config, make_settings
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    s = make_settings(load_config(os.path.join(root, "configs", "patch.yaml")))  # a config holds both: its layers are --prior none's
+    assert s.prior == "builtin"

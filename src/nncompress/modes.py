@@ -35,6 +35,8 @@ A mode module provides::
         (what the PSNR measures, short), "score_detail" (in full), "learned" (state dict);
         optionally "start", "note", and "finished" (True: --resume would train no further)
     loss_psnr(loss, settings, state) -> float | None   PSNR a training loss implies
+    settle(settings, chosen, flags) (optional) settle settings against each other in place, given
+                                    what a config and flags chose (``chosen``) and the flags alone
     check_layers(items)             (optional) refuse, with a SpecError, layer items
                                     (``spec.parse_layers``) the mode's network cannot take
 """

@@ -216,10 +216,15 @@ def _lr(settings):
 
 # ------------------------------------------------------------ mode interface
 
-def settle(settings, chosen):
+def settle(settings, chosen, flags=()):
     """A network given by the user (``--layers``) starts fresh: the built-in
-    prior has a network of its own (an explicit --prior still wins). Without
-    a prior, the preset's budget is SCRATCH's, under what the user chose."""
+    prior has a network of its own (a --prior in a config still wins; both
+    as flags contradict each other). Without a prior, the preset's budget is
+    SCRATCH's, under what the user chose."""
+    from .errors import SpecError
+    if "layers" in flags and flags.get("prior", "none") != "none":
+        raise SpecError(f"--layers is the network to learn from nothing, but --prior {flags['prior']} brings its own: "
+                        f"drop --layers, or use --prior none")
     if "layers" in chosen and "prior" not in chosen:
         settings.prior = "none"
     if settings.prior == "none":

@@ -324,7 +324,7 @@ def make_settings(config: dict | None = None, **overrides) -> Settings:
                 v = float(v)
             setattr(s, k, v)
     if hasattr(mode, "settle"):  # a mode's rule between settings, given what the user chose
-        mode.settle(s, {**config, **given})
+        mode.settle(s, {**config, **given}, given)
     return s.validate()
 
 
