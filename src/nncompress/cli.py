@@ -241,13 +241,9 @@ def upscale(
     force: Annotated[bool, typer.Option("--force", help="Render even if the output looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
-    """Upscale images, whole folders, or a trained model. Images go through
-    patch mode: the built-in prior nearest the scale (x2, or x4 for x3 and
-    up; at x2 fine-tuned on the image while that rebuilds a held-out strip of
-    it better), averaged over 8 rotations and flips (not --preset fast),
-    back-projected onto the input; --prior none learns from each image
-    instead. Metadata (EXIF, ICC), alpha
-    and 16-bit depth are kept."""
+    """Upscale images, whole folders, or a trained model; metadata (EXIF, ICC), alpha and 16-bit depth are kept.
+
+    Images go through patch mode: the built-in prior nearest the scale (x2, or x4 for x3 and up; at x2 fine-tuned on the image while that rebuilds a held-out strip of it better), averaged over 8 rotations and flips (not --preset fast), back-projected onto the input; --prior none learns from each image instead."""
     from .batch import BatchInterrupted, Request, plan, run, single
     from .batchview import BatchView
     from .spec import load_config
