@@ -436,6 +436,8 @@ def info(
                 v = "none (nothing was trained: " + about.get("note", "no epochs yet") + ")" if v is None else f"{v:.5g}"
             elif isinstance(v, int):
                 v = f"{v:,}"
+            elif k.startswith("seconds"):
+                v = f"{v:.2f}"
             elif isinstance(v, float):
                 v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # learned numbers, e.g. kept epoch 7, mean 0.4415
             elif v is None:
