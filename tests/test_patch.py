@@ -175,7 +175,11 @@ def test_fine_tuning_the_x2_prior_learns_a_repeating_texture():
     whole photo at 200 steps)."""
     hr, _ = read_image(shared_image("brick.png"))
     hr, lr = degrade(hr[64:320, 64:320], 2)
-    runs = [_x2_run(lr, steps=0), _x2_run(lr, epochs=5, steps=10)]
+    as_trained = pytest.MonkeyPatch.context()
+    with as_trained as m:  # the prior as trained (alpha 1): what the fine-tune learned, not the detail gain
+        m.setattr(patch, "prior_gain", lambda *a: 1.0)
+        runs = [_x2_run(lr, steps=0)]
+    runs.append(_x2_run(lr, epochs=5, steps=10))
     gains = [psnr(np.round(r.upscale(*hr.shape[:2]) * 255) / 255, hr, 2) for r in runs]
     assert runs[1].state.finetune > 0 and gains[1] - gains[0] > 0.5, gains
 
@@ -218,3 +222,34 @@ def test_a_missing_photo_fails_under_ci_instead_of_skipping(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         shared_image("camera.png")
+
+
+@pytest.mark.parametrize("scale,size", [(2, (74, 58)), (2, (80, 60)), (4, (148, 116)), (4, (111, 87)), (4, (300, 240))])
+def test_upscale_per_gain_equals_an_upscale_per_gain(scale, size):
+    """One network pass for every detail gain (one stage), or one upscale
+    each (several): the same pixels as ``upscale`` with that gain."""
+    from nncompress import prior
+    net, _ = prior.load("builtin", scale)
+    ch = np.random.default_rng(0).random((37, 29))
+    gains = [0.0, 0.5, 1.0, 1.25]
+    for a, up in zip(gains, internal.upscale_per_gain(net, ch, size, prior.NORM, gains, float(scale))):
+        np.testing.assert_array_equal(up, internal.upscale(net, ch, size, prior.NORM, a, float(scale), ensemble=False))
+
+
+def test_a_prior_used_alone_takes_less_of_a_detail_it_overdoes(monkeypatch):
+    """Self-validation one step down picks the detail gain of a prior used
+    alone: the x2 prior with its residual doubled gets about half of it;
+    the prior as trained keeps alpha 1 on a camera crop (no gain beats it
+    by GAIN_MARGIN)."""
+    from nncompress import prior
+    lr = read_image(shared_image("camera.png"))[0][128:256, 128:256]
+    s = make_settings(dict(patch.DEFAULTS), scale=2.0, frames=0, seed=0, preset="fast")
+    state = patch.State(mean=prior.NORM.mean, spread=prior.NORM.spread, lowres=1.0, train_scale=2.0)
+    net, _ = prior.load("builtin", 2)
+    assert patch.prior_gain(net, lr, s, state) == 1.0
+    last = [l for l in net.layers if l.has_weights][-1]
+    for p in last.params.values():
+        p *= 2
+    assert patch.prior_gain(net, lr, s, state) in (0.375, 0.5, 0.625)
+    monkeypatch.setattr(patch, "prior_gain", lambda *a: 0.75)
+    assert _x2_run(lr, steps=0).state.alpha == 0.75  # the prior alone (fast) takes the measured gain

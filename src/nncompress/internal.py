@@ -315,6 +315,25 @@ def upscale(net, ch, size, norm, alpha, step, ensemble=True, on_progress=None):
     return cur
 
 
+def upscale_per_gain(net, ch, size, norm, alphas, step):
+    """``upscale(net, ch, size, norm, alpha, step, ensemble=False)`` for
+    each detail gain in ``alphas``; the network runs once when the upscale
+    is one stage (base + alpha x residual is linear in alpha)."""
+    if len(stages(net, ch.shape, size, step)) > 1:
+        return [upscale(net, ch, size, norm, a, step, ensemble=False) for a in alphas]
+    f = upsampling(net)
+    full = tuple(size) if f == 1 else (ch.shape[0] * f, ch.shape[1] * f)
+    base = base_upscale(ch, full)
+    res = residual(net, base if f == 1 else ch, norm, ensemble=False)
+    out = []
+    for a in alphas:
+        up = base + a * res if a else base_upscale(ch, size)
+        if a and full != tuple(size):
+            up = imresize(up, size=size)
+        out.append(back_project(up, ch))
+    return out
+
+
 def _ticker(on_progress, what, total):
     """A tick() that reports one more of ``total`` units of ``what``."""
     done = [0]

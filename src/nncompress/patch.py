@@ -77,6 +77,10 @@ PROBE_SHARE = 1 / 3                     # the probe trains for this share of the
 FINETUNE_LR = 0.25                      # fine-tuning a prior: this share of the learning rate
 CALIBRATION_SIDE = 256                  # self-validation looks at the most detailed window this big
 FINETUNE_MARGIN = 0.9                   # fine-tune only if it cuts the self-validation error by 10% (0.46 dB)
+GAIN_MARGIN = 0.9                       # a prior used alone takes a detail gain other than 1 only if that cuts
+                                        # the self-validation error by 10% (at x2 brick's error fell to 0.48 of
+                                        # alpha 1's at 0.625, +1.23 dB; on 13 other photos the best gain was
+                                        # within 2.5% of alpha 1, and taking it anyway cost rocket 0.52 dB)
 ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~30 s here;
                                         # it adds ~0.1-0.3 dB at 8x the network's time): at x2 with the x2
                                         # prior, outputs up to ~1.7 MP; at x4 with the x4 prior, inputs up to ~1.7 MP
@@ -208,6 +212,28 @@ def calibrate(net, img, settings, state, steps, on_progress=None):
     return float(ALPHA_GRID[int(np.argmin(tuned))]), True
 
 
+def prior_gain(net, img, settings, state):
+    """The detail gain alpha for a prior used alone (not fine-tuned):
+    self-validation one learned step down, as in ``calibrate``, on the
+    image's most detailed window: its shrunk copy is rebuilt with each
+    alpha in ALPHA_GRID (one pass of the network), and an alpha other than
+    1 is taken only when it beats alpha 1 by GAIN_MARGIN. Fine textures
+    the prior over-sharpens (a brick wall's mortar lines) get less of its
+    detail; elsewhere the prior stays as trained. 1.0 when the window is
+    too small to shrink."""
+    win = internal.detailed_window(img, CALIBRATION_SIDE)
+    small = np.clip(imresize(win, 1.0 / state.train_scale), 0, 1)
+    lo, hi = split_channels(small, settings.color)[0], split_channels(win, settings.color)[0]
+    if min(lo[0].shape) < MIN_SIDE:
+        return 1.0
+    err = np.zeros(len(ALPHA_GRID))
+    for a, b in zip(lo, hi):
+        ups = internal.upscale_per_gain(net, a, b.shape, _norm(state), ALPHA_GRID, state.train_scale)
+        err += [float(np.sum((up - b) ** 2)) for up in ups]
+    one, best = int(np.argmin(np.abs(ALPHA_GRID - 1))), int(np.argmin(err))
+    return float(ALPHA_GRID[best]) if err[best] <= GAIN_MARGIN * err[one] else 1.0
+
+
 def _lr(settings):
     """The learning rate: lower when fine-tuning a prior, so the first
     steps do not undo what it learned from many images."""
@@ -285,19 +311,19 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         if settings.prior == "none":
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
-        state.alpha, state.finetune = 1.0, 0.0
+        state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
     held = None
     # (an x2 prior in several stages is fine-tuned too: at x4 with --prior x2.npz, +0.41 dB on average over
     # its two stages alone, brick +2.31, none below -0.03; the held-out strip checks one x2 step)
     if state.lowres and state.finetune is None and state.train_scale > MAX_STEP:
         # a x4 prior would learn from the image shrunk 16 times: measured brick 3.4 dB below the prior
         # alone (100 steps at 2.5e-5; 6.3 below at 2.5e-4), the other five photos within 0.1 dB
-        state.alpha, state.finetune = 1.0, 0.0
+        state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
     elif state.lowres and state.finetune is None:
         # fine-tuned on the image less a held-out strip; the strip decides how far (see below)
         rest, strips = internal.holdout(learned, HOLDOUT)
-        if min(strips[0].shape) < HOLDOUT_MIN * state.train_scale:
-            state.alpha, state.finetune = 1.0, 0.0  # too small to check a fine-tune on
+        if min(strips[0].shape) < HOLDOUT_MIN * state.train_scale:  # too small to check a fine-tune on
+            state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
         else:
             state.alpha = 1.0
             learned, held = rest, strips
@@ -330,17 +356,19 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         return run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
                           callback=lambda e, loss, dt: on_epoch(e, loss, dt, samples), lr=settings.lr)
     return _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint,
-                          lambda e, loss, dt: on_epoch(e, loss, dt, samples))
+                          lambda e, loss, dt: on_epoch(e, loss, dt, samples),
+                          gain=lambda: prior_gain(net, img, settings, state))
 
 
-def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint, on_epoch):
+def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint, on_epoch, gain=lambda: 1.0):
     """``run_epochs`` that keeps the epoch whose network rebuilds the
     held-out strips best from their shrinks (by HOLDOUT_MARGIN; epoch 0,
     the prior, if none does), and stops after HOLDOUT_PATIENCE epochs
     without a better one. The checkpoint goes back to that epoch, so the
     model saved is the one kept, and so it is on Ctrl-C and on a loss that
     diverges (which then ends the fine-tune, no error). The fine-tune is
-    then finished: a resumed run trains no further."""
+    then finished: a resumed run trains no further. A prior kept alone
+    takes its detail gain from ``gain()``, as it would with no fine-tune."""
     import copy
     from .training import History, TrainingDiverged, run_epochs
     pairs = internal.holdout_pairs(held, state.train_scale)
@@ -361,6 +389,8 @@ def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint,
         net.params[...] = checkpoint.params
         state.kept_epoch = float(checkpoint.epoch)
         state.finetune = 1.0 if checkpoint.epoch else 0.0
+        if not checkpoint.epoch:
+            state.alpha = gain()
 
     try:
         run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint, callback=after,
