@@ -18,7 +18,9 @@ is in ``internal.py``, this module is the mode.
 
 Textures that do not repeat across scales get a small alpha instead of
 being over-sharpened, and fine-tuning never replaces a prior that rebuilt
-the shrunk copy better.
+the shrunk copy better. A prior used alone (fast, x4, or kept by the
+held-out strip) takes its alpha the same way, one network pass for all
+of them (``prior_gain``).
 
 Implements the mode interface in ``modes.py``.
 """
