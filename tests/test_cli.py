@@ -258,6 +258,9 @@ def test_frames_0_writes_no_frames_folder_and_info_reads_plainly(tmp_path):
     shown = run("info", tmp_path / "run" / "model.npz").output
     facts = [l for l in shown.splitlines() if re.match(r"\s*(learned|psnr)", l)]
     assert facts and not any("None" in l or re.search(r"\d\.0\b|\d{6}", l) for l in facts), facts
+    r = run("train", img, "--mode", "patch", "--preset", "fast", "--frames", 0, "-q", "-o", tmp_path / "big")
+    shown = run("info", tmp_path / "big" / "model.npz").output  # the x2 prior on 576 pixels: ~14,000 bits a pixel
+    assert r.exit_code == 0 and re.search(r"bits per pixel file\s+\d{5}", shown), shown
 
 
 def test_layers_and_a_prior_as_flags_contradict(tmp_path):

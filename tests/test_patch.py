@@ -253,3 +253,25 @@ def test_a_prior_used_alone_takes_less_of_a_detail_it_overdoes(monkeypatch):
     assert patch.prior_gain(net, lr, s, state) in (0.375, 0.5, 0.625)
     monkeypatch.setattr(patch, "prior_gain", lambda *a: 0.75)
     assert _x2_run(lr, steps=0).state.alpha == 0.75  # the prior alone (fast) takes the measured gain
+
+
+def test_a_resumed_prior_alone_keeps_the_detail_gain_it_measured(tmp_path, monkeypatch):
+    """The gain is measured once: a resumed run (another image even) keeps it."""
+    lr = read_image(shared_image("camera.png"))[0][128:192, 128:192]
+    calls = []
+    monkeypatch.setattr(patch, "prior_gain", lambda *a: calls.append(1) or 0.75)
+    comp = _x2_run(lr, steps=0)
+    comp.save(tmp_path / "m.npz")
+    again = Compresser.load(tmp_path / "m.npz", resume=True)
+    monkeypatch.setattr(patch, "prior_gain", lambda *a: calls.append(1) or 0.25)
+    again.train(lr[::-1].copy(), again.settings)
+    assert len(calls) == 1 and again.state.alpha == 0.75
+
+
+def test_a_prior_ignores_layers_saved_with_it():
+    """Models saved before layers were checked may hold any --layers beside
+    a prior (unused); they still load. With --prior none they must be conv."""
+    from nncompress.errors import SpecError
+    assert make_settings({"layers": "20:relu,out"}, mode="patch", prior="builtin").prior == "builtin"
+    with pytest.raises(SpecError, match="patch mode's network is convolutional"):
+        make_settings({"layers": "20:relu,out"}, mode="patch", prior="none")

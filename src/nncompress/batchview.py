@@ -115,8 +115,7 @@ class BatchView:
         counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
         left = total - len(outcomes)
         line = (f"{counts['done']} written, {counts['skipped']} skipped, {counts['failed']} failed"
-                + (f", 1 stopped (no file written)" if interrupted and left else "")
-                + (f", {left - 1} not started" if interrupted and left > 1 else "")
+                + (f", {left} not finished" if interrupted and left else "")
                 + f" in {_clock(time.perf_counter() - self.start)}")
         self.out.print(line, highlight=False)
         return failed

@@ -438,8 +438,8 @@ def info(
                 v = f"{v:,}"
             elif k.startswith("seconds"):
                 v = f"{v:.2f}"
-            elif isinstance(v, float):
-                v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # learned numbers, e.g. kept epoch 7, mean 0.4415
+            elif k.startswith("learned_") and isinstance(v, float):
+                v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # e.g. kept epoch 7, mean 0.4415
             elif v is None:
                 v = "-"
             kv.add_row(k.replace("_", " "), str(v))

@@ -68,7 +68,7 @@ def render(predict, h, w, channels, tile_pixels=1 << 18, bits=None, on_progress=
 
 # ------------------------------------------------------------ mode interface
 
-def check_layers(items):
+def check_layers(items, settings):
     """Dense layers only: the network maps one (y, x) to one colour."""
     for i, it in enumerate(items):
         if "conv" in it or "shuffle" in it:

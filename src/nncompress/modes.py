@@ -37,7 +37,7 @@ A mode module provides::
     loss_psnr(loss, settings, state) -> float | None   PSNR a training loss implies
     settle(settings, chosen, flags) (optional) settle settings against each other in place, given
                                     what a config and flags chose (``chosen``) and the flags alone
-    check_layers(items)             (optional) refuse, with a SpecError, layer items
+    check_layers(items, settings)   (optional) refuse, with a SpecError, layer items
                                     (``spec.parse_layers``) the mode's network cannot take
 """
 

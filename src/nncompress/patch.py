@@ -261,10 +261,14 @@ def settle(settings, chosen, flags=()):
                 setattr(settings, k, v)
 
 
-def check_layers(items):
+def check_layers(items, settings):
     """Conv items only (a last shuffle is refused by ``network``, with the
-    reason): the network runs over whole images."""
+    reason): the network runs over whole images. Only with --prior none:
+    a prior brings its own network, and the layers are then unused (models
+    saved before this check may hold any)."""
     from .errors import SpecError
+    if settings.prior != "none":
+        return
     for i, it in enumerate(items):
         if "conv" not in it and "shuffle" not in it:
             raise SpecError(f"layer item {i + 1}: patch mode's network is convolutional, every item a conv item "
@@ -313,7 +317,8 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
         if settings.prior == "none":
             from .errors import SpecError
             raise SpecError("steps 0 (the prior alone) needs a prior: --prior builtin or --prior FILE")
-        state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
+        if state.finetune is None:  # (a resumed run keeps the gain it measured)
+            state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
     held = None
     # (an x2 prior in several stages is fine-tuned too: at x4 with --prior x2.npz, +0.41 dB on average over
     # its two stages alone, brick +2.31, none below -0.03; the held-out strip checks one x2 step)

@@ -249,7 +249,7 @@ class Settings:
         mode = get_mode(self.mode)
         items = parse_layers(self.layers)
         if hasattr(mode, "check_layers"):
-            mode.check_layers(items)
+            mode.check_layers(items, self)
         self.layers = format_items(items)  # one form, whether given as text or a YAML list
         for name in ("epochs", "batch_size", "frames", "seed", "steps", "crop"):
             v, least = getattr(self, name), 1 if name == "epochs" else 0
