@@ -177,6 +177,25 @@ def upscale_image(net, img, size, settings, state, ensemble=True, on_progress=No
     return merge_channels(up_learned, up_rest, how)
 
 
+def _one_step_down(img, settings, state):
+    """(lo, hi): the learned channels of the image's most detailed window of
+    CALIBRATION_SIDE (hi; its cost does not grow with the image) and of
+    that window shrunk by one learned step (lo)."""
+    win = internal.detailed_window(img, CALIBRATION_SIDE)
+    small = np.clip(imresize(win, 1.0 / state.train_scale), 0, 1)
+    return split_channels(small, settings.color)[0], split_channels(win, settings.color)[0]
+
+
+def _gain_errors(net, lo, hi, state):
+    """Squared error, summed over the channels, of rebuilding ``hi`` from
+    ``lo`` (one pass, no self-ensemble) at each detail gain in ALPHA_GRID."""
+    err = np.zeros(len(ALPHA_GRID))
+    for a, b in zip(lo, hi):
+        ups = internal.upscale_per_gain(net, a, b.shape, _norm(state), ALPHA_GRID, state.train_scale)
+        err += [float(np.sum((up - b) ** 2)) for up in ups]
+    return err
+
+
 def calibrate(net, img, settings, state, steps, on_progress=None):
     """Self-validation one step down, on the image's most detailed window
     of CALIBRATION_SIDE (its cost does not grow with the image). The window
@@ -188,22 +207,19 @@ def calibrate(net, img, settings, state, steps, on_progress=None):
     after ``steps`` steps of learning from the shrunk copy. Fine-tuning is
     kept only when it beats the prior by FINETUNE_MARGIN. Returns (alpha,
     finetune). (1.0, True) when the image is too small to test."""
-    img = internal.detailed_window(img, CALIBRATION_SIDE)
-    small = np.clip(imresize(img, 1.0 / state.train_scale), 0, 1)
-    lo, hi = split_channels(small, settings.color)[0], split_channels(img, settings.color)[0]
+    lo, hi = _one_step_down(img, settings, state)
     try:
         sampler = _sampler(lo, settings, state.train_scale, _norm(state), np.random.default_rng(settings.seed))
     except ImageError:
         return 1.0, True
 
     def errors(label):
-        out = []
-        for i, alpha in enumerate(ALPHA_GRID):
-            if on_progress:
-                on_progress(label, i, len(ALPHA_GRID))
-            out.append(sum(float(np.sum((internal.upscale(net, a, b.shape, _norm(state), alpha, state.train_scale,
-                                                          ensemble=False) - b) ** 2)) for a, b in zip(lo, hi)))
-        return np.array(out)
+        if on_progress:
+            on_progress(label, 0, 1)
+        out = _gain_errors(net, lo, hi, state)
+        if on_progress:
+            on_progress(label, 1, 1)
+        return out
 
     start = errors("calibrating: the prior alone") if settings.prior != "none" else None
     report = (lambda i, loss, dt: on_progress("calibrating: learning", i + 1, steps)) if on_progress else None
@@ -223,15 +239,10 @@ def prior_gain(net, img, settings, state):
     the prior over-sharpens (a brick wall's mortar lines) get less of its
     detail; elsewhere the prior stays as trained. 1.0 when the window is
     too small to shrink."""
-    win = internal.detailed_window(img, CALIBRATION_SIDE)
-    small = np.clip(imresize(win, 1.0 / state.train_scale), 0, 1)
-    lo, hi = split_channels(small, settings.color)[0], split_channels(win, settings.color)[0]
+    lo, hi = _one_step_down(img, settings, state)
     if min(lo[0].shape) < MIN_SIDE:
         return 1.0
-    err = np.zeros(len(ALPHA_GRID))
-    for a, b in zip(lo, hi):
-        ups = internal.upscale_per_gain(net, a, b.shape, _norm(state), ALPHA_GRID, state.train_scale)
-        err += [float(np.sum((up - b) ** 2)) for up in ups]
+    err = _gain_errors(net, lo, hi, state)
     one, best = int(np.argmin(np.abs(ALPHA_GRID - 1))), int(np.argmin(err))
     return float(ALPHA_GRID[best]) if err[best] <= GAIN_MARGIN * err[one] else 1.0
 
@@ -244,7 +255,7 @@ def _lr(settings):
 
 # ------------------------------------------------------------ mode interface
 
-def settle(settings, chosen, flags=()):
+def settle(settings, chosen, flags):
     """A network given by the user (``--layers``) starts fresh: the built-in
     prior has a network of its own (a --prior in a config still wins; both
     as flags contradict each other). Without a prior, the preset's budget is
@@ -367,7 +378,7 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
                           gain=lambda: prior_gain(net, img, settings, state))
 
 
-def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint, on_epoch, gain=lambda: 1.0):
+def _early_stopped(net, opt, rng, step_epoch, held, settings, state, checkpoint, on_epoch, gain):
     """``run_epochs`` that keeps the epoch whose network rebuilds the
     held-out strips best from their shrinks (by HOLDOUT_MARGIN; epoch 0,
     the prior, if none does), and stops after HOLDOUT_PATIENCE epochs

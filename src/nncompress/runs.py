@@ -74,7 +74,7 @@ class RunResult:
     seconds: dict  # this session's wall time by phase (the model's meta["seconds"] adds up every session)
 
 
-def prepare_output(out_dir, image_path, paths: RunPaths, frames=True):
+def prepare_output(out_dir, image_path, paths: RunPaths, frames):
     """Make the folder (and its frames/ when ``frames``) and prove it
     writable before any training starts; refuse outputs that would
     overwrite the input image."""
