@@ -198,6 +198,60 @@ def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
         assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output
 
 
+def test_an_average_of_priors_outputs_the_mean_of_theirs():
+    """prior.average: one network (stacked first conv, block-diagonal
+    hidden convs, a last conv over all) whose output is the mean of the
+    parts' outputs, for parts of different widths, in tiles too."""
+    from nncompress.conv import predict_image
+    from nncompress.spec import build_network
+    parts = [build_network(f"conv5:{c}:relu,conv3:{c}:relu,conv3:out,shuffle:2", 1, 1, seed)
+             for c, seed in ((4, 1), (6, 2), (3, 3))]
+    for net in parts:  # a trained-looking last layer (build_network's may start at zero)
+        net.params[...] = np.random.default_rng(net.seed).normal(0, 0.3, net.n_params)
+    mean = prior.average(parts)
+    convs = [l for l in mean.layers if l.has_weights]
+    assert [c.channels for c in convs] == [13, 13, 4]
+    W = convs[1].params["W"].reshape(3, 3, 13, 13)
+    assert not W[:, :, :4, 4:].any() and not W[:, :, 4:10, :4].any()  # part 1's channels see only its own
+    img = np.random.default_rng(0).random((23, 17, 1)).astype(np.float32)
+    want = np.mean([predict_image(n, img) for n in parts], axis=0)
+    np.testing.assert_allclose(predict_image(mean, img), want, rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(predict_image(mean, img, tile=8), predict_image(mean, img))
+    for bad in ([parts[0]], [parts[0], build_network("conv3:4:relu,conv3:4:relu,conv3:out,shuffle:2", 1, 1, 0)],
+                [parts[0], build_network("conv5:4:relu,conv3:4:relu,conv3:out,shuffle:4", 1, 1, 0)]):
+        with pytest.raises(Exception, match="averaged"):
+            prior.average(bad)
+
+
+def test_pretrain_average_writes_a_validated_prior_that_upscales(tmp_path, folder, digit):
+    """nncompress pretrain --average A --average B: no training; the prior
+    records its parts and its validation gain, info shows them, patch mode
+    uses it; training options beside it, one part, or --resume of it are
+    bad input."""
+    for name, loss in (("a", "mse"), ("b", "l1")):
+        r = run("pretrain", folder, "-s", 2, *LOWRES[:-2], "conv3:4:relu,conv3:out,shuffle:2", "--loss", loss,
+                "-q", "-o", tmp_path / f"{name}.npz")
+        assert r.exit_code == 0, r.output
+    r = run("pretrain", folder, "-s", 2, "--average", tmp_path / "a.npz", "--average", tmp_path / "b.npz",
+            "-o", tmp_path / "ab.npz")
+    assert r.exit_code == 0, r.output
+    assert "the mean of 2 priors" in r.output and "validation" in r.output
+    net, meta = prior.load(str(tmp_path / "ab.npz"), 2)
+    assert [m["file"] for m in meta["averaged"]] == ["a.npz", "b.npz"]
+    assert [m["settings"]["loss"] for m in meta["averaged"]] == ["mse", "l1"]
+    assert np.isfinite(meta["history"][-1]["val_gain_db"])
+    facts = json.loads(run("info", tmp_path / "ab.npz", "--json").output)
+    assert "a.npz (mse, 1 epochs" in facts["average_of"] and "block-diagonal" in facts["layers"]
+    r = run("upscale", digit, "--prior", tmp_path / "ab.npz", "-s", 2, "--preset", "fast", "-o", tmp_path / "up.png", "-q")
+    assert r.exit_code == 0, r.output
+    for args in (["--average", tmp_path / "a.npz"],
+                 ["--average", tmp_path / "a.npz", "--average", tmp_path / "b.npz", "--lr", "0.1"],
+                 ["--resume", tmp_path / "ab.npz"]):
+        r = run("pretrain", folder, "-s", 2, *args, "-q", "-o", tmp_path / "bad.npz")
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert ("average" in r.output), r.output
+
+
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):
     r = run("train", digit, "-e", 1, "--frames", 0, "-q", "-o", tmp_path / "c")
     assert r.exit_code == 0
@@ -253,11 +307,16 @@ def test_pretrain_defaults_are_the_recipe_of_the_builtin_prior(scale):
     """`nncompress pretrain FOLDER -s S` trains the kind of prior that ships."""
     from nncompress.pretrain import defaults
     _, meta = prior.load("builtin", scale)
-    got, want = {"loss": "mse", **meta["settings"]}, defaults(scale)  # a prior from before --loss trained on mse
-    same = ("layers", "crop", "batch_size", "steps", "loss")  # the network and the data
-    assert {k: got[k] for k in same} == {k: want[k] for k in same}
-    if "init" not in got:  # trained from nothing: the whole recipe (a grown one, x2, is recorded in the README)
-        assert got == want
+    want = defaults(scale)
+    # an average (x4: one part trained on the squared error, one on the absolute error) is checked part by part
+    parts = [m["settings"] for m in meta["averaged"]] if meta.get("averaged") else [meta["settings"]]
+    for got in parts:
+        got = {"loss": "mse", **got}  # a prior from before --loss trained on mse
+        same = ("layers", "crop", "batch_size", "steps")  # the network and the data
+        assert {k: got[k] for k in same} == {k: want[k] for k in same}
+        if "init" not in got:  # trained from nothing: the whole recipe but the loss (a grown one, x2: README)
+            assert {**got, "loss": want["loss"]} == want
+    assert [p.get("loss", "mse") for p in parts] in (["mse"], ["mse", "l1"])
 
 
 BUILTIN_MIN_GAIN = {2: 1.5, 4: 1.5}  # dB over bicubic on the camera crop below, per shipped prior

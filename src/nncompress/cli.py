@@ -315,6 +315,7 @@ def animate(
 @app.command(cls=Command, epilog=examples(
     ('a x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
     ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
+    ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 BSD200 -s 4 --average a.npz --average b.npz -o x4.npz'),
     ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
 ))
 def pretrain(
@@ -332,16 +333,33 @@ def pretrain(
     init: Annotated[Optional[str], typer.Option("--init", help="Start from this prior (a new run, a fresh schedule): its layers fill --layers' in order, extra convs between ReLUs start as the identity, so a deeper network starts where the prior ended; a prior of another scale gives all but its last layer (x4 from x2).", show_default="none")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help="Store the prior's weights as float16: half the file (its checkpoint keeps them exactly, for --resume).", show_default="no")] = None,
+    average: Annotated[Optional[list[str]], typer.Option("--average", help="Train nothing: write one prior whose output is the mean of these (give it twice or more; same layer kinds, e.g. one trained with --loss mse and one with l1), validated on the folders' held-back images.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Train a prior: patch mode's network on many images (nncompress upscale --prior FILE uses it)."""
-    from .pretrain import history_path, pretrain as run
+    from .pretrain import average_priors, history_path, pretrain as run
     from .progress import Reporter
 
     with errors():
+        from .errors import SpecError
         if scale < 2 or scale > 8:
-            from .errors import SpecError
             raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
+        if average:
+            training = {"--resume": resume, "--layers": layers, "--epochs": epochs, "--steps": steps,
+                        "--batch-size": batch_size, "--crop": crop, "--lr": lr, "--loss": loss, "--init": init,
+                        "--seed": seed}
+            given = [k for k, v in training.items() if v is not None]
+            if given or len(average) < 2:
+                raise SpecError("--average writes the mean of two or more priors and trains nothing: give it twice "
+                                "or more" + (f", without {', '.join(given)}" if given else ""))
+            target = output or f"prior_x{scale}.npz"
+            r = average_priors(folders, scale, target, average, command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]),
+                               half=half, warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True))
+            parts = ", ".join(f"{f} {g:+.2f} dB" if g is not None else f for f, g in r["parts"])
+            if not quiet:
+                out.print(f"wrote {target}: the mean of {len(average)} priors ({parts}), validation {r['val_gain_db']:+.2f} dB "
+                          f"over bicubic on the held-back images", highlight=False, markup=False, soft_wrap=True)
+            return
         target = output or resume or f"prior_x{scale}.npz"
         report = Reporter(out, quiet)
         t0 = time.perf_counter()
@@ -455,6 +473,14 @@ def _prior_info(path, net, meta, extras, as_json):
              "weights_stored_as": "float16" if extras["format_version"] >= HALF_VERSION else "float32", "layers": network_text(net), "epochs": meta.get("epochs"),
              "validation_gain_db": round(history[-1]["val_gain_db"], 3) if history else None,
              "training_images": meta.get("train_images"), "command": meta.get("command")}
+    if meta.get("averaged"):  # nncompress pretrain --average: what each part was
+        del facts["epochs"]
+        facts["average_of"] = "; ".join(
+            f"{m['file']} ({(m.get('settings') or {}).get('loss', 'mse')}, {m.get('epochs')} epochs"
+            + (f", {m['history'][-1]['val_gain_db']:+.2f} dB)" if m.get("history") else ")") for m in meta["averaged"])
+        facts["layers"] += " (block-diagonal: each part's channels see only its own)"
+        import numpy as np
+        facts["parameters"] = f"{net.n_params:,} ({int(np.count_nonzero(net.params)):,} not zero: the parts')"
     if as_json:
         print(json.dumps(facts, indent=2))
         return

@@ -60,6 +60,9 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
     if resume:
         net, meta = prior.load(resume, scale)
+        if meta.get("averaged"):
+            raise UserError(f"'{resume}' is an average of priors ({', '.join(m['file'] for m in meta['averaged'])}), "
+                            f"not trained itself: resume those, then average them again")
         cfg = {**meta["settings"], **{k: v for k, v in overrides.items() if v is not None}}
         history = list(meta.get("history", []))
         ck = ckpt.load(ckpt.path_for(resume), net.params) or ckpt.Checkpoint(epoch=len(history))
@@ -119,6 +122,39 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     t0 = time.perf_counter()
     run_epochs(net, opt, rng, step_epoch, epochs=cfg["epochs"], checkpoint=ck, callback=after_epoch, lr=cfg["lr"])
     return {"epochs": cfg["epochs"], "seconds": time.perf_counter() - t0, "history": history, "out": out}
+
+
+def average_priors(folders, scale, out, parts, warn=None, command="", half=False):
+    """Write ``out``: one prior whose output is the mean of the priors
+    ``parts`` (``prior.average``), with its validation gain on the held-back
+    images of ``folders`` (the same ones training holds back). Nothing is
+    trained; each part's meta is kept under "averaged"."""
+    val_paths = prior.split(prior.find_images(folders))[1]
+    val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
+    nets, metas = [], []
+    for path in parts:
+        net, meta = prior.load(path, scale)
+        if int(meta["scale"]) != int(scale):
+            raise UserError(f"'{path}' is a x{meta['scale']} prior; average priors of one scale (--scale {meta['scale']})")
+        nets.append(net)
+        metas.append({"file": os.path.basename(path), **{k: meta.get(k) for k in
+                                                          ("settings", "epochs", "history", "command", "train_images")}})
+    t0 = time.perf_counter()
+    net = prior.average(nets)
+    gain = prior.validation_gain(net, val, scale)
+    rec = {"epoch": 0, "loss": float("nan"), "val_gain_db": gain, "seconds": time.perf_counter() - t0,
+           "crops_per_s": float("nan")}
+    from .spec import network_text
+    meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
+            "settings": {"layers": network_text(net), "average": [m["file"] for m in metas]}, "epochs": 0,
+            "history": [rec], "command": command, "train_images": max(m["train_images"] or 0 for m in metas),
+            "val_images": [os.path.basename(p) for p in val_paths], "averaged": metas}
+    if half and not fits_half(net.params):
+        raise UserError("a weight is beyond float16's range; write the average without --half")
+    net.save(out, meta=meta, half=bool(half))
+    _write_history(history_path(out), [rec])
+    return {"val_gain_db": gain, "parts": [(m["file"], (m["history"] or [{}])[-1].get("val_gain_db")) for m in metas],
+            "out": out}
 
 
 def _write_history(path, rows):
