@@ -242,7 +242,46 @@ def test_conv_forward_matches_definition(k, cin, cout):
                                    rtol=1e-10, atol=1e-12)
 
 
+def block_diagonal(W, k, cin, cout, g):
+    """A grouped conv's W (k*k*cin/g, cout) as the dense (k*k*cin, cout)
+    whose group j's outputs see only group j's inputs."""
+    ci, co = cin // g, cout // g
+    Wk, D = W.reshape(k, k, ci, cout), np.zeros((k, k, cin, cout))
+    for j in range(g):
+        D[:, :, j * ci:(j + 1) * ci, j * co:(j + 1) * co] = Wk[:, :, :, j * co:(j + 1) * co]
+    return D.reshape(k * k * cin, cout)
+
+
+@pytest.mark.parametrize("k,cin,cout,g", [(3, 4, 6, 2), (5, 3, 6, 3), (1, 4, 4, 4), (3, 6, 2, 2)])
+def test_grouped_conv_forward_matches_definition(k, cin, cout, g):
+    """A conv in g groups is the definition with block-diagonal weights."""
+    rng = np.random.default_rng(2)
+    layer = Conv2D(cout, k, groups=g)
+    layer.build(cin, rng, np.float64)
+    assert layer.params["W"].shape == (k * k * cin // g, cout)
+    layer.params["b"][...] = rng.standard_normal(cout)
+    X = rng.standard_normal((2, 7, 6, cin))
+    r = k // 2
+    D = block_diagonal(layer.params["W"], k, cin, cout, g)
+    for pads in [(r, r, r, r), (0, r, r, 0)]:
+        np.testing.assert_allclose(layer.forward(X, pads), naive_conv(X, D, layer.params["b"], k, pads),
+                                   rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="groups"):
+        Conv2D(5, 3, groups=2)
+    with pytest.raises(ValueError, match="split"):
+        Conv2D(4, 3, groups=2).build(3, rng)
+
+
 # ------------------------------------------------------------- gradients
+
+@pytest.mark.parametrize("k,cin,cout,g,shape", [(3, 4, 6, 2, (2, 4, 5)), (3, 3, 3, 3, (1, 2, 2)),
+                                                (5, 2, 4, 2, (1, 5, 4))])
+def test_grouped_conv_gradients(k, cin, cout, g, shape):
+    rng = np.random.default_rng(3)
+    layer = Conv2D(cout, k, groups=g)
+    layer.build(cin, rng, np.float64)
+    layer.params["b"][...] = rng.standard_normal(cout)
+    check_layer(layer, rng.standard_normal(shape + (cin,)), rng)
 
 @pytest.mark.parametrize("k,cin,cout,shape", [(3, 1, 2, (2, 4, 5)), (3, 3, 2, (1, 5, 4)), (5, 2, 2, (2, 6, 6)),
                                               (1, 2, 3, (1, 3, 3)), (3, 2, 1, (1, 2, 2)), (3, 2, 2, (1, 1, 6)),
@@ -304,6 +343,24 @@ def test_tiled_inference_equals_one_pass(spec):
     np.testing.assert_allclose(whole, net.forward(img[None])[0], rtol=1e-5, atol=1e-5)
     f = 4 if "shuffle:4" in spec else 2 if "shuffle:2" in spec else 1
     assert whole.shape == (37 * f, 53 * f, net.out_size)
+
+
+def test_tiled_inference_of_convs_in_groups_equals_one_pass():
+    """Each group is its own GEMM with the same alignment, so tiles give the
+    untiled bits; and the result is the block-diagonal dense network's."""
+    from nncompress.conv import predict_image
+    from nncompress.spec import build_network
+    net = build_network("conv5:6:relu,conv3:6/2:relu,conv3:6/3:relu,conv3:out,shuffle:2", 1, 1, seed=3)
+    net.params[...] = np.random.default_rng(5).normal(0, 0.3, net.n_params)
+    img = np.random.default_rng(4).random((37, 53, 1), dtype=np.float32)
+    whole = predict_image(net, img, tile=10_000)
+    for tile in (16, 7, 1):
+        np.testing.assert_array_equal(predict_image(net, img, tile=tile), whole)
+    dense = build_network("conv5:6:relu,conv3:6:relu,conv3:6:relu,conv3:out,shuffle:2", 1, 1, seed=3)
+    for a, b in zip((l for l in dense.layers if l.has_weights), (l for l in net.layers if l.has_weights)):
+        a.params["b"][...] = b.params["b"]
+        a.params["W"][...] = block_diagonal(b.params["W"], a.kernel, a.in_channels, a.channels, b.groups)
+    np.testing.assert_allclose(whole, predict_image(dense, img), rtol=1e-5, atol=1e-5)
 
 
 def test_tiled_inference_of_a_wide_network_on_a_wide_image():

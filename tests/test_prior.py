@@ -198,7 +198,7 @@ def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
         assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output
 
 
-def test_an_average_of_priors_outputs_the_mean_of_theirs():
+def test_an_average_of_priors_outputs_the_mean_of_theirs(tmp_path):
     """prior.average: one network (stacked first conv, block-diagonal
     hidden convs, a last conv over all) whose output is the mean of the
     parts' outputs, for parts of different widths, in tiles too."""
@@ -217,6 +217,19 @@ def test_an_average_of_priors_outputs_the_mean_of_theirs():
     want = np.mean([predict_image(n, img) for n in parts], axis=0)
     np.testing.assert_allclose(predict_image(mean, img), want, rtol=0, atol=2e-6)
     np.testing.assert_array_equal(predict_image(mean, img, tile=8), predict_image(mean, img))
+    # equally wide parts: the hidden convs in groups (half the work), saved as format 4, loaded back the same
+    same = parts[:1] + [build_network("conv5:4:relu,conv3:4:relu,conv3:out,shuffle:2", 1, 1, 7)]
+    same[1].params[...] = np.random.default_rng(7).normal(0, 0.3, same[1].n_params)
+    grouped = prior.average(same)
+    assert [(l.channels, l.groups) for l in grouped.layers if l.has_weights] == [(8, 1), (8, 2), (4, 1)]
+    np.testing.assert_allclose(predict_image(grouped, img), np.mean([predict_image(n, img) for n in same], axis=0),
+                               rtol=0, atol=2e-6)
+    grouped.save(tmp_path / "g.npz")
+    back, _, extras = load_model(tmp_path / "g.npz")
+    assert extras["format_version"] == 4 and back.layers[3].groups == 2
+    np.testing.assert_array_equal(predict_image(back, img), predict_image(grouped, img))
+    parts[0].save(tmp_path / "d.npz")
+    assert load_model(tmp_path / "d.npz")[2]["format_version"] == 2  # files without groups stay as they were
     for bad in ([parts[0]], [parts[0], build_network("conv3:4:relu,conv3:4:relu,conv3:out,shuffle:2", 1, 1, 0)],
                 [parts[0], build_network("conv5:4:relu,conv3:4:relu,conv3:out,shuffle:4", 1, 1, 0)]):
         with pytest.raises(Exception, match="averaged"):

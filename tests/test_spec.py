@@ -20,6 +20,20 @@ def test_examples_parse_and_build(text):
     assert parse_layers(format_items(items)) == items
 
 
+def test_a_conv_in_groups_parses_builds_and_reads_back():
+    """convK:C/G: what `nncompress info` shows for an averaged prior."""
+    from nncompress.spec import build_network, network_text
+    text = "conv5:8:relu,conv3:8/2:relu,conv3:out,shuffle:2"
+    items = parse_layers(text)
+    assert items[1]["groups"] == 2 and parse_layers(format_items(items)) == items
+    net = build_network(text, 1, 1)
+    assert net.layers[3].groups == 2 and network_text(net) == text.replace("out", "4")
+    assert parse_layers([{"conv": 3, "units": 8, "groups": 2, "activation": "relu"}, "conv3:out"])[0] == items[1]
+    for bad in ("conv3:7/2:relu,conv3:out", "conv3:8/0,conv3:out", "8/2:relu,out", "conv3:out/2"):
+        with pytest.raises(SpecError):
+            parse_layers(bad)
+
+
 @pytest.mark.parametrize("text,message", [
     ("20:leaky_rel,out", "item 1.*did you mean 'leaky_relu'"),
     ("20:relu,,out", "item 2 is empty"),

@@ -466,11 +466,10 @@ def info(
 
 def _prior_info(path, net, meta, extras, as_json):
     """``info`` of a prior (``nncompress pretrain``'s file)."""
-    from .modelfile import HALF_VERSION
     from .spec import network_text
     history = meta.get("history") or []
     facts = {"kind": f"prior for x{meta['scale']}", "parameters": net.n_params, "file_bytes": os.path.getsize(path),
-             "weights_stored_as": "float16" if extras["format_version"] >= HALF_VERSION else "float32", "layers": network_text(net), "epochs": meta.get("epochs"),
+             "weights_stored_as": extras["stored_dtype"], "layers": network_text(net), "epochs": meta.get("epochs"),
              "validation_gain_db": round(history[-1]["val_gain_db"], 3) if history else None,
              "training_images": meta.get("train_images"), "command": meta.get("command")}
     if meta.get("averaged"):  # nncompress pretrain --average: what each part was
@@ -478,9 +477,13 @@ def _prior_info(path, net, meta, extras, as_json):
         facts["average_of"] = "; ".join(
             f"{m['file']} ({(m.get('settings') or {}).get('loss', 'mse')}, {m.get('epochs')} epochs"
             + (f", {m['history'][-1]['val_gain_db']:+.2f} dB)" if m.get("history") else ")") for m in meta["averaged"])
-        facts["layers"] += " (block-diagonal: each part's channels see only its own)"
         import numpy as np
-        facts["parameters"] = f"{net.n_params:,} ({int(np.count_nonzero(net.params)):,} not zero: the parts')"
+        grouped = any(getattr(l, "groups", 1) > 1 for l in net.layers)
+        facts["layers"] += (" (C/G: in G groups, each part's channels seeing only its own)" if grouped else
+                            " (block-diagonal: each part's channels see only its own)")
+        nonzero = int(np.count_nonzero(net.params))
+        if nonzero < net.n_params:  # parts of different widths: dense convs, zero outside the blocks
+            facts["parameters"] = f"{net.n_params:,} ({nonzero:,} not zero: the parts')"
     if as_json:
         print(json.dumps(facts, indent=2))
         return

@@ -293,7 +293,7 @@ def pass_flops(net, shape, size, step):
     upscale from ``shape`` to ``size`` (what one more self-ensemble pass
     costs): the network runs on each stage's input when it ends in a pixel
     shuffle, else on each stage's output."""
-    per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels for l in net.layers if isinstance(l, Conv2D))
+    per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels // l.groups for l in net.layers if isinstance(l, Conv2D))
     sizes = [tuple(shape)] + stages(net, shape, size, step)
     ran = sizes[:-1] if upsampling(net) > 1 else sizes[1:]
     return per_px * sum(h * w for h, w in ran)

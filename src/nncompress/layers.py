@@ -198,9 +198,15 @@ class Conv2D(Layer):
 
     ``pads`` (top, bottom, left, right) in ``forward`` overrides the padding
     on each side (0 or k // 2): tiled inference pads only at the image's
-    real edges and lets halo pixels stand in elsewhere."""
+    real edges and lets halo pixels stand in elsewhere.
 
-    def __init__(self, channels: int, kernel: int = 3, init: str | None = None):
+    ``groups`` g (AlexNet's, ResNeXt's): the channels in and out split into
+    g equal runs, run j of the output seeing only run j of the input; W is
+    then (k*k*C_in/g, C_out), group j's weights its columns. It is what
+    a dense conv with block-diagonal weights computes, at 1/g of the work
+    (``prior.average`` stores an ensemble of priors this way)."""
+
+    def __init__(self, channels: int, kernel: int = 3, init: str | None = None, groups: int = 1):
         super().__init__()
         self.channels = _positive_int(channels, "Conv2D channels")
         self.kernel = _positive_int(kernel, "Conv2D kernel size")
@@ -208,6 +214,9 @@ class Conv2D(Layer):
             raise ValueError(f"Conv2D kernel size must be odd, got {kernel}")
         if init is not None and init not in INITS:
             raise ValueError(f"unknown init '{init}'; valid: {', '.join(INITS)}")
+        self.groups = _positive_int(groups, "Conv2D groups")
+        if self.channels % self.groups:
+            raise ValueError(f"Conv2D channels ({channels}) must split into {groups} equal groups")
         self.init = init
         self.input_grad = True  # False skips dX (the first layer's input needs none)
 
@@ -218,12 +227,19 @@ class Conv2D(Layer):
     has_weights = True
 
     def build(self, in_size, rng, dtype=np.float32, init: Init | None = None):
-        k, cin = self.kernel, in_size
-        W, b = init_weights(init or Init(self.init or "xavier"), k * k * cin, self.channels, rng)
+        k, cin, g = self.kernel, in_size, self.groups
+        if cin % g:
+            raise ValueError(f"Conv2D in {g} groups needs input channels that split into {g}, got {cin}")
+        W, b = init_weights(init or Init(self.init or "xavier"), k * k * cin // g, self.channels, rng)
         self.params = {"W": W.astype(dtype), "b": b.astype(dtype)}
         self.grads = {key: np.zeros_like(v) for key, v in self.params.items()}
         self.in_channels = cin
         return self.channels
+
+    def _runs(self):
+        """(input channels, output channels) of each group, as slices."""
+        ci, co = self.in_channels // self.groups, self.channels // self.groups
+        return [(slice(j * ci, (j + 1) * ci), slice(j * co, (j + 1) * co)) for j in range(self.groups)]
 
     def forward(self, X, pads=None, x0=None, relu=False):
         """``x0``: the global column of the output's first column, in tiled
@@ -236,23 +252,44 @@ class Conv2D(Layer):
         X = np.ascontiguousarray(X)
         B, H, W, _ = X.shape
         Z = np.empty((B, H + top + bottom - 2 * r, W + left + right - 2 * r, self.channels), X.dtype)
-        conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0, relu)
+        if self.groups == 1:
+            conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0, relu)
+        else:
+            for ci, co in self._runs():
+                Zj = np.empty(Z.shape[:3] + (co.stop - co.start,), X.dtype)
+                conv_same(np.ascontiguousarray(X[..., ci]), np.ascontiguousarray(self.params["W"][:, co]),
+                          self.params["b"][co], self.kernel, top, left, KC.REFLECT, Zj, x0, relu)
+                Z[..., co] = Zj
         self._X, self._pads = X, (top, bottom, left, right)
         return Z
 
     def backward(self, dY):
-        k, r = self.kernel, self.radius
-        X, (top, bottom, left, right) = self._X, self._pads
-        B, H, W, C = X.shape
-        dY = np.ascontiguousarray(dY)
-        KC.weight_grad(X, dY, k, top, left, KC.REFLECT, self.grads["W"], NARROW)
+        X, dY = self._X, np.ascontiguousarray(dY)
         self.grads["b"][...] = _column_sums(dY.reshape(-1, self.channels))
+        if self.groups == 1:
+            return self._backward(X, dY, self.params["W"], self.grads["W"])
+        dX = np.empty_like(X) if self.input_grad else None
+        for ci, co in self._runs():
+            gW = np.empty((self.params["W"].shape[0], co.stop - co.start), self.grads["W"].dtype)
+            d = self._backward(np.ascontiguousarray(X[..., ci]), np.ascontiguousarray(dY[..., co]),
+                               np.ascontiguousarray(self.params["W"][:, co]), gW)
+            self.grads["W"][:, co] = gW
+            if dX is not None:
+                dX[..., ci] = d
+        return dX
+
+    def _backward(self, X, dY, Wt, gW):
+        """One group: gW <- its weight gradient; returns its dX (or None)."""
+        k = self.kernel
+        top, bottom, left, right = self._pads
+        B, H, W, C = X.shape
+        O = dY.shape[3]
+        KC.weight_grad(X, dY, k, top, left, KC.REFLECT, gW, NARROW)
         if not self.input_grad:
             return None
         # dX on the padded grid: dY (zero-padded by k-1) correlated with the
         # flipped kernel, channels in and out swapped; then the pad folded back
-        Wf = np.ascontiguousarray(self.params["W"].reshape(k, k, C, self.channels)[::-1, ::-1]
-                                  .transpose(0, 1, 3, 2)).reshape(k * k * self.channels, C)
+        Wf = np.ascontiguousarray(Wt.reshape(k, k, C, O)[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(k * k * O, C)
         G = np.empty((B, H + top + bottom, W + left + right, C), dY.dtype)
         conv_same(dY, Wf, np.zeros(C, dY.dtype), k, k - 1, k - 1, KC.ZERO, G)
         dX = np.empty_like(X)
@@ -260,7 +297,8 @@ class Conv2D(Layer):
         return dX
 
     def get_config(self):
-        return {"channels": self.channels, "kernel": self.kernel, "init": self.init}
+        cfg = {"channels": self.channels, "kernel": self.kernel, "init": self.init}
+        return cfg if self.groups == 1 else {**cfg, "groups": self.groups}  # (files from before groups load as before)
 
 
 class PixelShuffle(Layer):

@@ -23,7 +23,8 @@ from .network import Network
 FORMAT = "nncompress-model"
 FORMAT_VERSION = 2  # 2: Conv2D layers, convolutional patch mode
 HALF_VERSION = 3    # 3: the weights may be stored as float16 (written only for such files)
-READS = (1, 2, 3)   # version 1 files: coords models load; patch models are refused (Compresser.load)
+GROUPS_VERSION = 4  # 4: convs in groups (``prior.average``), and 3's float16 (written only for such files)
+READS = (1, 2, 3, 4)  # version 1 files: coords models load; patch models are refused (Compresser.load)
 
 
 def save(path, net, meta: dict | None = None, extras: dict | None = None, half: bool = False):
@@ -32,7 +33,8 @@ def save(path, net, meta: dict | None = None, extras: dict | None = None, half: 
     stores the weights as float16 (half the file; they load as float32)."""
     arrays = {
         "format": np.array(FORMAT),
-        "format_version": np.array(HALF_VERSION if half else FORMAT_VERSION),
+        "format_version": np.array(GROUPS_VERSION if any(getattr(l, "groups", 1) > 1 for l in net.layers)
+                                   else HALF_VERSION if half else FORMAT_VERSION),
         "config": np.array(json.dumps(net.get_config())),
         "meta": np.array(json.dumps(meta or {})),
         "params": half_of(net.params) if half else net.params,
@@ -110,4 +112,5 @@ def load(path):
             b[...] = got
     extras = {k[len("extra."):]: v for k, v in data.items() if k.startswith("extra.")}
     extras["format_version"] = int(version)
+    extras["stored_dtype"] = str(data["params"].dtype)
     return net, meta, extras

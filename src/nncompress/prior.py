@@ -159,7 +159,7 @@ def grow(net, start, new_head=False):
             i += 1
             continue
         k, C, O = getattr(layer, "kernel", 0), getattr(layer, "in_channels", 0), getattr(layer, "channels", -1)
-        if not (isinstance(layer, Conv2D) and C == O and relu(net.layers[j - 1])
+        if not (isinstance(layer, Conv2D) and layer.groups == 1 and C == O and relu(net.layers[j - 1])
                 and j + 1 < len(net.layers) and relu(net.layers[j + 1])):
             raise SpecError(f"--init: layer {j} of --layers has no counterpart in the prior and cannot start as "
                             f"the identity (only a conv of as many channels out as in, between two ReLUs, can)")
@@ -176,41 +176,47 @@ def average(nets):
     """One network whose output is the mean of ``nets``' outputs (an
     ensemble of priors in a single file, e.g. one trained on the squared
     error and one on the absolute error). The nets must be stacks of the
-    same kinds of layers with convs of the same kernel sizes; hidden widths
-    may differ. The first conv's outputs are stacked, each hidden conv is
-    block-diagonal (net i's channels see only net i's), and the last conv
-    takes all of them, each net's weights divided by len(nets), and
-    averages the biases: exactly the mean, in float64, rounded once to
-    the network's dtype."""
+    same kinds of layers with convs of the same kernel sizes. The first
+    conv's outputs are stacked; each hidden conv sees only its own net's
+    channels: a conv in len(nets) groups when the nets are equally wide
+    (``Conv2D.groups``: 1/len(nets) of a dense conv's work), else a dense
+    one with block-diagonal weights; the last conv takes all of them, each
+    net's weights divided by len(nets), and averages the biases: the mean,
+    in float64, rounded once to the network's dtype."""
     from .errors import SpecError
     from .layers import layer_config, layer_from_config
     from .network import Network
-    kinds = [[(type(l).__name__, getattr(l, "kernel", None), None if l.has_weights else layer_config(l))
-              for l in net.layers] for net in nets]
+    kinds = [[(type(l).__name__, getattr(l, "kernel", None), getattr(l, "groups", 1),
+               None if l.has_weights else layer_config(l)) for l in net.layers] for net in nets]
     if len(nets) < 2 or any(k != kinds[0] for k in kinds):
         raise SpecError("priors can be averaged only when they are two or more stacks of the same layers "
                         "(convs of the same kernel sizes; widths may differ)")
     convs = [[l for l in net.layers if isinstance(l, Conv2D)] for net in nets]
-    if len({c[-1].channels for c in convs}) > 1 or not all(isinstance(l, Conv2D) for net in nets
+    if len({c[-1].channels for c in convs}) > 1 or not all(isinstance(l, Conv2D) and l.groups == 1 for net in nets
                                                            for l in net.layers if l.has_weights):
-        raise SpecError("priors can be averaged only when every weight layer is a conv and the outputs match")
+        raise SpecError("priors can be averaged only when every weight layer is a conv (not in groups) "
+                        "and the outputs match")
     n, last = len(nets), len(convs[0]) - 1
+    same = all(len({c[j].channels for c in convs}) == 1 for j in range(last))
     layers, j = [], 0
     for l in nets[0].layers:
         if isinstance(l, Conv2D):
-            layers.append(Conv2D(l.channels if j == last else sum(c[j].channels for c in convs), l.kernel))
+            groups = n if same and 0 < j < last else 1
+            layers.append(Conv2D(l.channels if j == last else sum(c[j].channels for c in convs), l.kernel,
+                                 groups=groups))
             j += 1
         else:
             layers.append(layer_from_config(layer_config(l)))
     out = Network(layers, dtype=nets[0].dtype)
     for j, conv in enumerate(l for l in out.layers if isinstance(l, Conv2D)):
         k = conv.kernel
-        W, b = np.zeros((k, k, conv.in_channels, conv.channels)), np.zeros(conv.channels)
+        W, b = np.zeros((k, k, conv.in_channels // conv.groups, conv.channels)), np.zeros(conv.channels)
         i0 = o0 = 0
         for c in convs:
             src = c[j]
             share = 1 / n if j == last else 1.0
-            rows = slice(0, src.in_channels) if j == 0 else slice(i0, i0 + src.in_channels)
+            rows = (slice(0, src.in_channels) if j == 0 or conv.groups > 1
+                    else slice(i0, i0 + src.in_channels))  # a group's weights see its inputs as 0..c
             cols = slice(0, src.channels) if j == last else slice(o0, o0 + src.channels)
             W[:, :, rows, cols] += src.params["W"].astype(np.float64).reshape(k, k, src.in_channels, -1) * share
             b[cols] += src.params["b"].astype(np.float64) * share

@@ -6,7 +6,9 @@ Spec text: comma-separated items.
   ``N:act(arg)``    with an argument, e.g. ``leaky_relu(0.2)``, ``sine(30)``
   ``N``             a linear Connected(N)
   ``fourier:F:S``   Fourier features: F frequencies drawn with sigma S
-  ``convK:C[:act]`` a K x K convolution to C channels (patch mode, priors)
+  ``convK:C[:act]`` a K x K convolution to C channels (patch mode, priors);
+                    ``convK:C/G`` in G groups (each sees only its share of
+                    the channels before it: a prior made by ``--average``)
   ``shuffle:S``     (last item only) pixel shuffle: the network works in
                     low-resolution space and upscales by S at the end; the
                     conv before it ``out`` gives the S*S channels per output
@@ -64,10 +66,18 @@ def parse_item(text, index):
         parts = parts[1:]
     if len(parts) > 2:
         raise SpecError(f"{where}: expected WIDTH or WIDTH:ACTIVATION")
+    groups = 1
+    if conv is not None and "/" in parts[0]:  # convK:C/G: G groups (a conv of averaged priors)
+        parts[0], g = parts[0].split("/", 1)
+        groups = _positive_int(g, where, "group count")
     units = "out" if parts[0] == "out" else _positive_int(parts[0], where, "width")
+    if groups > 1 and (units == "out" or units % groups):
+        raise SpecError(f"{where}: convK:CHANNELS/GROUPS needs CHANNELS a multiple of GROUPS")
     item = {"units": units, "activation": None, "arg": None}
     if conv is not None:
         item["conv"] = conv
+    if groups > 1:
+        item["groups"] = groups
     if len(parts) == 2:
         m = _ACT.match(parts[1])
         if not m:
@@ -126,10 +136,11 @@ def _item_from_mapping(m, index):
         if extra:
             raise SpecError(f"{where}: unknown keys {sorted(extra)}; a fourier item has fourier, sigma")
         return parse_item(f"fourier:{m['fourier']}:{m.get('sigma', 10.0)}", index)
-    extra = set(m) - {"units", "activation", "arg", "conv"}
+    extra = set(m) - {"units", "activation", "arg", "conv", "groups"}
     if extra or "units" not in m:
-        raise SpecError(f"{where}: a layer item has keys units, activation, arg, conv (or fourier, sigma; or shuffle)")
-    text = (f"conv{m['conv']}:" if "conv" in m else "") + str(m["units"])
+        raise SpecError(f"{where}: a layer item has keys units, activation, arg, conv, groups (or fourier, sigma; "
+                        f"or shuffle)")
+    text = (f"conv{m['conv']}:" if "conv" in m else "") + str(m["units"]) + (f"/{m['groups']}" if "groups" in m else "")
     if m.get("activation"):
         text += f":{m['activation']}" + (f"({m['arg']})" if m.get("arg") is not None else "")
     return parse_item(text, index)
@@ -156,7 +167,8 @@ def network_config(items, in_size, out_size, seed=0) -> dict:
                             + (f" ({out_size} x {shuffle}x{shuffle} for shuffle:{shuffle})" if shuffle > 1 else "")
                             + f"; write {need} or 'out'")
         if "conv" in it:
-            layers.append({"type": "conv2d", "channels": units, "kernel": it["conv"], "init": None})
+            layers.append({"type": "conv2d", "channels": units, "kernel": it["conv"], "init": None,
+                           **({"groups": it["groups"]} if it.get("groups", 1) > 1 else {})})
         else:
             layers.append({"type": "connected", "units": units, "init": None})
         if it["activation"]:
@@ -182,7 +194,7 @@ def network_text(net) -> str:
             out[-1] += ":" + cfg["name"] + (f"({cfg['arg']:g})" if cfg["arg"] is not None and
                                             cfg["arg"] != get_activation(cfg["name"]).default_arg else "")
         elif kind == "Conv2D":
-            out.append(f"conv{cfg['kernel']}:{cfg['channels']}")
+            out.append(f"conv{cfg['kernel']}:{cfg['channels']}" + (f"/{cfg['groups']}" if "groups" in cfg else ""))
         elif kind == "Connected":
             out.append(str(cfg["units"]))
         elif kind == "FourierFeatures":
@@ -203,6 +215,7 @@ def format_items(items) -> str:
             out.append(f"shuffle:{it['shuffle']}")
         else:
             s = (f"conv{it['conv']}:" if "conv" in it else "") + str(it["units"])
+            s += f"/{it['groups']}" if it.get("groups", 1) > 1 else ""
             if it["activation"]:
                 s += ":" + it["activation"] + (f"({_num(it['arg'])})" if it["arg"] is not None else "")
             out.append(s)
