@@ -347,16 +347,17 @@ def test_tiled_inference_equals_one_pass(spec):
 
 def test_tiled_inference_of_convs_in_groups_equals_one_pass():
     """Each group is its own GEMM with the same alignment, so tiles give the
-    untiled bits; and the result is the block-diagonal dense network's."""
+    untiled bits (groups of 6 outputs: the GEMM path; of 2: the direct
+    kernels); and the result is the block-diagonal dense network's."""
     from nncompress.conv import predict_image
     from nncompress.spec import build_network
-    net = build_network("conv5:6:relu,conv3:6/2:relu,conv3:6/3:relu,conv3:out,shuffle:2", 1, 1, seed=3)
+    net = build_network("conv5:12:relu,conv3:12/2:relu,conv3:12/6:relu,conv3:out,shuffle:2", 1, 1, seed=3)
     net.params[...] = np.random.default_rng(5).normal(0, 0.3, net.n_params)
     img = np.random.default_rng(4).random((37, 53, 1), dtype=np.float32)
     whole = predict_image(net, img, tile=10_000)
     for tile in (16, 7, 1):
         np.testing.assert_array_equal(predict_image(net, img, tile=tile), whole)
-    dense = build_network("conv5:6:relu,conv3:6:relu,conv3:6:relu,conv3:out,shuffle:2", 1, 1, seed=3)
+    dense = build_network("conv5:12:relu,conv3:12:relu,conv3:12:relu,conv3:out,shuffle:2", 1, 1, seed=3)
     for a, b in zip((l for l in dense.layers if l.has_weights), (l for l in net.layers if l.has_weights)):
         a.params["b"][...] = b.params["b"]
         a.params["W"][...] = block_diagonal(b.params["W"], a.kernel, a.in_channels, a.channels, b.groups)

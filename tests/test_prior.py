@@ -254,15 +254,25 @@ def test_pretrain_average_writes_a_validated_prior_that_upscales(tmp_path, folde
     assert [m["settings"]["loss"] for m in meta["averaged"]] == ["mse", "l1"]
     assert np.isfinite(meta["history"][-1]["val_gain_db"])
     facts = json.loads(run("info", tmp_path / "ab.npz", "--json").output)
-    assert "a.npz (mse, 1 epochs" in facts["average_of"] and "block-diagonal" in facts["layers"]
+    assert "a.npz (mse, 1 epochs" in facts["average_of"] and facts["layers"] == "conv3:8:relu,conv3:4,shuffle:2"
+    assert facts["parameters"] == net.n_params and "parameters_not_zero" not in facts  # equal parts: no zeros
     r = run("upscale", digit, "--prior", tmp_path / "ab.npz", "-s", 2, "--preset", "fast", "-o", tmp_path / "up.png", "-q")
     assert r.exit_code == 0, r.output
-    for args in (["--average", tmp_path / "a.npz"],
-                 ["--average", tmp_path / "a.npz", "--average", tmp_path / "b.npz", "--lr", "0.1"],
-                 ["--resume", tmp_path / "ab.npz"]):
+    for args, says in ((["--average", tmp_path / "a.npz"], "give it twice or more"),
+                       (["--average", tmp_path / "a.npz", "--average", tmp_path / "b.npz", "--lr", "0.1"],
+                        "without --lr"),
+                       (["--resume", tmp_path / "ab.npz"], "is an average of priors (a.npz, b.npz)")):
         r = run("pretrain", folder, "-s", 2, *args, "-q", "-o", tmp_path / "bad.npz")
         assert r.exit_code == 2 and "Traceback" not in r.output, r.output
-        assert ("average" in r.output), r.output
+        assert says in " ".join(r.output.split()), r.output
+    # a last conv with an activation after it cannot be averaged (the mean of tanh is not tanh of the mean)
+    for name in ("t1", "t2"):
+        r = run("pretrain", folder, "-s", 2, *LOWRES[:-2], "conv3:4:relu,conv3:out:tanh,shuffle:2", "-q",
+                "-o", tmp_path / f"{name}.npz")
+        assert r.exit_code == 0, r.output
+    r = run("pretrain", folder, "-s", 2, "--average", tmp_path / "t1.npz", "--average", tmp_path / "t2.npz", "-q",
+            "-o", tmp_path / "bad.npz")
+    assert r.exit_code == 2 and "last conv is linear" in " ".join(r.output.split()), r.output
 
 
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path, digit):

@@ -32,6 +32,8 @@ def test_a_conv_in_groups_parses_builds_and_reads_back():
     for bad in ("conv3:7/2:relu,conv3:out", "conv3:8/0,conv3:out", "8/2:relu,out", "conv3:out/2"):
         with pytest.raises(SpecError):
             parse_layers(bad)
+    with pytest.raises(SpecError, match="do not fit.*6"):  # 6 channels do not split into 4 groups
+        build_network("conv3:6:relu,conv3:8/4:relu,conv3:out", 1, 1)
 
 
 @pytest.mark.parametrize("text,message", [

@@ -355,10 +355,13 @@ def pretrain(
             target = output or f"prior_x{scale}.npz"
             r = average_priors(folders, scale, target, average, command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]),
                                half=half, warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True))
-            parts = ", ".join(f"{f} {g:+.2f} dB" if g is not None else f for f, g in r["parts"])
+            parts = ", ".join(f"{f} {g:+.2f} dB" if g is not None and not math.isnan(g) else f for f, g in r["parts"])
+            gain = r["val_gain_db"]
+            val = ("no validation images" if math.isnan(gain) else
+                   f"validation {gain:+.2f} dB over bicubic on the held-back images")
             if not quiet:
-                out.print(f"wrote {target}: the mean of {len(average)} priors ({parts}), validation {r['val_gain_db']:+.2f} dB "
-                          f"over bicubic on the held-back images", highlight=False, markup=False, soft_wrap=True)
+                out.print(f"wrote {target}: the mean of {len(average)} priors ({parts}), {val}",
+                          highlight=False, markup=False, soft_wrap=True)
             return
         target = output or resume or f"prior_x{scale}.npz"
         report = Reporter(out, quiet)
@@ -475,15 +478,13 @@ def _prior_info(path, net, meta, extras, as_json):
     if meta.get("averaged"):  # nncompress pretrain --average: what each part was
         del facts["epochs"]
         facts["average_of"] = "; ".join(
-            f"{m['file']} ({(m.get('settings') or {}).get('loss', 'mse')}, {m.get('epochs')} epochs"
+            f"{m['file']} (" + ("an average, " if (m.get("settings") or {}).get("average") else
+                               f"{(m.get('settings') or {}).get('loss', 'mse')}, {m.get('epochs')} epochs")
             + (f", {m['history'][-1]['val_gain_db']:+.2f} dB)" if m.get("history") else ")") for m in meta["averaged"])
         import numpy as np
-        grouped = any(getattr(l, "groups", 1) > 1 for l in net.layers)
-        facts["layers"] += (" (C/G: in G groups, each part's channels seeing only its own)" if grouped else
-                            " (block-diagonal: each part's channels see only its own)")
         nonzero = int(np.count_nonzero(net.params))
         if nonzero < net.n_params:  # parts of different widths: dense convs, zero outside the blocks
-            facts["parameters"] = f"{net.n_params:,} ({nonzero:,} not zero: the parts')"
+            facts["parameters_not_zero"] = nonzero
     if as_json:
         print(json.dumps(facts, indent=2))
         return

@@ -162,7 +162,8 @@ def grow(net, start, new_head=False):
         if not (isinstance(layer, Conv2D) and layer.groups == 1 and C == O and relu(net.layers[j - 1])
                 and j + 1 < len(net.layers) and relu(net.layers[j + 1])):
             raise SpecError(f"--init: layer {j} of --layers has no counterpart in the prior and cannot start as "
-                            f"the identity (only a conv of as many channels out as in, between two ReLUs, can)")
+                            f"the identity (only a conv of as many channels out as in, not in groups, between two "
+                            f"ReLUs, can)")
         layer.params["b"][...] = 0
         W = layer.params["W"].reshape(k, k, C, O)
         W[...] = 0
@@ -191,6 +192,10 @@ def average(nets):
     if len(nets) < 2 or any(k != kinds[0] for k in kinds):
         raise SpecError("priors can be averaged only when they are two or more stacks of the same layers "
                         "(convs of the same kernel sizes; widths may differ)")
+    after = [type(l).__name__ for l in nets[0].layers[max(i for i, l in enumerate(nets[0].layers)
+                                                            if isinstance(l, Conv2D)) + 1:]]
+    if any(a != "PixelShuffle" for a in after):  # the mean of act(z) is not act(mean of z)
+        raise SpecError("priors can be averaged only when their last conv is linear (nothing after it but a shuffle)")
     convs = [[l for l in net.layers if isinstance(l, Conv2D)] for net in nets]
     if len({c[-1].channels for c in convs}) > 1 or not all(isinstance(l, Conv2D) and l.groups == 1 for net in nets
                                                            for l in net.layers if l.has_weights):

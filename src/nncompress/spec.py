@@ -180,7 +180,11 @@ def build_network(layers, in_size, out_size, seed=0):
     """Spec text or YAML list -> Network with Input(in_size) and an output
     of ``out_size``."""
     from .network import Network
-    return Network.from_config(network_config(parse_layers(layers), in_size, out_size, seed))
+    config = network_config(parse_layers(layers), in_size, out_size, seed)
+    try:
+        return Network.from_config(config)
+    except ValueError as e:  # widths that do not fit (e.g. conv3:8/4 after 6 channels): the layers' fault
+        raise SpecError(f"the layers do not fit together: {e}") from None
 
 
 def network_text(net) -> str:
