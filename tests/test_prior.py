@@ -172,6 +172,18 @@ def test_a_prior_grown_deeper_starts_where_it_ended(tmp_path, folder):
     assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output
 
 
+def test_grow_matches_layers_by_kind_not_only_by_shape():
+    """A grouped 3x3 conv's weights have a dense 1x1 conv's shape here; one
+    does not fill the other."""
+    from nncompress.errors import SpecError
+    from nncompress.spec import build_network
+    small = build_network("conv3:18:relu,conv3:18/9:relu,conv3:out,shuffle:2", 1, 1)
+    with pytest.raises(SpecError, match="--init"):
+        prior.grow(build_network("conv3:18:relu,conv1:18:relu,conv3:out,shuffle:2", 1, 1), small)
+    same = prior.grow(build_network("conv3:18:relu,conv3:18/9:relu,conv3:out,shuffle:2", 1, 1, seed=4), small)
+    np.testing.assert_array_equal(same.params, small.params)
+
+
 def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
     """--init with an x2 prior for an x4 network: every layer but the last
     is the prior's, the last (16 sub-pixels, not 4) starts at zero, so the

@@ -153,7 +153,8 @@ def grow(net, start, new_head=False):
                 p[...] = 0
             i += 1
             continue
-        if i < len(old) and all(layer.params[k].shape == old[i].params[k].shape for k in layer.params):
+        if i < len(old) and _same_kind(layer, old[i]) and all(layer.params[k].shape == old[i].params[k].shape
+                                                             for k in layer.params):
             for k in layer.params:
                 layer.params[k][...] = old[i].params[k]
             i += 1
@@ -229,6 +230,14 @@ def average(nets):
         conv.params["W"][...] = W.reshape(-1, conv.channels)
         conv.params["b"][...] = b
     return out
+
+
+def _same_kind(layer, old):
+    """Layers of one type, kernel size and grouping (their weights' shapes
+    alone can agree across kinds: conv3:18/9 after 18 channels has
+    conv1:18's)."""
+    return (type(layer) is type(old) and getattr(layer, "kernel", 0) == getattr(old, "kernel", 0)
+            and getattr(layer, "groups", 1) == getattr(old, "groups", 1))
 
 
 def _same_inputs(layer, old):
