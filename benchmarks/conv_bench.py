@@ -4,6 +4,8 @@ its FLOP rate as a share of the GEMM rate measured in the same run.
 
     W6  one training step: a batch of 16 crops of 48x48, forward, backward, Adam
     W7  whole-image inference at 512x512 (tiled, one pass)
+    W8  the built-in x4 prior (two parts: convs in 2 groups, a pixel shuffle)
+        on a 256x256 input, one pass to 1024x1024
 """
 
 import numpy as np
@@ -22,18 +24,25 @@ def _ours():
 
 
 def _torch_net(torch, net):
-    """The same network and weights in PyTorch (NCHW, reflect padding)."""
-    from nncompress.layers import Conv2D
+    """The same network and weights in PyTorch (NCHW, reflect padding;
+    groups, ReLUs and a last pixel shuffle as in ``net``)."""
+    from nncompress.layers import Activation, Conv2D, PixelShuffle
     mods = []
-    convs = [l for l in net.layers if isinstance(l, Conv2D)]
-    for i, l in enumerate(convs):
-        c = torch.nn.Conv2d(l.in_channels, l.channels, l.kernel, padding=l.radius, padding_mode="reflect")
-        W = l.params["W"].reshape(l.kernel, l.kernel, l.in_channels, l.channels).transpose(3, 2, 0, 1)
-        c.weight.data = torch.from_numpy(np.ascontiguousarray(W))
-        c.bias.data = torch.from_numpy(l.params["b"].copy())
-        mods.append(c)
-        if i < len(convs) - 1:
+    for l in net.layers[1:]:
+        if isinstance(l, Conv2D):
+            g = l.groups
+            c = torch.nn.Conv2d(l.in_channels, l.channels, l.kernel, padding=l.radius, padding_mode="reflect",
+                                groups=g)
+            # ours (k*k*C_in/g, C_out), rows (dy, dx, c); PyTorch's (C_out, C_in/g, k, k)
+            W = l.params["W"].reshape(l.kernel, l.kernel, l.in_channels // g, l.channels).transpose(3, 2, 0, 1)
+            c.weight.data = torch.from_numpy(np.ascontiguousarray(W))
+            c.bias.data = torch.from_numpy(l.params["b"].copy())
+            mods.append(c)
+        elif isinstance(l, Activation):
+            assert l.name == "relu"
             mods.append(torch.nn.ReLU())
+        elif isinstance(l, PixelShuffle):
+            mods.append(torch.nn.PixelShuffle(l.scale))
     return torch.nn.Sequential(*mods)
 
 
@@ -98,6 +107,28 @@ def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
             ref = tnet(Xt).numpy()[0, 0]
             out["torch"] = _rate(median_time(lambda: tnet(Xt), repeat), flops, gemm)
             # the same outputs (nncompress's kernels run here untimed; PyTorch's process)
+            out["torch"]["max_abs_diff_vs_nncompress"] = float(np.abs(ref - predict_image(net, img)[..., 0]).max())
+    return out
+
+
+def w8(repeat, gemm, median_time, torch=None, size=256, ours=True):
+    from nncompress import prior
+    from nncompress.conv import predict_image
+    from nncompress.layers import Conv2D
+    net, _ = prior.load("builtin", 4)
+    img = np.random.default_rng(1).random((size, size, 1), dtype=np.float32)
+    per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels // l.groups for l in net.layers if isinstance(l, Conv2D))
+    flops = per_px * size * size
+    out = {}
+    if ours:
+        predict_image(net, img)
+        out["nncompress"] = _rate(median_time(lambda: predict_image(net, img), repeat), flops, gemm)
+    if torch is not None:
+        tnet = _torch_net(torch, net)
+        Xt = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
+        with torch.no_grad():
+            ref = tnet(Xt).numpy()[0, 0]
+            out["torch"] = _rate(median_time(lambda: tnet(Xt), repeat), flops, gemm)
             out["torch"]["max_abs_diff_vs_nncompress"] = float(np.abs(ref - predict_image(net, img)[..., 0]).max())
     return out
 

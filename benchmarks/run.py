@@ -42,7 +42,7 @@ from nncompress.imaging import write_png  # noqa: E402
 from nncompress.spec import network_config, parse_layers  # noqa: E402
 
 # PyTorch runs in processes of its own (``--side torch`` for W1-W3,
-# conv_bench.torch_alone for W6/W7), with the user's OpenMP settings:
+# conv_bench.torch_alone for W6-W8), with the user's OpenMP settings:
 # nncompress's command line sets passive OpenMP waits (threads.py), and
 # beside nncompress's threads PyTorch's times jump.
 torch = None
@@ -352,11 +352,11 @@ def w5(size=8192):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7")
+    ap.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8")
     ap.add_argument("--w1-steps", type=int, default=100_000)
     ap.add_argument("--w5-size", type=int, default=8192)
     ap.add_argument("--rounds", type=int, default=1,
-                    help="W6/W7: this many alternating rounds of nncompress and PyTorch alone (median time ratio)")
+                    help="W6-W8: this many alternating rounds of nncompress and PyTorch alone (median time ratio)")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--side", default="ours", choices=["ours", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--gemm", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -391,13 +391,14 @@ def main():
     if "W5" in only:
         r = results["W5"] = w5(a.w5_size)
         print(f"W5 upscale to {r['size']}x{r['size']}: peak RSS {r['peak_rss_mb']:.0f} MB in {r['seconds']:.0f}s")
-    for name, fn in (("W6", "w6"), ("W7", "w7")):
+    for name, fn in (("W6", "w6"), ("W7", "w7"), ("W8", "w8")):
         if name in only:
             import conv_bench
             r = results[name] = getattr(conv_bench, fn)(a.repeat, gemm, median_time)
             if HAVE_TORCH:
                 r["torch"] = conv_bench.torch_alone(name, a.repeat, gemm)
-            what = "training step (16 crops of 48x48)" if name == "W6" else "inference at 512x512"
+            what = {"W6": "training step (16 crops of 48x48)", "W7": "inference at 512x512",
+                    "W8": "x4 prior, 256x256 -> 1024x1024"}[name]
             _row(f"{name} conv {what}, ms", r, "ms", higher=False)
             print("   share of GEMM rate: " + ", ".join(f"{k} {v['gemm_share']:.0%}" for k, v in r.items()
                                                          if isinstance(v, dict) and "gemm_share" in v))
@@ -452,7 +453,7 @@ def _torch_side(a, only):
 
 
 def _rounds(name, rounds, repeat, gemm, first):
-    """The time ratio of W6 or W7, nncompress over PyTorch alone, measured
+    """The time ratio of W6, W7 or W8, nncompress over PyTorch alone, measured
     in alternating rounds (one in this process, one in a fresh process):
     the machine's speed drifts between minutes, so a ratio of two runs made
     together is the reliable figure, and its spread shows how far it moves."""

@@ -35,3 +35,24 @@ def test_w1_replays_its_epoch_orders_through_fit():
         assert replay.i == 3  # one fixed order per epoch, each used once
         losses.append(h.loss)
     assert losses[0] == losses[1]
+
+
+def test_w8_runs_the_builtin_x4_prior_and_torch_matches_it():
+    """W8's PyTorch twin of the built-in x4 prior (grouped convs, a pixel
+    shuffle, our weight layout turned into PyTorch's) gives the same
+    output; checked where torch is installed (it is never a dependency)."""
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import conv_bench
+    finally:
+        sys.path.pop(0)
+    median_time = _run_module().median_time
+    r = conv_bench.w8(1, 1e11, median_time, size=24)
+    assert r["nncompress"]["ms"] > 0
+    try:
+        import torch
+    except ImportError:
+        return
+    r = conv_bench.w8(1, 1e11, median_time, torch=torch, size=24, ours=False)
+    assert r["torch"]["max_abs_diff_vs_nncompress"] < 1e-4
