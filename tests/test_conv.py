@@ -242,6 +242,29 @@ def test_conv_forward_matches_definition(k, cin, cout):
                                    rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("k,pads,mode", [(3, (1, 1, 1, 1), "reflect"), (5, (2, 0, 1, 2), "constant")])
+def test_im2col_of_a_channel_group_is_im2col_of_those_channels(k, pads, mode):
+    """im2col_block and im2col_slots over channels c0..c0+Cg-1 (a grouped
+    conv's GEMM) equal the whole im2col of that slice of X."""
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((2, 6, 7, 6)).astype(np.float32)
+    code = KC.REFLECT if mode == "reflect" else KC.ZERO
+    Ho, Wo = 6 + pads[0] + pads[1] - k + 1, 7 + pads[2] + pads[3] - k + 1
+    for c0, cg in ((0, 3), (3, 3), (2, 2)):
+        ref = naive_im2col(X[..., c0:c0 + cg], k, pads, mode)
+        n = ref.shape[0]
+        cols = np.full((n + 3, k * k * cg), 9.0, np.float32)
+        KC.im2col_block(X, k, pads[0], pads[2], Ho, Wo, code, 0, n, cols, c0, cg)
+        np.testing.assert_array_equal(cols[:n], ref)
+        assert not cols[n:].any()
+        L = 8  # the aligned layout, one slot per row segment, against the same pixels
+        nseg = (Wo - 1) // L + 1
+        slots = np.empty((2 * Ho * nseg * L, k * k * cg), np.float32)
+        KC.im2col_slots(X, k, pads[0], pads[2], Ho, Wo, code, 0, L, 0, 2 * Ho * nseg, slots, c0, cg)
+        rows = slots.reshape(2 * Ho, nseg * L, -1)[:, :Wo].reshape(n, -1)
+        np.testing.assert_array_equal(rows, ref)
+
+
 def block_diagonal(W, k, cin, cout, g):
     """A grouped conv's W (k*k*cin/g, cout) as the dense (k*k*cin, cout)
     whose group j's outputs see only group j's inputs."""
@@ -252,7 +275,8 @@ def block_diagonal(W, k, cin, cout, g):
     return D.reshape(k * k * cin, cout)
 
 
-@pytest.mark.parametrize("k,cin,cout,g", [(3, 4, 6, 2), (5, 3, 6, 3), (1, 4, 4, 4), (3, 6, 2, 2)])
+@pytest.mark.parametrize("k,cin,cout,g", [(3, 4, 6, 2), (5, 3, 6, 3), (1, 4, 4, 4), (3, 6, 2, 2), (3, 12, 12, 2),
+                                         (5, 6, 15, 3)])
 def test_grouped_conv_forward_matches_definition(k, cin, cout, g):
     """A conv in g groups is the definition with block-diagonal weights."""
     rng = np.random.default_rng(2)

@@ -254,6 +254,9 @@ class Conv2D(Layer):
         Z = np.empty((B, H + top + bottom - 2 * r, W + left + right - 2 * r, self.channels), X.dtype)
         if self.groups == 1:
             conv_same(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0, relu)
+        elif self.channels // self.groups > NARROW:  # the GEMM kernel takes the groups itself (no copies)
+            KC.conv_gemm(X, self.params["W"], self.params["b"], self.kernel, top, left, KC.REFLECT, Z, x0, relu,
+                         self.groups)
         else:
             for ci, co in self._runs():
                 Zj = np.empty(Z.shape[:3] + (co.stop - co.start,), X.dtype)

@@ -43,12 +43,14 @@ def _src(i, n, mode):
 
 
 @njit(cache=True, nogil=True)
-def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode):
+def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode, c0, Cg):
     """Output pixels (b, y, xa..xb-1) of im2col, written to rows o_row, ...
-    of ``cf`` (flat). One call per row segment: as an inlined per-pixel
-    function the same loop ran 1.6x slower (numba's IR inlining), and a
-    division per pixel to find (b, y, x) cost more than the copy."""
-    kc = k * C
+    of ``cf`` (flat), over input channels c0..c0+Cg-1 (a conv's group; all
+    C for an ordinary conv). One call per row segment: as an inlined
+    per-pixel function the same loop ran 1.6x slower (numba's IR
+    inlining), and a division per pixel to find (b, y, x) cost more than
+    the copy."""
+    kc = k * Cg
     for x in range(xa, xb):
         x0 = x - left
         o_px = (o_row + x - xa) * k * kc
@@ -59,7 +61,7 @@ def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode):
             # Copies run over slice views, indexed from 0: LLVM then vectorizes
             # them (an index that might be negative needs numba's wraparound
             # check; a slice assignment checks for overlap): 7x faster, measured.
-            if sy >= 0 and x0 >= 0 and x0 + k <= W:  # interior: one contiguous run
+            if Cg == C and sy >= 0 and x0 >= 0 and x0 + k <= W:  # interior, all channels: one contiguous run
                 d = cf[o:o + kc]
                 s = xf[rowbase + x0 * C:rowbase + x0 * C + kc]
                 for j in range(kc):
@@ -67,13 +69,13 @@ def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode):
                 continue
             for dx in range(k):
                 sx = _src(x0 + dx, W, mode)
-                d = cf[o + dx * C:o + dx * C + C]
+                d = cf[o + dx * Cg:o + dx * Cg + Cg]
                 if sy < 0 or sx < 0:
-                    for c in range(C):
+                    for c in range(Cg):
                         d[c] = 0.0
                 else:
-                    s = xf[rowbase + sx * C:rowbase + sx * C + C]
-                    for c in range(C):
+                    s = xf[rowbase + sx * C + c0:rowbase + sx * C + c0 + Cg]
+                    for c in range(Cg):
                         d[c] = s[c]
 
 
@@ -87,16 +89,19 @@ def im2col(X, k, top, left, Ho, Wo, mode, cols):
     cf = cols.reshape(-1)
     for by in prange(B * Ho):
         b = by // Ho
-        _im2col_row(xf, cf, b, by - b * Ho, 0, Wo, by * Wo, H, W, C, k, top, left, mode)
+        _im2col_row(xf, cf, b, by - b * Ho, 0, Wo, by * Wo, H, W, C, k, top, left, mode, 0, C)
 
 
 @njit(cache=True, nogil=True)
-def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols):
+def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0=0, Cg=-1):
     """Output pixels [p0, p1) of ``im2col`` (pixel (b * Ho + y) * Wo + x
     of the batch) into the first rows of ``cols`` (n, k*k*C), the rows
     after p1 - p0 zeroed; on this thread alone and without the GIL (the
-    GEMM convolution runs one block per worker)."""
+    GEMM convolution runs one block per worker). ``c0``, ``Cg``: only
+    channels c0..c0+Cg-1 (cols (n, k*k*Cg); Cg -1: all)."""
     B, H, W, C = X.shape
+    if Cg < 0:
+        Cg = C
     xf = X.reshape(-1)
     cf = cols.reshape(-1)
     n = p1 - p0
@@ -106,7 +111,7 @@ def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols):
         x = p - by * Wo
         b = by // Ho
         xb = min(Wo, x + p1 - p)
-        _im2col_row(xf, cf, b, by - b * Ho, x, xb, p - p0, H, W, C, k, top, left, mode)
+        _im2col_row(xf, cf, b, by - b * Ho, x, xb, p - p0, H, W, C, k, top, left, mode, c0, Cg)
         p += xb - x
     cf[n * cols.shape[1]:] = 0.0
 
@@ -123,14 +128,17 @@ def _slot(s, nseg, first, x0, Wo, L):
 
 
 @njit(cache=True, nogil=True)
-def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols):
+def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols, c0=0, Cg=-1):
     """The aligned layout of ``im2col`` for tiled inference: each output
     row is cut where its global column (x0 + x) is a multiple of L, and
     each piece fills one slot of L rows of ``cols`` at the offset of its
     global column within the piece (the rest zero). Slots [s0, s1) go to
     cols, slot s0 first; the slots after s1 - s0 are zeroed. So a pixel
-    sits at the same row modulo L in a tile as in the whole image."""
+    sits at the same row modulo L in a tile as in the whole image.
+    ``c0``, ``Cg`` as in ``im2col_block``."""
     B, H, W, C = X.shape
+    if Cg < 0:
+        Cg = C
     xf = X.reshape(-1)
     cf = cols.reshape(-1)
     K = cols.shape[1]
@@ -141,7 +149,7 @@ def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols):
         base = (s - s0) * L
         cf[base * K:(base + off) * K] = 0.0
         b = by // Ho
-        _im2col_row(xf, cf, b, by - b * Ho, a, e, base + off, H, W, C, k, top, left, mode)
+        _im2col_row(xf, cf, b, by - b * Ho, a, e, base + off, H, W, C, k, top, left, mode, c0, Cg)
         cf[(base + off + e - a) * K:(base + L) * K] = 0.0
     cf[(s1 - s0) * L * K:] = 0.0
 
@@ -162,6 +170,19 @@ def slots_out(R, bias, Wo, x0, L, s0, s1, Zf, relu=False):
             for o in range(O):
                 v = src[o] + bias[o]
                 dst[o] = max(v, 0.0) if relu else v
+
+
+@njit(cache=True, nogil=True)
+def bias_rows_into(R, bias, relu, Z):
+    """Z (n, O), a view with rows apart (a group's columns) <- R + bias,
+    then max(0, .) when ``relu``."""
+    O = R.shape[1]
+    for r in range(R.shape[0]):
+        src = R[r]
+        dst = Z[r]
+        for o in range(O):
+            v = src[o] + bias[o]
+            dst[o] = max(v, 0.0) if relu else v
 
 
 @njit(cache=True, nogil=True)
@@ -447,17 +468,25 @@ def _run(ex, fn, n, per=None):
     return out
 
 
-def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
+def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False, groups=1):
     """Z (B, Ho, Wo, O) = conv(X (B, H, W, C), Wm (k*k*C, O)) + bias, the
     result of ``im2col`` then a GEMM, by blocks on the worker threads.
     ``x0``, the global column of Z's first column, asks for the aligned
     layout (tiled inference: the same bits in any tile); BLAS must then
     run on one thread, as the workers are the parallelism. ``relu``
-    applies max(0, .) while the block is in cache (inference)."""
+    applies max(0, .) while the block is in cache (inference).
+    ``groups`` g: Wm is (k*k*C/g, O) and output columns j*O/g.. see only
+    input channels j*C/g..; each block does the g im2cols and GEMMs in
+    turn, writing its share of Z's columns (no copies of X or Z)."""
     B, Ho, Wo, O = Z.shape
+    C = X.shape[3]
     K = Wm.shape[0]
     Zf = Z.reshape(-1, O)
     ex, bufs = _workers()
+    og, cg = O // groups, C // groups
+    parts = ([(Wm, bias, Zf, 0, -1)] if groups == 1 else  # (weights, bias, output columns, first channel, channels)
+             [(np.ascontiguousarray(Wm[:, j * og:(j + 1) * og]), bias[j * og:(j + 1) * og],
+               Zf[:, j * og:(j + 1) * og], j * cg, cg) for j in range(groups)])
     if x0 is not None:
         nseg = (x0 + Wo - 1) // ALIGN - x0 // ALIGN + 1
         per = BLOCK // ALIGN  # slots per block
@@ -466,10 +495,11 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
         def slots(r):
             s0, s1 = r
             cols = _buffer(bufs, "cols", (per * ALIGN, K), X.dtype)
-            R = _buffer(bufs, "out", (per * ALIGN, O), X.dtype)
-            im2col_slots(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols)
-            np.matmul(cols, Wm, out=R)
-            slots_out(R, bias, Wo, x0, ALIGN, s0, s1, Zf, relu)
+            R = _buffer(bufs, "out", (per * ALIGN, og), X.dtype)
+            for Wj, bj, Zj, c0, cn in parts:
+                im2col_slots(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols, c0, cn)
+                np.matmul(cols, Wj, out=R)
+                slots_out(R, bj, Wo, x0, ALIGN, s0, s1, Zj, relu)
 
         _run(ex, slots, B * Ho * nseg, per)
         return
@@ -477,9 +507,16 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False):
     def block(r):
         p0, p1 = r
         cols = _buffer(bufs, "cols", (p1 - p0, K), X.dtype)
-        im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols)
-        np.matmul(cols, Wm, out=Zf[p0:p1])
-        bias_rows(Zf[p0:p1], bias, relu)
+        if groups == 1:
+            im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols)
+            np.matmul(cols, Wm, out=Zf[p0:p1])
+            bias_rows(Zf[p0:p1], bias, relu)
+            return
+        R = _buffer(bufs, "out", (p1 - p0, og), X.dtype)
+        for Wj, bj, Zj, c0, cn in parts:
+            im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0, cn)
+            np.matmul(cols, Wj, out=R)
+            bias_rows_into(R, bj, relu, Zj[p0:p1])
 
     _run(ex, block, B * Ho * Wo)
 
