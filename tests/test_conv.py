@@ -254,13 +254,13 @@ def test_im2col_of_a_channel_group_is_im2col_of_those_channels(k, pads, mode):
         ref = naive_im2col(X[..., c0:c0 + cg], k, pads, mode)
         n = ref.shape[0]
         cols = np.full((n + 3, k * k * cg), 9.0, np.float32)
-        KC.im2col_block(X, k, pads[0], pads[2], Ho, Wo, code, 0, n, cols, c0, cg)
+        KC.im2col_block_range(X, k, pads[0], pads[2], Ho, Wo, code, 0, n, cols, c0, cg)
         np.testing.assert_array_equal(cols[:n], ref)
         assert not cols[n:].any()
         L = 8  # the aligned layout, one slot per row segment, against the same pixels
         nseg = (Wo - 1) // L + 1
         slots = np.empty((2 * Ho * nseg * L, k * k * cg), np.float32)
-        KC.im2col_slots(X, k, pads[0], pads[2], Ho, Wo, code, 0, L, 0, 2 * Ho * nseg, slots, c0, cg)
+        KC.im2col_slots_range(X, k, pads[0], pads[2], Ho, Wo, code, 0, L, 0, 2 * Ho * nseg, slots, c0, cg)
         rows = slots.reshape(2 * Ho, nseg * L, -1)[:, :Wo].reshape(n, -1)
         np.testing.assert_array_equal(rows, ref)
 

@@ -43,14 +43,12 @@ def _src(i, n, mode):
 
 
 @njit(cache=True, nogil=True)
-def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode, c0, Cg):
+def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode):
     """Output pixels (b, y, xa..xb-1) of im2col, written to rows o_row, ...
-    of ``cf`` (flat), over input channels c0..c0+Cg-1 (a conv's group; all
-    C for an ordinary conv). One call per row segment: as an inlined
-    per-pixel function the same loop ran 1.6x slower (numba's IR
-    inlining), and a division per pixel to find (b, y, x) cost more than
-    the copy."""
-    kc = k * Cg
+    of ``cf`` (flat). One call per row segment: as an inlined per-pixel
+    function the same loop ran 1.6x slower (numba's IR inlining), and a
+    division per pixel to find (b, y, x) cost more than the copy."""
+    kc = k * C
     for x in range(xa, xb):
         x0 = x - left
         o_px = (o_row + x - xa) * k * kc
@@ -61,7 +59,7 @@ def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode, c0, Cg
             # Copies run over slice views, indexed from 0: LLVM then vectorizes
             # them (an index that might be negative needs numba's wraparound
             # check; a slice assignment checks for overlap): 7x faster, measured.
-            if Cg == C and sy >= 0 and x0 >= 0 and x0 + k <= W:  # interior, all channels: one contiguous run
+            if sy >= 0 and x0 >= 0 and x0 + k <= W:  # interior: one contiguous run
                 d = cf[o:o + kc]
                 s = xf[rowbase + x0 * C:rowbase + x0 * C + kc]
                 for j in range(kc):
@@ -69,12 +67,37 @@ def _im2col_row(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode, c0, Cg
                 continue
             for dx in range(k):
                 sx = _src(x0 + dx, W, mode)
-                d = cf[o + dx * Cg:o + dx * Cg + Cg]
+                d = cf[o + dx * C:o + dx * C + C]
+                if sy < 0 or sx < 0:
+                    for c in range(C):
+                        d[c] = 0.0
+                else:
+                    s = xf[rowbase + sx * C:rowbase + sx * C + C]
+                    for c in range(C):
+                        d[c] = s[c]
+
+
+@njit(cache=True, nogil=True)
+def _im2col_row_range(xf, cf, b, y, xa, xb, o_row, H, W, C, k, top, left, mode, c0, Cg):
+    """``_im2col_row`` over input channels c0..c0+Cg-1 only (a grouped
+    conv's group): k*k runs of Cg values a pixel. (One function for both,
+    and wrappers whose c0, Cg had defaults, measured the whole-channel case
+    1.5x slower: W6 38 -> 50 ms.)"""
+    kc = k * Cg
+    for x in range(xa, xb):
+        x0 = x - left
+        o_px = (o_row + x - xa) * k * kc
+        for dy in range(k):
+            sy = _src(y + dy - top, H, mode)
+            rowbase = ((b * H + sy) * W) * C + c0
+            for dx in range(k):
+                sx = _src(x0 + dx, W, mode)
+                d = cf[o_px + dy * kc + dx * Cg:o_px + dy * kc + dx * Cg + Cg]
                 if sy < 0 or sx < 0:
                     for c in range(Cg):
                         d[c] = 0.0
                 else:
-                    s = xf[rowbase + sx * C + c0:rowbase + sx * C + c0 + Cg]
+                    s = xf[rowbase + sx * C:rowbase + sx * C + Cg]
                     for c in range(Cg):
                         d[c] = s[c]
 
@@ -89,19 +112,22 @@ def im2col(X, k, top, left, Ho, Wo, mode, cols):
     cf = cols.reshape(-1)
     for by in prange(B * Ho):
         b = by // Ho
-        _im2col_row(xf, cf, b, by - b * Ho, 0, Wo, by * Wo, H, W, C, k, top, left, mode, 0, C)
+        _im2col_row(xf, cf, b, by - b * Ho, 0, Wo, by * Wo, H, W, C, k, top, left, mode)
 
 
 @njit(cache=True, nogil=True)
-def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0=0, Cg=-1):
+def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols):
     """Output pixels [p0, p1) of ``im2col`` (pixel (b * Ho + y) * Wo + x
     of the batch) into the first rows of ``cols`` (n, k*k*C), the rows
     after p1 - p0 zeroed; on this thread alone and without the GIL (the
-    GEMM convolution runs one block per worker). ``c0``, ``Cg``: only
-    channels c0..c0+Cg-1 (cols (n, k*k*Cg); Cg -1: all)."""
+    GEMM convolution runs one block per worker)."""
+    im2col_block_range(X, k, top, left, Ho, Wo, mode, p0, p1, cols, 0, X.shape[3])
+
+
+@njit(cache=True, nogil=True)
+def im2col_block_range(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0, Cg):
+    """``im2col_block`` over input channels c0..c0+Cg-1 (cols (n, k*k*Cg))."""
     B, H, W, C = X.shape
-    if Cg < 0:
-        Cg = C
     xf = X.reshape(-1)
     cf = cols.reshape(-1)
     n = p1 - p0
@@ -111,7 +137,10 @@ def im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0=0, Cg=-1):
         x = p - by * Wo
         b = by // Ho
         xb = min(Wo, x + p1 - p)
-        _im2col_row(xf, cf, b, by - b * Ho, x, xb, p - p0, H, W, C, k, top, left, mode, c0, Cg)
+        if Cg == C:
+            _im2col_row(xf, cf, b, by - b * Ho, x, xb, p - p0, H, W, C, k, top, left, mode)
+        else:
+            _im2col_row_range(xf, cf, b, by - b * Ho, x, xb, p - p0, H, W, C, k, top, left, mode, c0, Cg)
         p += xb - x
     cf[n * cols.shape[1]:] = 0.0
 
@@ -128,17 +157,20 @@ def _slot(s, nseg, first, x0, Wo, L):
 
 
 @njit(cache=True, nogil=True)
-def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols, c0=0, Cg=-1):
+def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols):
     """The aligned layout of ``im2col`` for tiled inference: each output
     row is cut where its global column (x0 + x) is a multiple of L, and
     each piece fills one slot of L rows of ``cols`` at the offset of its
     global column within the piece (the rest zero). Slots [s0, s1) go to
     cols, slot s0 first; the slots after s1 - s0 are zeroed. So a pixel
-    sits at the same row modulo L in a tile as in the whole image.
-    ``c0``, ``Cg`` as in ``im2col_block``."""
+    sits at the same row modulo L in a tile as in the whole image."""
+    im2col_slots_range(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols, 0, X.shape[3])
+
+
+@njit(cache=True, nogil=True)
+def im2col_slots_range(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols, c0, Cg):
+    """``im2col_slots`` over input channels c0..c0+Cg-1 (cols (n, k*k*Cg))."""
     B, H, W, C = X.shape
-    if Cg < 0:
-        Cg = C
     xf = X.reshape(-1)
     cf = cols.reshape(-1)
     K = cols.shape[1]
@@ -149,7 +181,10 @@ def im2col_slots(X, k, top, left, Ho, Wo, mode, x0, L, s0, s1, cols, c0=0, Cg=-1
         base = (s - s0) * L
         cf[base * K:(base + off) * K] = 0.0
         b = by // Ho
-        _im2col_row(xf, cf, b, by - b * Ho, a, e, base + off, H, W, C, k, top, left, mode, c0, Cg)
+        if Cg == C:
+            _im2col_row(xf, cf, b, by - b * Ho, a, e, base + off, H, W, C, k, top, left, mode)
+        else:
+            _im2col_row_range(xf, cf, b, by - b * Ho, a, e, base + off, H, W, C, k, top, left, mode, c0, Cg)
         cf[(base + off + e - a) * K:(base + L) * K] = 0.0
     cf[(s1 - s0) * L * K:] = 0.0
 
@@ -484,7 +519,7 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False, groups=1)
     Zf = Z.reshape(-1, O)
     ex, bufs = _workers()
     og, cg = O // groups, C // groups
-    parts = ([(Wm, bias, Zf, 0, -1)] if groups == 1 else  # (weights, bias, output columns, first channel, channels)
+    parts = ([(Wm, bias, Zf, 0, C)] if groups == 1 else  # (weights, bias, output columns, first channel, channels)
              [(np.ascontiguousarray(Wm[:, j * og:(j + 1) * og]), bias[j * og:(j + 1) * og],
                Zf[:, j * og:(j + 1) * og], j * cg, cg) for j in range(groups)])
     if x0 is not None:
@@ -497,7 +532,7 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False, groups=1)
             cols = _buffer(bufs, "cols", (per * ALIGN, K), X.dtype)
             R = _buffer(bufs, "out", (per * ALIGN, og), X.dtype)
             for Wj, bj, Zj, c0, cn in parts:
-                im2col_slots(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols, c0, cn)
+                im2col_slots_range(X, k, top, left, Ho, Wo, mode, x0, ALIGN, s0, s1, cols, c0, cn)
                 np.matmul(cols, Wj, out=R)
                 slots_out(R, bj, Wo, x0, ALIGN, s0, s1, Zj, relu)
 
@@ -514,7 +549,7 @@ def conv_gemm(X, Wm, bias, k, top, left, mode, Z, x0=None, relu=False, groups=1)
             return
         R = _buffer(bufs, "out", (p1 - p0, og), X.dtype)
         for Wj, bj, Zj, c0, cn in parts:
-            im2col_block(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0, cn)
+            im2col_block_range(X, k, top, left, Ho, Wo, mode, p0, p1, cols, c0, cn)
             np.matmul(cols, Wj, out=R)
             bias_rows_into(R, bj, relu, Zj[p0:p1])
 
