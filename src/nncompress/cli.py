@@ -315,7 +315,7 @@ def animate(
 @app.command(cls=Command, epilog=examples(
     ('a x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
     ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
-    ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 BSD200 -s 4 --average a.npz --average b.npz -o x4.npz'),
+    ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 -s 4 --average a.npz --average b.npz -o x4.npz'),
     ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
 ))
 def pretrain(
