@@ -92,10 +92,14 @@ def w6(repeat, gemm, median_time, torch=None, batch=16, crop=48, ours=True):
 
 
 def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
-    from nncompress.conv import predict_image
     img = np.random.default_rng(1).random((size, size, 1), dtype=np.float32)
-    net = _ours()
-    flops = forward_flops_per_pixel() * size * size
+    return _inference(_ours(), img, forward_flops_per_pixel() * size * size, repeat, gemm, median_time, torch, ours)
+
+
+def _inference(net, img, flops, repeat, gemm, median_time, torch, ours):
+    """Whole-image inference of ``net`` on ``img`` (H, W, 1), ours and/or
+    PyTorch's with the same weights; their outputs compared."""
+    from nncompress.conv import predict_image
     out = {}
     if ours:
         predict_image(net, img)
@@ -113,24 +117,11 @@ def w7(repeat, gemm, median_time, torch=None, size=512, ours=True):
 
 def w8(repeat, gemm, median_time, torch=None, size=256, ours=True):
     from nncompress import prior
-    from nncompress.conv import predict_image
     from nncompress.layers import Conv2D
     net, _ = prior.load("builtin", 4)
     img = np.random.default_rng(1).random((size, size, 1), dtype=np.float32)
     per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels // l.groups for l in net.layers if isinstance(l, Conv2D))
-    flops = per_px * size * size
-    out = {}
-    if ours:
-        predict_image(net, img)
-        out["nncompress"] = _rate(median_time(lambda: predict_image(net, img), repeat), flops, gemm)
-    if torch is not None:
-        tnet = _torch_net(torch, net)
-        Xt = torch.from_numpy(img.transpose(2, 0, 1)[None].copy())
-        with torch.no_grad():
-            ref = tnet(Xt).numpy()[0, 0]
-            out["torch"] = _rate(median_time(lambda: tnet(Xt), repeat), flops, gemm)
-            out["torch"]["max_abs_diff_vs_nncompress"] = float(np.abs(ref - predict_image(net, img)[..., 0]).max())
-    return out
+    return _inference(net, img, per_px * size * size, repeat, gemm, median_time, torch, ours)
 
 
 def torch_env():
