@@ -85,7 +85,8 @@ GAIN_MARGIN = 0.9                       # a prior used alone takes a detail gain
                                         # within 2.5% of alpha 1, and taking it anyway cost rocket 0.52 dB)
 ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~30 s here;
                                         # it adds ~0.1-0.3 dB at 8x the network's time): at x2 with the x2
-                                        # prior, outputs up to ~1.7 MP; at x4 with the x4 prior, inputs up to ~1.7 MP
+                                        # prior, outputs up to ~1.3 MP; at x4 with the two-part x4 prior, inputs up
+                                        # to ~0.86 MP
 HOLDOUT = 0.2          # a prior in low-resolution space is fine-tuned on the image less an edge strip this
                        # share of it (its most detailed); after each epoch the strip is rebuilt from its own
 HOLDOUT_MARGIN = 0.99  # shrink, and the epoch that did best (by 1%, 0.04 dB; or none) is kept
