@@ -315,15 +315,15 @@ def animate(
 @app.command(cls=Command, epilog=examples(
     ('a x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
     ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
-    ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 -s 4 --average a.npz --average b.npz -o x4.npz'),
     ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
+    ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 -s 4 --average a.npz --average b.npz -o x4.npz'),
 ))
 def pretrain(
     folders: Annotated[list[str], typer.Argument(help="Folders of training images (subfolders too).", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="The scale the prior learns (2, 3, 4).")] = 2,
     output: Annotated[str, typer.Option("--output", "-o", help="The prior file to write.", show_default="prior_xSCALE.npz")] = "",
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this prior exactly where it stopped.", show_default="none")] = None,
-    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items; end in shuffle:S to work in low-resolution space).", show_default="the built-in prior's for the scale: conv5, conv3 layers (thirteen of 64 channels at x2, four of 48 above) and shuffle:S")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items; end in shuffle:S to work in low-resolution space).", show_default="the built-in prior's recipe for the scale: conv5, conv3 layers (thirteen of 64 channels at x2; four of 48 above, one part of the built-in x4) and shuffle:S")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all, of --steps minibatches each.", show_default="50")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Minibatches per epoch.", show_default="400")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Crops per minibatch.", show_default="16 at x2, else 32")] = None,
