@@ -116,12 +116,11 @@ def _inference(net, img, flops, repeat, gemm, median_time, torch, ours):
 
 
 def w8(repeat, gemm, median_time, torch=None, size=256, ours=True):
-    from nncompress import prior
-    from nncompress.layers import Conv2D
+    from nncompress import internal, prior
     net, _ = prior.load("builtin", 4)
     img = np.random.default_rng(1).random((size, size, 1), dtype=np.float32)
-    per_px = sum(2 * l.kernel ** 2 * l.in_channels * l.channels // l.groups for l in net.layers if isinstance(l, Conv2D))
-    return _inference(net, img, per_px * size * size, repeat, gemm, median_time, torch, ours)
+    flops = internal.pass_flops(net, (size, size), (4 * size, 4 * size), 4)
+    return _inference(net, img, flops, repeat, gemm, median_time, torch, ours)
 
 
 def torch_env():

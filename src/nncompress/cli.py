@@ -356,11 +356,9 @@ def pretrain(
             r = average_priors(folders, scale, target, average, command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]),
                                half=half, warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True))
             parts = ", ".join(f"{f} {g:+.2f} dB" if g is not None and not math.isnan(g) else f for f, g in r["parts"])
-            gain = r["val_gain_db"]
-            val = ("no validation images" if math.isnan(gain) else
-                   f"validation {gain:+.2f} dB over bicubic on the held-back images")
             if not quiet:
-                out.print(f"wrote {target}: the mean of {len(average)} priors ({parts}), {val}",
+                out.print(f"wrote {target}: the mean of {len(average)} priors ({parts}), "
+                          f"{_validation_text(r['val_gain_db'])} on the held-back images",
                           highlight=False, markup=False, soft_wrap=True)
             return
         target = output or resume or f"prior_x{scale}.npz"
@@ -371,7 +369,7 @@ def pretrain(
             left = (time.perf_counter() - t0) / max(1, len(done) + 1) * (total - rec["epoch"])
             done.append(rec)
             gain = rec["val_gain_db"]
-            val = "no validation images" if math.isnan(gain) else f"validation {gain:+.2f} dB over bicubic"
+            val = _validation_text(gain)
             report.print(f"epoch {rec['epoch']}/{total}  loss {rec['loss']:.4g}  {val}  "
                          f"{rec['crops_per_s']:.0f} crops/s  eta {left / 60:.0f} min")
 
@@ -395,6 +393,10 @@ def pretrain(
             report.close()
         n = r["epochs"]
         report.print(f"wrote {target} ({n} epoch{'' if n == 1 else 's'}, {r['seconds']:.0f} s) and {history_path(target)}")
+
+
+def _validation_text(gain):
+    return "no validation images" if math.isnan(gain) else f"validation {gain:+.2f} dB over bicubic"
 
 
 # -------------------------------------------------------------------- info
@@ -467,6 +469,14 @@ def info(
         out.print(kv)
 
 
+def _part_text(m):
+    """One part of an averaged prior, as its meta records it: 'a.npz (mse, 50 epochs, +0.71 dB)'."""
+    settings = m.get("settings") or {}
+    what = "an average" if settings.get("average") else f"{settings.get('loss', 'mse')}, {m.get('epochs')} epochs"
+    gain = f", {m['history'][-1]['val_gain_db']:+.2f} dB" if m.get("history") else ""
+    return f"{m['file']} ({what}{gain})"
+
+
 def _prior_info(path, net, meta, extras, as_json):
     """``info`` of a prior (``nncompress pretrain``'s file)."""
     from .spec import network_text
@@ -477,10 +487,7 @@ def _prior_info(path, net, meta, extras, as_json):
              "training_images": meta.get("train_images"), "command": meta.get("command")}
     if meta.get("averaged"):  # nncompress pretrain --average: what each part was
         del facts["epochs"]
-        facts["average_of"] = "; ".join(
-            f"{m['file']} (" + ("an average, " if (m.get("settings") or {}).get("average") else
-                               f"{(m.get('settings') or {}).get('loss', 'mse')}, {m.get('epochs')} epochs")
-            + (f", {m['history'][-1]['val_gain_db']:+.2f} dB)" if m.get("history") else ")") for m in meta["averaged"])
+        facts["average_of"] = "; ".join(_part_text(m) for m in meta["averaged"])
         import numpy as np
         nonzero = int(np.count_nonzero(net.params))
         if nonzero < net.n_params:  # parts of different widths: dense convs, zero outside the blocks

@@ -259,15 +259,27 @@ def refine(net, lr, size, norm, alpha=1.0, ensemble=True, tick=None):
     goes to f times ``lr`` and the result is resized to ``size`` when that
     differs (x3 or x2 from an x4 network, a stage of x2.8 on the way to x8,
     or a --width a few pixels past x4)."""
-    f = upsampling(net)
     if not alpha:
         return base_upscale(lr, size)
-    if f == 1:
-        base = base_upscale(lr, size)
-        return base + alpha * residual(net, base, norm, ensemble, tick)
-    full = (lr.shape[0] * f, lr.shape[1] * f)
-    up = base_upscale(lr, full) + alpha * residual(net, lr, norm, ensemble, tick)
-    return up if full == tuple(size) else imresize(up, size=size)  # shrunk, or stretched by < LOWRES_SLACK
+    return _with_residual(lr, *_base_and_residual(net, lr, size, norm, ensemble, tick), alpha, size)
+
+
+def _base_and_residual(net, lr, size, norm, ensemble=True, tick=None):
+    """The base upscale at the network's output size (``size``, or f times
+    ``lr`` for a network that upscales by f) and its residual there."""
+    f = upsampling(net)
+    base = base_upscale(lr, tuple(size) if f == 1 else (lr.shape[0] * f, lr.shape[1] * f))
+    return base, residual(net, base if f == 1 else lr, norm, ensemble, tick)
+
+
+def _with_residual(lr, base, res, alpha, size):
+    """base + alpha x res, resized to ``size`` when the network's output
+    size differs (shrunk, or stretched by < LOWRES_SLACK); alpha 0: the
+    base upscale of ``lr`` straight to ``size``."""
+    if not alpha:
+        return base_upscale(lr, size)
+    up = base + alpha * res
+    return up if up.shape == tuple(size) else imresize(up, size=size)
 
 
 def stage_sizes(shape, size, step):
@@ -321,17 +333,8 @@ def upscale_per_gain(net, ch, size, norm, alphas, step):
     is one stage (base + alpha x residual is linear in alpha)."""
     if len(stages(net, ch.shape, size, step)) > 1:
         return [upscale(net, ch, size, norm, a, step, ensemble=False) for a in alphas]
-    f = upsampling(net)
-    full = tuple(size) if f == 1 else (ch.shape[0] * f, ch.shape[1] * f)
-    base = base_upscale(ch, full)
-    res = residual(net, base if f == 1 else ch, norm, ensemble=False)
-    out = []
-    for a in alphas:
-        up = base + a * res if a else base_upscale(ch, size)
-        if a and full != tuple(size):
-            up = imresize(up, size=size)
-        out.append(back_project(up, ch))
-    return out
+    base, res = _base_and_residual(net, ch, size, norm, ensemble=False)
+    return [back_project(_with_residual(ch, base, res, a, size), ch) for a in alphas]
 
 
 def _ticker(on_progress, what, total):

@@ -21,7 +21,7 @@ import numpy as np
 from . import internal
 from .errors import ImageError, UserError
 from .imaging import read_image
-from .layers import Activation, Conv2D
+from .layers import Activation, Conv2D, PixelShuffle
 from .resize import imresize
 
 NORM = internal.Norm(0.45, 0.25)  # fixed: the prior sees many images, not one
@@ -193,9 +193,8 @@ def average(nets):
     if len(nets) < 2 or any(k != kinds[0] for k in kinds):
         raise SpecError("priors can be averaged only when they are two or more stacks of the same layers "
                         "(convs of the same kernel sizes; widths may differ)")
-    after = [type(l).__name__ for l in nets[0].layers[max(i for i, l in enumerate(nets[0].layers)
-                                                            if isinstance(l, Conv2D)) + 1:]]
-    if any(a != "PixelShuffle" for a in after):  # the mean of act(z) is not act(mean of z)
+    last_conv = max(i for i, l in enumerate(nets[0].layers) if isinstance(l, Conv2D))
+    if any(not isinstance(l, PixelShuffle) for l in nets[0].layers[last_conv + 1:]):  # mean of act(z) != act(mean z)
         raise SpecError("priors can be averaged only when their last conv is linear (nothing after it but a shuffle)")
     convs = [[l for l in net.layers if isinstance(l, Conv2D)] for net in nets]
     if len({c[-1].channels for c in convs}) > 1 or not all(isinstance(l, Conv2D) and l.groups == 1 for net in nets
