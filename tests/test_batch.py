@@ -317,3 +317,38 @@ def test_bad_config_exits_2_before_any_work(tmp_path, tiny, text):
     r = run("upscale", "shots", "-c", tmp_path / "bad.yaml")
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert sorted(os.listdir(tmp_path)) == ["bad.yaml", "shots", "tiny.yaml"]
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, tiny, monkeypatch):
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    Image.fromarray(picture(seed=1)).save(tmp_path / "b.png")
+    (tmp_path / "afile").write_text("a file, not a folder")
+    monkeypatch.setattr(upscaler, "train", lambda *a, **k: pytest.fail("trained before refusing the output"))
+    r = run("upscale", "a.png", "-s", 2, "-o", "afile/x.png", *tiny)
+    assert r.exit_code == 2 and "'afile' is a file, not a folder" in r.output, r.output
+    r = run("upscale", "a.png", "b.png", "-s", 2, "-o", "afile", *tiny)
+    assert r.exit_code == 2 and "-o 'afile' is a file; give a folder" in r.output, r.output
+    r = run("upscale", "a.png", "-s", 2, "-o", "x.gif", *tiny)
+    assert r.exit_code == 2 and "not GIF" in r.output, r.output
+
+
+def test_a_missing_output_folder_is_made(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    r = run("upscale", "a.png", "-s", 2, "-o", "new/deeper/x.png", *tiny)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "new" / "deeper" / "x.png").size == (80, 64)
+
+
+def test_a_folder_without_images_is_bad_input(tmp_path, tiny):
+    folder(tmp_path / "notes", ["a.txt"])
+    r = run("upscale", "notes", *tiny)
+    assert r.exit_code == 2 and "no images found in 'notes'" in r.output and "-r" not in r.output, r.output
+    folder(tmp_path / "nested", ["sub/a.png"])
+    r = run("upscale", "nested", *tiny)
+    assert r.exit_code == 2 and "add -r" in r.output, r.output
+
+
+def test_an_input_given_twice_is_named_as_such(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    r = run("upscale", "a.png", "./a.png", "-s", 2, *tiny)
+    assert r.exit_code == 2 and "given twice" in r.output, r.output

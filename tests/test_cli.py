@@ -272,3 +272,32 @@ def test_layers_and_a_prior_as_flags_contradict(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     s = make_settings(load_config(os.path.join(root, "configs", "patch.yaml")))  # a config holds both: its layers are --prior none's
     assert s.prior == "builtin"
+
+
+def test_animate_refuses_a_name_that_is_not_a_gif(tmp_path, digit):
+    run("train", digit, *TINY, "-o", tmp_path / "a")
+    r = run("animate", tmp_path / "a", "-o", tmp_path / "a.png")
+    assert r.exit_code == 2 and "ending in .gif" in r.output and not (tmp_path / "a.png").exists()
+    r = run("animate", tmp_path / "a", "-o", tmp_path / "new" / "a.gif")
+    assert r.exit_code == 0 and Image.open(tmp_path / "new" / "a.gif").n_frames >= 2, r.output
+
+
+def test_a_new_run_into_an_old_run_folder_drops_its_frames(tmp_path, digit):
+    run("train", digit, *TINY[:-3], "--frames", "6", "-q", "-o", tmp_path / "r")
+    first = sorted(os.listdir(tmp_path / "r" / "frames"))
+    run("train", digit, *TINY[:-3], "--frames", "2", "-q", "-o", tmp_path / "r")
+    run("train", digit, *TINY[:-3], "--frames", "2", "-q", "-o", tmp_path / "fresh")
+    again = sorted(os.listdir(tmp_path / "r" / "frames"))
+    assert len(first) > len(again) and again == sorted(os.listdir(tmp_path / "fresh" / "frames"))
+
+
+def test_evaluate_checks_its_outputs_first_and_makes_missing_folders(tmp_path, digit):
+    (tmp_path / "afile").write_text("x")
+    r = run("evaluate", digit, "--methods", "bicubic", "--json", tmp_path / "afile" / "s.json")
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output
+    r = run("evaluate", digit, "--methods", "bicubic", "--json", tmp_path)
+    assert r.exit_code == 2 and "is a folder; give a file name" in r.output, r.output
+    r = run("evaluate", digit, "--methods", "bicubic", "--save", tmp_path / "afile")
+    assert r.exit_code == 2 and "is a file; give a folder" in r.output, r.output
+    r = run("evaluate", digit, "--methods", "bicubic", "-q", "--json", tmp_path / "new" / "s.json")
+    assert r.exit_code == 0 and "bicubic" in json.loads((tmp_path / "new" / "s.json").read_text())["mean"]

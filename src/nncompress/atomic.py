@@ -5,11 +5,47 @@ either the old file or the new one, never a partial one."""
 import os
 import tempfile
 
+from .errors import UserError
+
+
+def _blocking_file(path):
+    """The first existing non-folder among ``path``'s parent folders, or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.exists(folder):
+            return None if os.path.isdir(folder) else folder if os.path.isabs(path) else os.path.relpath(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def check_file_target(path, option="-o"):
+    """Refuse now, before any work, an output file that could not be
+    written at the end: ``path`` is a folder, or one of its parent folders
+    is a file. Missing parent folders are fine: ``atomic_write`` makes them."""
+    if os.path.isdir(path):
+        raise UserError(f"{option} '{path}' is a folder; give a file name")
+    blocker = _blocking_file(path)
+    if blocker:
+        raise UserError(f"{option} '{path}' cannot be written: '{blocker}' is a file, not a folder")
+
+
+def check_folder_target(path, option="-o"):
+    """Refuse now an output folder that is a file or lies below one."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{option} '{path}' is a file; give a folder")
+    blocker = _blocking_file(os.path.join(path, "x"))
+    if blocker:
+        raise UserError(f"{option} '{path}' cannot be made: '{blocker}' is a file, not a folder")
+
 
 def atomic_write(path, write):
-    """Call ``write(f)`` with a binary file object, then move it to ``path``."""
+    """Call ``write(f)`` with a binary file object, then move it to
+    ``path``, making its missing parent folders."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import imagefile, upscaler
+from .atomic import check_file_target, check_folder_target
 from .errors import UserError
 from .registry import lookup
 from .spec import PRESET_NAMES
@@ -148,12 +149,20 @@ def plan(req: Request) -> list:
     out = req.output
     out_is_file = bool(out) and one_file and not os.path.isdir(out) and imagefile.format_of_suffix(out) is not None
     if out and one_file and not out_is_file and not os.path.isdir(out) and os.path.splitext(out)[1]:
+        ext = os.path.splitext(out)[1].lower()
+        if imagefile.is_image_name(out):
+            raise BatchError(f"-o '{out}': upscales are written as PNG, JPEG or WebP, not {ext[1:].upper()}; "
+                             f"use .png, .jpg or .webp")
         raise BatchError(f"cannot tell the format of '{out}' from its suffix; use .png, .jpg or .webp")
     if out and not one_file and imagefile.format_of_suffix(out) and not os.path.isdir(out):
         what = "a folder input writes a folder" if len(kinds) == 1 else "several images will be written"
         raise BatchError(f"-o '{out}' looks like a file, but {what}; give a folder")
     if out_is_file and req.format != "same" and imagefile.format_of_suffix(out) != req.format:
         raise BatchError(f"-o '{out}' and --format {req.format} disagree; give one of them")
+    if out_is_file:
+        check_file_target(out)
+    elif out:
+        check_folder_target(out)
     skip = {os.path.realpath(out)} if out else set()
     jobs = []
     for path, kind in kinds:
@@ -174,8 +183,20 @@ def plan(req: Request) -> list:
             stem, ext = os.path.splitext(os.path.basename(path))
             target = out if out_is_file else _named(os.path.join(out or "", f"{stem}_{req.tag}{ext}"), fmt)
             jobs.append(Job("image", path, target, os.path.basename(path), fmt))
+    if not jobs:
+        raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"]))
     _check_targets(jobs)
     return jobs
+
+
+def _nothing_found(req, folders):
+    """Why an upscale of folders has nothing to do, and what to try."""
+    where = ", ".join(f"'{f}'" for f in folders)
+    nested = not req.recursive and any(
+        not e.name.startswith(".") and e.is_dir() for f in folders for e in os.scandir(f))
+    hint = ("; it has subfolders: add -r to include them" if nested else
+            f"; images are {', '.join(sorted(imagefile.READABLE))} files")
+    return f"no images found in {where}{hint}"
 
 
 def _check_targets(jobs):
@@ -186,9 +207,11 @@ def _check_targets(jobs):
         t = os.path.realpath(j.target)
         if t == os.path.realpath(j.source):
             raise BatchError(f"the output '{j.target}' would overwrite its input; choose another -o")
+        if t in seen and os.path.realpath(seen[t]) == os.path.realpath(j.source):
+            raise BatchError(f"'{j.source}' is given twice; give each input once")
         if t in seen:
             raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
-                             "use -o or --format to tell them apart")
+                             "upscale them in separate calls with -o, or rename one")
         seen[t] = j.source
 
 

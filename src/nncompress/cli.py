@@ -253,10 +253,6 @@ def upscale(
         req = Request(inputs, scale, width, height, output, recursive, skip_existing, fmt, quality, preset,
                       save_model, input_image, force, overrides)
         jobs = plan(req)
-        if not jobs:
-            if not quiet:
-                out.print("no images found" + ("" if recursive else " (use -r for subfolders)"), highlight=False)
-            return
         one = single(req)
         view = BatchView(describe_error, out, err, quiet, single=one)
         try:
@@ -301,13 +297,18 @@ def animate(
             raise SpecError(f"--fps must be between 0 and 100, got {fps}")
         if not 8 <= size <= 4096:
             raise SpecError(f"--size must be between 8 and 4096 pixels, got {size}")
+        if os.path.splitext(output)[1].lower() != ".gif":
+            raise SpecError(f"-o '{output}': animate writes a GIF; give a name ending in .gif")
+        from .atomic import check_file_target
+        check_file_target(output)
         names = [s.strip() for s in labels.split(",")] if labels else None
         report = Reporter(out, quiet)
         try:
             n = make(run_dirs, output, names, fps, size, on_progress=report)
         finally:
             report.close()
-        report.print(f"wrote {output} ({len(run_dirs)} panels, {n} frames)")
+        panels = len(run_dirs)
+        report.print(f"wrote {output} ({panels} panel{'' if panels == 1 else 's'}, {n} frame{'' if n == 1 else 's'})")
 
 
 # ---------------------------------------------------------------- pretrain
@@ -341,6 +342,7 @@ def pretrain(
     from .progress import Reporter
 
     with errors():
+        from .atomic import check_file_target
         from .errors import SpecError
         if scale < 2 or scale > 8:
             raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
@@ -353,6 +355,7 @@ def pretrain(
                 raise SpecError("--average writes the mean of two or more priors and trains nothing: give it twice "
                                 "or more" + (f", without {', '.join(given)}" if given else ""))
             target = output or f"prior_x{scale}.npz"
+            check_file_target(target)
             r = average_priors(folders, scale, target, average, command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]),
                                half=half, warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True))
             parts = ", ".join(f"{f} {g:+.2f} dB" if g is not None and not math.isnan(g) else f for f, g in r["parts"])
@@ -362,6 +365,7 @@ def pretrain(
                           highlight=False, markup=False, soft_wrap=True)
             return
         target = output or resume or f"prior_x{scale}.npz"
+        check_file_target(target)
         report = Reporter(out, quiet)
         t0 = time.perf_counter()
 
@@ -552,6 +556,11 @@ def evaluate(
         settings = make_settings(cfg, layers=layers, epochs=epochs, preset=preset, prior=prior, seed=seed, scale=float(scale), mode="patch",
                                  frames=0)
 
+        from .atomic import check_file_target, check_folder_target
+        if json_path:
+            check_file_target(json_path, "--json")
+        if save_dir:
+            check_folder_target(save_dir, "--save")
         progress = Reporter(out, quiet)
 
         def on_image(name, row):

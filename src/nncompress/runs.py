@@ -92,6 +92,19 @@ def prepare_output(out_dir, image_path, paths: RunPaths, frames):
             raise SpecError(f"the output '{p}' would overwrite the input image; choose another --out")
 
 
+def _clear_stale_frames(folder, after):
+    """Delete the frames (epoch_NNNNNN.png) in ``folder`` of epochs after
+    ``after`` (a resumed run's start; -1 for a new run): an earlier run into
+    the same output left them, and they would mix into this run's
+    ``animate``."""
+    if not os.path.isdir(folder):
+        return
+    for f in os.listdir(folder):
+        m = FRAME_RE.match(f)
+        if m and int(m.group(1)) > after:
+            os.unlink(os.path.join(folder, f))
+
+
 def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoch=None, on_info=None,
               upscale_output=True, force=False, on_progress=None):
     """Train on one image and write model.npz (with its checkpoint), the
@@ -126,6 +139,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
+    _clear_stale_frames(paths.frames, after=start if resume else -1)
     if on_info:
         on_info(comp, paths)
 
