@@ -352,3 +352,18 @@ def test_an_input_given_twice_is_named_as_such(tmp_path, tiny):
     Image.fromarray(picture()).save(tmp_path / "a.png")
     r = run("upscale", "a.png", "./a.png", "-s", 2, *tiny)
     assert r.exit_code == 2 and "given twice" in r.output, r.output
+
+
+def test_what_cannot_apply_is_said(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    r = run("upscale", "a.png", "-s", 2, "--quality", 50, *tiny[:-1])
+    assert r.exit_code == 0 and "--quality ignored (PNG is lossless)" in r.output, r.output
+    deep = (picture().astype(np.uint16) * 257)
+    pngio_path = tmp_path / "deep.png"
+    pngio_path.write_bytes(pngio.encode16(deep))
+    r = run("upscale", "deep.png", "-s", 2, "--format", "jpg", *tiny[:-1])
+    assert r.exit_code == 0 and "16-bit depth written as 8-bit" in r.output, r.output
+    for bad, said in ((["-"], "standard input"), (["a.png", "-o", "-"], "standard output"),
+                      (["a.png", "--format", "bmp"], "not BMP")):
+        r = run("upscale", *bad, *tiny)
+        assert r.exit_code == 2 and said in r.output, r.output

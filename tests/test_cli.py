@@ -301,3 +301,9 @@ def test_evaluate_checks_its_outputs_first_and_makes_missing_folders(tmp_path, d
     assert r.exit_code == 2 and "is a file; give a folder" in r.output, r.output
     r = run("evaluate", digit, "--methods", "bicubic", "-q", "--json", tmp_path / "new" / "s.json")
     assert r.exit_code == 0 and "bicubic" in json.loads((tmp_path / "new" / "s.json").read_text())["mean"]
+
+
+def test_image_only_options_with_a_model_are_named_as_ignored(tmp_path, digit):
+    run("train", digit, *TINY, "-o", tmp_path / "r")
+    r = run("upscale", tmp_path / "r" / "model.npz", "-s", 2, "--preset", "fast", "-o", tmp_path / "m.png")
+    assert r.exit_code == 0 and "--preset applies to images only, and is ignored" in r.output, r.output

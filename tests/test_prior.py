@@ -299,7 +299,7 @@ LOWRES = ["-e", "1", "--steps", "2", "-b", "2", "--crop", "16", "-l", "conv3:4:r
 
 def test_a_prior_in_low_resolution_space_upscales_at_its_scale_and_below(tmp_path, folder, digit):
     """A network ending in shuffle:4 learns from the shrunk crops
-    themselves; patch mode uses it as trained (a x4 prior is not
+    themselves; patch mode uses it as trained (an x4 prior is not
     fine-tuned), at x4 in one pass, at x3 by shrinking its x4, at x8 in two
     stages. An x2 one is fine-tuned, but not on an image too small to hold
     a strip of it out."""

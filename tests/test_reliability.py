@@ -158,8 +158,8 @@ def test_empty_layer_items(digit):
 
 
 @pytest.mark.parametrize("flag,value,match", [
-    ("--lr", "-0.1", "lr must be a positive"), ("--lr", "nan", "lr must be a positive"),
-    ("--epochs", "-2", "epochs"), ("--batch-size", "-1", "batch_size"),
+    ("--lr", "-0.1", "--lr (lr: in a config) must be a positive"), ("--lr", "nan", "--lr (lr: in a config) must be"),
+    ("--epochs", "-2", "--epochs "), ("--batch-size", "-1", "--batch-size (batch_size"),
     ("--scale", "0", "scale"), ("--scale", "-2", "scale"), ("--scale", "nan", "scale"),
 ])
 def test_bad_numbers(digit, flag, value, match):

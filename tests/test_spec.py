@@ -72,9 +72,9 @@ def test_yaml_syntax_error_reports_the_line(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("lr", -0.1, "lr must be a positive"), ("lr", float("nan"), "lr must be"),
-    ("epochs", -1, "epochs must be a whole number >= 1"), ("epochs", 0, "epochs must be a whole number >= 1"),
-    ("batch_size", -2, "batch_size must be a whole number >= 0"), ("scale", 0.0, "scale"),
+    ("lr", -0.1, r"--lr \(lr: in a config\) must be a positive"), ("lr", float("nan"), "lr: in a config. must be"),
+    ("epochs", -1, "epochs: in a config. must be a whole number >= 1"), ("epochs", 0, "must be a whole number >= 1"),
+    ("batch_size", -2, r"--batch-size \(batch_size: in a config\) must be a whole number >= 0"), ("scale", 0.0, "scale"),
     ("scale", float("nan"), "scale"), ("optimizer", "adamw", "did you mean 'adam'"),
 ])
 def test_bad_settings_are_refused(key, value, message):

@@ -11,6 +11,7 @@ made leaves nothing behind). Progress goes through callbacks.
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 from . import imagefile, upscaler
@@ -64,6 +65,9 @@ class Request:
         for name, v in (("--width", self.width), ("--height", self.height)):
             if v is not None and v <= 0:
                 raise BatchError(f"{name} must be a positive number of pixels, got {v}")
+        if self.format not in FORMAT_CHOICES and f".{str(self.format).lower()}" in imagefile.READABLE:
+            raise BatchError(f"--format {self.format}: upscales are written as PNG, JPEG or WebP, not "
+                             f"{str(self.format).upper()}; valid: {', '.join(FORMAT_CHOICES)}")
         lookup(FORMAT_CHOICES, self.format, "--format", BatchError)
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise BatchError(f"--quality must be from 1 to 100, got {self.quality}")
@@ -108,6 +112,8 @@ class Outcome:
 
 def classify(path):
     """'model', 'folder' or 'image' for an INPUT; BatchError if missing."""
+    if path == "-" and not os.path.exists(path):
+        raise BatchError("'-': reading standard input is not supported; give an image file, a folder or a model")
     if not os.path.exists(path):
         raise BatchError(f"'{path}' does not exist")
     if os.path.isdir(path):
@@ -142,9 +148,17 @@ def _named(path, fmt):
 def plan(req: Request) -> list:
     """Every job, with its target, checked before any work."""
     req.validate()
+    if req.output == "-":
+        raise BatchError("-o -: writing to standard output is not supported; give a file or a folder")
     kinds = [(p, classify(p)) for p in req.inputs]
     if req.input_image and any(k != "model" for _, k in kinds):
         raise BatchError("--input applies to model inputs only; give images as INPUT")
+    unused = [flag for flag, given in (("--preset", req.preset), ("--prior", "prior" in req.overrides),
+                                       ("--save-model", req.save_model)) if given]
+    if unused and all(k == "model" for _, k in kinds):
+        one = len(unused) == 1
+        warnings.warn(f"{', '.join(unused)} {'applies' if one else 'apply'} to images only, and {'is' if one else 'are'} "
+                      f"ignored: a model upscales as it was trained")
     one_file = len(kinds) == 1 and kinds[0][1] != "folder"
     out = req.output
     out_is_file = bool(out) and one_file and not os.path.isdir(out) and imagefile.format_of_suffix(out) is not None

@@ -144,7 +144,7 @@ def describe_error(e: Exception) -> tuple[int, str]:
     ('settings from a file, into another folder', 'nncompress train photo.png -c configs/siren.yaml -o runs/siren'),
 ))
 def train(
-    image: Annotated[Optional[str], typer.Argument(help="Image to fit (PNG, JPEG, GIF, ...). With --resume it may be left out: the image the model records is used.", show_default=False)] = None,
+    image: Annotated[Optional[str], typer.Argument(metavar="IMAGE", help="Image to fit (PNG, JPEG, GIF, ...). With --resume it may be left out: the image the model records is used.", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file of settings (see configs/); flags override it.", show_default="none")] = None,
     layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Layer spec, e.g. 20:leaky_relu,20:leaky_relu,out:sigmoid.", show_default=MODE_DEFAULTS["layers"])] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="coords (the network is the image) or patch (a learned upscaler).", show_default=MODE_DEFAULTS["mode"])] = None,
@@ -224,7 +224,7 @@ def timing_text(seconds: dict) -> str:
     ("a model from `nncompress train`, or its run folder", "nncompress upscale runs/photo/model.npz"),
 ))
 def upscale(
-    inputs: Annotated[list[str], typer.Argument(help="Images, folders of images, or models (model.npz or a run folder).", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(metavar="INPUT", help="Images, folders of images, or models (model.npz or a run folder).", show_default=False)],
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).", show_default="4 unless --width/--height")] = None,
     width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels (alone: aspect kept).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels (alone: aspect kept).")] = None,
@@ -280,7 +280,7 @@ def upscale(
     ('named panels, faster', 'nncompress animate runs/a runs/b -o ab.gif --labels A,B --fps 12'),
 ))
 def animate(
-    run_dirs: Annotated[list[str], typer.Argument(help="Run folders made by `nncompress train` (with frames).", show_default=False)],
+    run_dirs: Annotated[list[str], typer.Argument(metavar="RUN_DIR", help="Run folders made by `nncompress train` (with frames).", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="Output GIF.")] = "comparison.gif",
     labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated panel names.", show_default="the folder names")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frames per second.")] = 8.0,
@@ -314,13 +314,13 @@ def animate(
 # ---------------------------------------------------------------- pretrain
 
 @app.command(cls=Command, epilog=examples(
-    ('a x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
+    ('an x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
     ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
     ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
     ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 -s 4 --average a.npz --average b.npz -o x4.npz'),
 ))
 def pretrain(
-    folders: Annotated[list[str], typer.Argument(help="Folders of training images (subfolders too).", show_default=False)],
+    folders: Annotated[list[str], typer.Argument(metavar="FOLDER", help="Folders of training images (subfolders too).", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="The scale the prior learns (2, 3, 4).")] = 2,
     output: Annotated[str, typer.Option("--output", "-o", help="The prior file to write.", show_default="prior_xSCALE.npz")] = "",
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this prior exactly where it stopped.", show_default="none")] = None,
@@ -410,7 +410,7 @@ def _validation_text(gain):
     ('the same facts as JSON', 'nncompress info runs/photo/model.npz --json'),
 ))
 def info(
-    model: Annotated[str, typer.Argument(help="A model.npz, or the run folder that holds one.", show_default=False)],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model.npz, or the run folder that holds one.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ):
     """Describe a model: mode, layers, size in bits per pixel, training record."""
@@ -455,22 +455,32 @@ def info(
         for name, width, n in comp.net.summary():
             t.add_row(name, width, f"{n:,}")
         out.print(t)
-        kv = Table(show_header=False, box=None)
+        kv = []
         for k, v in facts.items():
             if k == "psnr_db":
                 v = f"{v:.2f} dB ({about['score']})" if v is not None else "not measured"
             elif k == "loss":
-                v = "none (nothing was trained: " + about.get("note", "no epochs yet") + ")" if v is None else f"{v:.5g}"
+                v = ("none (nothing was trained; see the note)" if "note" in about else "none (no epochs yet)"
+                     if v is None else f"{v:.5g}")
             elif isinstance(v, int):
                 v = f"{v:,}"
             elif k.startswith("seconds"):
                 v = f"{v:.2f}"
+            elif k.startswith("bits_per_pixel"):
+                v = f"{v:.1f}"
             elif k.startswith("learned_") and isinstance(v, float):
                 v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # e.g. kept epoch 7, mean 0.4415
             elif v is None:
                 v = "-"
-            kv.add_row(k.replace("_", " "), str(v))
-        out.print(kv)
+            kv.append((k.replace("_", " "), str(v)))
+        _print_facts(kv)
+
+
+def _print_facts(rows):
+    """' key   value' lines: no table padding after the value (piped output stays clean)."""
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        out.print(f" {k:<{w}}  {v}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _part_text(m):
@@ -506,14 +516,14 @@ def _prior_info(path, net, meta, extras, as_json):
     for name, width, n in net.summary():
         t.add_row(name, width, f"{n:,}")
     out.print(t)
-    kv = Table(show_header=False, box=None)
+    kv = []
     for k, v in facts.items():
         if k == "command":  # long: printed after the table, so it does not widen every row
             continue
         if k == "validation_gain_db" and v is not None:
             v = f"{v:+.2f} dB over bicubic on the held-back images (one pass)"
-        kv.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v))
-    out.print(kv)
+        kv.append((k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v)))
+    _print_facts(kv)
     if facts["command"]:
         out.print(f" command: {facts['command']}", highlight=False, markup=False, soft_wrap=True)
 
@@ -526,7 +536,7 @@ def _prior_info(path, net, meta, extras, as_json):
     ("also keep each method's upscale", 'nncompress evaluate photo.png --save upscales/'),
 ))
 def evaluate(
-    images: Annotated[list[str], typer.Argument(help="High-resolution images to score on.", show_default=False)],
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="High-resolution images to score on.", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (2, 3, 4, ...).")] = 2,
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, prior, coords, bicubic, lanczos, nearest.")] = "patch,prior,bicubic,lanczos,nearest",
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.", show_default="none")] = None,

@@ -102,6 +102,10 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None):
         raise ValueError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
     c = pixels.shape[2]
     notes = []
+    if fmt == "png" and quality is not None:
+        notes.append("--quality ignored (PNG is lossless)")
+    if fmt != "png" and bits == 16:
+        notes.append(f"16-bit depth written as 8-bit ({fmt.upper()} has 8 bits a channel; --format png keeps 16)")
     if fmt == "png" and bits == 16:
         deep = pixels if pixels.dtype == np.uint16 else imaging.to_uint(pixels, 16)
         data = pngio.encode16(deep, icc=icc, exif=exif)

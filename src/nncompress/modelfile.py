@@ -68,7 +68,8 @@ def load(path):
     if not os.path.exists(path):
         raise ModelFileError(f"model file '{path}' does not exist")
     if os.path.isdir(path):
-        raise ModelFileError(f"'{path}' is a folder, not a model file (did you mean {os.path.join(path, 'model.npz')}?)")
+        raise ModelFileError(f"'{path}' is a folder with no model.npz in it; give a model file, or a run folder "
+                             f"made by nncompress train")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"'{name}' is not a readable nncompress model (.npz): not a zip file, or truncated")
     try:

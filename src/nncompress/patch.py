@@ -473,7 +473,7 @@ def describe(settings, state):
         out["note"] = ("the prior alone" if settings.steps == 0 else
                        "the prior alone (upscales in several stages are not fine-tuned)" if
                        not state.lowres and step < settings.scale else
-                       f"the prior alone (a x{step:g} prior is not fine-tuned: it would learn from the image "
+                       f"the prior alone (an x{step:g} prior is not fine-tuned: it would learn from the image "
                        f"shrunk {step * step:g} times)" if state.lowres and step > MAX_STEP else
                        "the prior alone (fine-tuning rebuilt a held-out strip of the image no better)"
                        if state.kept_epoch == 0 else

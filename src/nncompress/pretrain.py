@@ -67,7 +67,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         history = list(meta.get("history", []))
         ck = ckpt.load(ckpt.path_for(resume), net.params) or ckpt.Checkpoint(epoch=len(history))
         if int(meta["scale"]) != int(scale):
-            raise UserError(f"'{resume}' is a x{meta['scale']} prior; pass --scale {meta['scale']}")
+            raise UserError(f"'{resume}' is an x{meta['scale']} prior; pass --scale {meta['scale']}")
     else:
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
         net = build_network(cfg["layers"], 1, 1, cfg["seed"])
@@ -75,7 +75,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
             start, start_meta = prior.load(cfg["init"], scale)
             other = int(start_meta["scale"]) != int(scale)  # then it gives its body only
             if other and not (upsampling(start) == int(start_meta["scale"]) and upsampling(net) == int(scale)):
-                raise UserError(f"--init '{cfg['init']}' is a x{start_meta['scale']} prior: a prior of another scale "
+                raise UserError(f"--init '{cfg['init']}' is an x{start_meta['scale']} prior: a prior of another scale "
                                 f"can start a network only when both end in a shuffle of their own scale "
                                 f"(here shuffle:{scale} at the end of --layers)")
             prior.grow(net, start, new_head=other)
@@ -135,7 +135,7 @@ def average_priors(folders, scale, out, parts, warn=None, command="", half=False
     for path in parts:
         net, meta = prior.load(path, scale)
         if int(meta["scale"]) != int(scale):
-            raise UserError(f"'{path}' is a x{meta['scale']} prior; average priors of one scale (--scale {meta['scale']})")
+            raise UserError(f"'{path}' is an x{meta['scale']} prior; average priors of one scale (--scale {meta['scale']})")
         nets.append(net)
         metas.append({"file": os.path.basename(path), **{k: meta.get(k) for k in
                                                           ("settings", "epochs", "history", "command", "train_images")}})

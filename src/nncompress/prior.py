@@ -61,7 +61,7 @@ def luma(path, warn=None):
             img, _ = read_image(path)
     except ImageError as e:
         if warn:
-            warn(f"skipping {e}")
+            warn(f"{e}; skipped")
         return None
     img = img[..., :3] if img.shape[2] >= 3 else img[..., :1]
     return img.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) if img.shape[2] == 3 else img[..., 0] * 1.0

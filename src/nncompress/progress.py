@@ -138,9 +138,9 @@ class Reporter:
         if self.what != ("epochs", self.label):  # back from another phase (calibration): no second header
             self._start(("epochs", self.label), total)
         eta = self.eta.update(done, total)
-        fields = [f for f in (f"{psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}") if f]
+        fields = [f for f in (f"fit {psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}") if f]
         extras = [f"{rows / max(seconds, 1e-9):,.0f} rows/s", clock_text(self.clock() - self.t0)]
-        eta_text = "eta " + (clock_text(eta) if eta is not None else "…")
+        eta_text = self._eta_text(eta)
         counter = f"epoch {done:>{len(str(total))}}/{total}"
         if self.tty:
             self._show(fit_line(self.console.width - 1, counter, eta_text, self.label, done / total, fields, extras))
@@ -159,7 +159,7 @@ class Reporter:
             self._start(what, total)
         eta = self.eta.update(done, total)
         elapsed = self.clock() - self.t0
-        eta_text = "eta " + (clock_text(eta) if eta is not None else "…")
+        eta_text = self._eta_text(eta)
         counter = f"{done}/{total}"
         if self.tty:
             if elapsed >= SHOW_AFTER or self.shown:
@@ -170,6 +170,10 @@ class Reporter:
             self.shown = True
             end = f"done in {elapsed:.1f}s" if done >= total else eta_text
             self.console.print(f"{what}: {counter}  {end}", highlight=False, markup=False, soft_wrap=True)
+
+    def _eta_text(self, eta):
+        """'eta 1:05'; before there is one, '…' on a terminal and plain ASCII when piped."""
+        return "eta " + (clock_text(eta) if eta is not None else "…" if self.tty else "?")
 
     def _due(self, final):
         now = self.clock()

@@ -271,10 +271,10 @@ class Settings:
         for name in ("epochs", "batch_size", "frames", "seed", "steps", "crop"):
             v, least = getattr(self, name), 1 if name == "epochs" else 0
             if isinstance(v, bool) or not isinstance(v, int) or v < least:
-                raise SpecError(f"{name} must be a whole number >= {least}, got {v!r}")
+                raise SpecError(f"{_flag(name)} must be a whole number >= {least}, got {v!r}")
         for name, v in (("lr", self.lr), ("scale", self.scale)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise SpecError(f"{name} must be a positive number, got {v!r}")
+                raise SpecError(f"{_flag(name)} must be a positive number, got {v!r}")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("loss", self.loss, LOSSES)
         if self.loss == "bce" and items[-1].get("activation") != "sigmoid":
@@ -282,7 +282,7 @@ class Settings:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("color", self.color, ("luma", "rgb"))
         if isinstance(self.crop, bool) or not isinstance(self.crop, int) or self.crop < 8:
-            raise SpecError(f"crop must be a whole number >= 8, got {self.crop!r}")
+            raise SpecError(f"{_flag('crop')} must be a whole number >= 8, got {self.crop!r}")
         _choice("preset", self.preset, PRESET_NAMES)
         _choice("ensemble", self.ensemble, (1, 8))
         if not isinstance(self.prior, str) or not (self.prior in ("builtin", "none") or os.path.isfile(self.prior)):
@@ -343,6 +343,11 @@ def make_settings(config: dict | None = None, **overrides) -> Settings:
     if hasattr(mode, "settle"):  # a mode's rule between settings, given what the user chose
         mode.settle(s, {**config, **given}, given)
     return s.validate()
+
+
+def _flag(name):
+    """How the user gives a setting: '--batch-size (batch_size: in a config)'."""
+    return f"--{name.replace('_', '-')} ({name}: in a config)"
 
 
 def _choice(name, value, valid):
