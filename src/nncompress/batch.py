@@ -300,7 +300,7 @@ def _model_job(req, job, on_step):
     comp.check_output_size(h, w, req.force)
     if job.target is None:
         stem = os.path.splitext(os.path.basename(req.input_image or comp.meta["source"]["name"]))[0]
-        folder = req.output or os.path.dirname(os.path.abspath(job.source))
+        folder = req.output or os.path.dirname(job.source)  # as the user gave it: relative stays relative
         job.target = os.path.join(folder, f"{stem}_{w}x{h}{imagefile.EXTENSION[job.format]}")
         if req.skip_existing and os.path.exists(job.target):
             return Outcome(job, "skipped", message="exists")
