@@ -367,3 +367,12 @@ def test_what_cannot_apply_is_said(tmp_path, tiny):
                       (["a.png", "--format", "bmp"], "not BMP")):
         r = run("upscale", *bad, *tiny)
         assert r.exit_code == 2 and said in r.output, r.output
+
+
+def test_format_names_are_forgiving_and_the_r_hint_ignores_the_output(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    r = run("upscale", "a.png", "-s", 2, "--format", "JPEG", *tiny)
+    assert r.exit_code == 0 and Image.open(tmp_path / "a_x2.jpg").format == "JPEG", r.output
+    (tmp_path / "only" / "up").mkdir(parents=True)
+    r = run("upscale", "only", "-o", "only/up", *tiny)
+    assert r.exit_code == 2 and "no images found" in r.output and "-r" not in r.output, r.output

@@ -307,3 +307,23 @@ def test_image_only_options_with_a_model_are_named_as_ignored(tmp_path, digit):
     run("train", digit, *TINY, "-o", tmp_path / "r")
     r = run("upscale", tmp_path / "r" / "model.npz", "-s", 2, "--preset", "fast", "-o", tmp_path / "m.png")
     assert r.exit_code == 0 and "--preset applies to images only, and is ignored" in r.output, r.output
+
+
+def test_info_rows_read_right(tmp_path, digit):
+    from nncompress.cli import _loss_text
+    assert _loss_text(0.000431, noted=True) == "0.000431"  # a fine-tuned model has a note and a loss
+    assert _loss_text(None, noted=True).startswith("none (nothing was trained")
+    run("train", digit, *TINY, "-o", tmp_path / "r")
+    facts = json.loads(run("info", tmp_path / "r", "--json").output)
+    text = run("info", tmp_path / "r").output
+    bpp = facts["bits_per_pixel_file"]
+    assert f"bits per pixel file     {bpp:.1f}\n" in text and bpp > 10
+    rows = [line for line in text.splitlines() if line.startswith(" ") and "model.npz" not in line]
+    assert len(rows) > 10 and not any(line.endswith(" ") for line in rows)  # no table padding after the values
+
+
+def test_animate_refuses_an_unwritable_path_first(tmp_path, digit):
+    run("train", digit, *TINY, "-o", tmp_path / "a")
+    (tmp_path / "afile").write_text("x")
+    r = run("animate", tmp_path / "a", "-o", tmp_path / "afile" / "a.gif")
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output

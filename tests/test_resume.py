@@ -137,3 +137,20 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_whole_epoch():
         run_epochs(net, opt, rng, step, epochs=5, checkpoint=ck)
     assert ck.epoch == 2 and opt.t == 2 and np.array_equal(net.params, ck.params)
     assert rng.bit_generator.state == ck.rng
+
+
+def test_resuming_into_another_runs_folder_drops_that_runs_frames(tmp_path, digit, rgb_image):
+    import shutil
+    from PIL import Image
+    small = SMALL[:-2] + ["-q"]  # SMALL without its --frames
+    run("train", rgb_image, *small, "-e", "12", "--frames", "12", "-o", tmp_path / "other")  # frames at epochs 0-12
+    run("train", digit, *small, "-e", "3", "--frames", "2", "-o", tmp_path / "mine")  # frames at 0 and 3
+    shutil.copytree(tmp_path / "mine", tmp_path / "mine2")
+    r = run("train", "--resume", tmp_path / "mine" / "model.npz", *small, "-e", "6", "--frames", "2", "-o", tmp_path / "other")
+    assert r.exit_code == 0, r.output
+    r = run("train", "--resume", tmp_path / "mine2" / "model.npz", *small, "-e", "6", "--frames", "2")  # in its own folder
+    assert r.exit_code == 0, r.output
+    frames = lambda d: sorted(p.name for p in (tmp_path / d / "frames").iterdir())
+    assert frames("other") == frames("mine2") and "epoch_000003.png" in frames("mine2")  # its own earlier frames kept
+    sizes = {Image.open(p).size for p in (tmp_path / "other" / "frames").iterdir()}
+    assert sizes == {Image.open(next((tmp_path / "mine2" / "frames").iterdir())).size}  # none of rgb_image's frames

@@ -65,7 +65,8 @@ class Request:
         for name, v in (("--width", self.width), ("--height", self.height)):
             if v is not None and v <= 0:
                 raise BatchError(f"{name} must be a positive number of pixels, got {v}")
-        if self.format not in FORMAT_CHOICES and f".{str(self.format).lower()}" in imagefile.READABLE:
+        self.format = {"jpeg": "jpg"}.get(str(self.format).lower(), str(self.format).lower())
+        if self.format not in FORMAT_CHOICES and f".{self.format}" in imagefile.READABLE:
             raise BatchError(f"--format {self.format}: upscales are written as PNG, JPEG or WebP, not "
                              f"{str(self.format).upper()}; valid: {', '.join(FORMAT_CHOICES)}")
         lookup(FORMAT_CHOICES, self.format, "--format", BatchError)
@@ -153,7 +154,7 @@ def plan(req: Request) -> list:
     kinds = [(p, classify(p)) for p in req.inputs]
     if req.input_image and any(k != "model" for _, k in kinds):
         raise BatchError("--input applies to model inputs only; give images as INPUT")
-    unused = [flag for flag, given in (("--preset", req.preset), ("--prior", "prior" in req.overrides),
+    unused = [flag for flag, given in (("--preset", req.preset), ("--prior (or a config's prior)", "prior" in req.overrides),
                                        ("--save-model", req.save_model)) if given]
     if unused and all(k == "model" for _, k in kinds):
         one = len(unused) == 1
@@ -198,16 +199,17 @@ def plan(req: Request) -> list:
             target = out if out_is_file else _named(os.path.join(out or "", f"{stem}_{req.tag}{ext}"), fmt)
             jobs.append(Job("image", path, target, os.path.basename(path), fmt))
     if not jobs:
-        raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"]))
+        raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"], skip))
     _check_targets(jobs)
     return jobs
 
 
-def _nothing_found(req, folders):
-    """Why an upscale of folders has nothing to do, and what to try."""
+def _nothing_found(req, folders, skip):
+    """Why an upscale of folders has nothing to do, and what to try
+    (subfolders in ``skip``, the outputs, do not count)."""
     where = ", ".join(f"'{f}'" for f in folders)
-    nested = not req.recursive and any(
-        not e.name.startswith(".") and e.is_dir() for f in folders for e in os.scandir(f))
+    nested = not req.recursive and any(not e.name.startswith(".") and e.is_dir() and os.path.realpath(e.path) not in skip
+                                       for f in folders for e in os.scandir(f))
     hint = ("; it has subfolders: add -r to include them" if nested else
             f"; images are {', '.join(sorted(imagefile.READABLE))} files")
     return f"no images found in {where}{hint}"

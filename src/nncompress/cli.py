@@ -460,20 +460,26 @@ def info(
             if k == "psnr_db":
                 v = f"{v:.2f} dB ({about['score']})" if v is not None else "not measured"
             elif k == "loss":
-                v = ("none (nothing was trained; see the note)" if "note" in about else "none (no epochs yet)"
-                     if v is None else f"{v:.5g}")
+                v = _loss_text(v, "note" in about)
             elif isinstance(v, int):
                 v = f"{v:,}"
             elif k.startswith("seconds"):
                 v = f"{v:.2f}"
             elif k.startswith("bits_per_pixel"):
-                v = f"{v:.1f}"
+                v = f"{v:.1f}" if v >= 10 else f"{v:.3g}"  # a tiny model's 0.0102 must not read 0.0
             elif k.startswith("learned_") and isinstance(v, float):
                 v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # e.g. kept epoch 7, mean 0.4415
             elif v is None:
                 v = "-"
             kv.append((k.replace("_", " "), str(v)))
         _print_facts(kv)
+
+
+def _loss_text(loss, noted):
+    """info's loss row: the loss, or why there is none (a note says more)."""
+    if loss is not None:
+        return f"{loss:.5g}"
+    return "none (nothing was trained; see the note)" if noted else "none (no epochs yet)"
 
 
 def _print_facts(rows):

@@ -90,6 +90,9 @@ def prepare_output(out_dir, image_path, paths: RunPaths, frames):
     for p in (paths.model, paths.upscaled, paths.gif, paths.history):
         if os.path.realpath(p) == src:
             raise SpecError(f"the output '{p}' would overwrite the input image; choose another --out")
+    if os.path.dirname(src) == os.path.realpath(paths.frames):
+        raise SpecError(f"the input image is in the output's frames folder '{paths.frames}', whose frames a new run "
+                        f"replaces; choose another --out")
 
 
 def _clear_stale_frames(folder, after):
@@ -139,7 +142,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
-    _clear_stale_frames(paths.frames, after=start if resume else -1)
+    same_run = resume and os.path.realpath(os.path.dirname(resume) or ".") == os.path.realpath(out_dir)
+    _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
     if on_info:
         on_info(comp, paths)
 
