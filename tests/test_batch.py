@@ -351,7 +351,11 @@ def test_a_folder_without_images_is_bad_input(tmp_path, tiny):
 def test_an_input_given_twice_is_named_as_such(tmp_path, tiny):
     Image.fromarray(picture()).save(tmp_path / "a.png")
     r = run("upscale", "a.png", "./a.png", "-s", 2, *tiny)
-    assert r.exit_code == 2 and "given twice" in r.output, r.output
+    assert r.exit_code == 2 and "'a.png' and './a.png' are one file; give each input once" in r.output, r.output
+    (tmp_path / "f").mkdir()
+    Image.fromarray(picture()).save(tmp_path / "f" / "b.png")
+    r = run("upscale", "f", "f/b.png", "-s", 2, *tiny)
+    assert r.exit_code == 2 and "'f/b.png' is given twice" in r.output, r.output
 
 
 def test_what_cannot_apply_is_said(tmp_path, tiny):

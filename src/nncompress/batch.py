@@ -216,6 +216,14 @@ def _nothing_found(req, folders, skip):
 
 
 def _check_targets(jobs):
+    sources = {}
+    for j in jobs:  # a model given as its run folder and as its model.npz, or a file given twice
+        src = os.path.realpath(j.source)
+        if src in sources:
+            twice = (f"'{j.source}' is given twice (as a folder and as a file in it, or as a run folder and "
+                     f"its model)" if sources[src] == j.source else f"'{sources[src]}' and '{j.source}' are one file")
+            raise BatchError(f"{twice}; give each input once")
+        sources[src] = j.source
     seen = {}
     for j in jobs:
         if j.target is None:
@@ -223,8 +231,6 @@ def _check_targets(jobs):
         t = os.path.realpath(j.target)
         if t == os.path.realpath(j.source):
             raise BatchError(f"the output '{j.target}' would overwrite its input; choose another -o")
-        if t in seen and os.path.realpath(seen[t]) == os.path.realpath(j.source):
-            raise BatchError(f"'{j.source}' is given twice; give each input once")
         if t in seen:
             raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
                              "upscale them in separate calls with -o, or rename one")
