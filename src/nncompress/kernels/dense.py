@@ -99,8 +99,10 @@ def _dense_forward_rows(params, sizes, w_off, b_off, codes, alphas, A, Z, nrows)
         b = params[b_off[l]:b_off[l] + nout]
         r = 0
         while r + ROWS <= nrows:
-            x0, x1, x2, x3, x4, x5, x6, x7 = A[l, r + 0], A[l, r + 1], A[l, r + 2], A[l, r + 3], A[l, r + 4], A[l, r + 5], A[l, r + 6], A[l, r + 7]
-            z0, z1, z2, z3, z4, z5, z6, z7 = Z[l, r + 0], Z[l, r + 1], Z[l, r + 2], Z[l, r + 3], Z[l, r + 4], Z[l, r + 5], Z[l, r + 6], Z[l, r + 7]
+            x0, x1, x2, x3, x4, x5, x6, x7 = (A[l, r], A[l, r + 1], A[l, r + 2], A[l, r + 3],
+                                              A[l, r + 4], A[l, r + 5], A[l, r + 6], A[l, r + 7])
+            z0, z1, z2, z3, z4, z5, z6, z7 = (Z[l, r], Z[l, r + 1], Z[l, r + 2], Z[l, r + 3],
+                                              Z[l, r + 4], Z[l, r + 5], Z[l, r + 6], Z[l, r + 7])
             for j in range(nout):
                 z0[j] = b[j]
                 z1[j] = b[j]
@@ -111,7 +113,8 @@ def _dense_forward_rows(params, sizes, w_off, b_off, codes, alphas, A, Z, nrows)
                 z6[j] = b[j]
                 z7[j] = b[j]
             for i in range(nin):
-                a0, a1, a2, a3, a4, a5, a6, a7, w = x0[i], x1[i], x2[i], x3[i], x4[i], x5[i], x6[i], x7[i], W[i]
+                a0, a1, a2, a3, a4, a5, a6, a7, w = (x0[i], x1[i], x2[i], x3[i],
+                                                     x4[i], x5[i], x6[i], x7[i], W[i])
                 for j in range(nout):
                     wj = w[j]
                     z0[j] += a0 * wj
@@ -149,14 +152,18 @@ def _dense_backward_rows(params, grad, sizes, w_off, b_off, codes, alphas, A, Z,
         gb = grad[b_off[l]:b_off[l] + nout]
         r = 0
         while r + ROWS <= nrows:
-            x0, x1, x2, x3, x4, x5, x6, x7 = A[l, r + 0], A[l, r + 1], A[l, r + 2], A[l, r + 3], A[l, r + 4], A[l, r + 5], A[l, r + 6], A[l, r + 7]
-            d0, d1, d2, d3, d4, d5, d6, d7 = D[r + 0], D[r + 1], D[r + 2], D[r + 3], D[r + 4], D[r + 5], D[r + 6], D[r + 7]
+            x0, x1, x2, x3, x4, x5, x6, x7 = (A[l, r], A[l, r + 1], A[l, r + 2], A[l, r + 3],
+                                              A[l, r + 4], A[l, r + 5], A[l, r + 6], A[l, r + 7])
+            d0, d1, d2, d3, d4, d5, d6, d7 = (D[r], D[r + 1], D[r + 2], D[r + 3],
+                                              D[r + 4], D[r + 5], D[r + 6], D[r + 7])
             for j in range(nout):
                 gb[j] += d0[j] + d1[j] + d2[j] + d3[j] + d4[j] + d5[j] + d6[j] + d7[j]
             for i in range(nin):
-                a0, a1, a2, a3, a4, a5, a6, a7, g = x0[i], x1[i], x2[i], x3[i], x4[i], x5[i], x6[i], x7[i], gW[i]
+                a0, a1, a2, a3, a4, a5, a6, a7, g = (x0[i], x1[i], x2[i], x3[i],
+                                                     x4[i], x5[i], x6[i], x7[i], gW[i])
                 for j in range(nout):
-                    g[j] += a0 * d0[j] + a1 * d1[j] + a2 * d2[j] + a3 * d3[j] + a4 * d4[j] + a5 * d5[j] + a6 * d6[j] + a7 * d7[j]
+                    g[j] += (a0 * d0[j] + a1 * d1[j] + a2 * d2[j] + a3 * d3[j]
+                             + a4 * d4[j] + a5 * d5[j] + a6 * d6[j] + a7 * d7[j])
             r += ROWS
         for r in range(r, nrows):
             x, d = A[l, r], D[r]
@@ -170,8 +177,10 @@ def _dense_backward_rows(params, grad, sizes, w_off, b_off, codes, alphas, A, Z,
             break
         r = 0
         while r + ROWS <= nrows:
-            d0, d1, d2, d3, d4, d5, d6, d7 = D[r + 0], D[r + 1], D[r + 2], D[r + 3], D[r + 4], D[r + 5], D[r + 6], D[r + 7]
-            e0, e1, e2, e3, e4, e5, e6, e7 = E[r + 0], E[r + 1], E[r + 2], E[r + 3], E[r + 4], E[r + 5], E[r + 6], E[r + 7]
+            d0, d1, d2, d3, d4, d5, d6, d7 = (D[r], D[r + 1], D[r + 2], D[r + 3],
+                                              D[r + 4], D[r + 5], D[r + 6], D[r + 7])
+            e0, e1, e2, e3, e4, e5, e6, e7 = (E[r], E[r + 1], E[r + 2], E[r + 3],
+                                              E[r + 4], E[r + 5], E[r + 6], E[r + 7])
             for i in range(nin):
                 w = W[i]
                 s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = d0[0] * _0
