@@ -154,3 +154,18 @@ def test_resuming_into_another_runs_folder_drops_that_runs_frames(tmp_path, digi
     assert frames("other") == frames("mine2") and "epoch_000003.png" in frames("mine2")  # its own earlier frames kept
     sizes = {Image.open(p).size for p in (tmp_path / "other" / "frames").iterdir()}
     assert sizes == {Image.open(next((tmp_path / "mine2" / "frames").iterdir())).size}  # none of rgb_image's frames
+
+
+@pytest.mark.parametrize("change,said", [(["-l", "16:relu,out:sigmoid"], "the model's own network"),
+                                         (["--seed", "5"], "the model's seed (4)"),
+                                         (["--optimizer", "sgd"], "the model's optimizer (adam)")])
+def test_resume_refuses_settings_it_cannot_honour(tmp_path, digit, change, said):
+    """The network, its seed and the optimizer's state come from the model:
+    a resume given others would train the old ones and record the new."""
+    run("train", digit, *SMALL, "-e", "3", "-o", tmp_path / "r", "-q")
+    args = [a for a in SMALL if a not in ("-l", "8:relu,out:sigmoid")] if change[0] == "-l" else list(SMALL)
+    if change[0] != "-l":
+        i = args.index(change[0])
+        del args[i:i + 2]
+    r = run("train", "--resume", tmp_path / "r" / "model.npz", *args, *change, "-e", "6", "-q")
+    assert r.exit_code == 2 and said in r.output, r.output

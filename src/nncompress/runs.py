@@ -242,6 +242,14 @@ def _check_resume(comp, img, settings):
                         f"{src['channels']} channel(s); this image is {img.shape[1]}x{img.shape[0]}x{img.shape[2]}")
     if comp.mode != settings.mode:
         raise SpecError(f"--resume model is a {comp.mode} model; drop --mode or use --mode {comp.mode}")
+    was = comp.settings
+    if was.prior == "none" and settings.layers != was.layers:  # (a prior's run: the prior's network, not the layers)
+        raise SpecError(f"--resume goes on with the model's own network ({was.layers}), not {settings.layers}; "
+                        f"drop --layers (or the config's layers), or train a new model without --resume")
+    for name in ("seed", "optimizer"):
+        if getattr(settings, name) != getattr(was, name):
+            raise SpecError(f"--resume goes on with the model's {name} ({getattr(was, name)}), not "
+                            f"{getattr(settings, name)}; drop --{name} (or the config's {name}), or train a new model")
     done = comp.checkpoint.epoch
     if done >= settings.epochs:
         raise SpecError(f"the model has trained {done} epochs and --epochs is the total ({settings.epochs}); "
