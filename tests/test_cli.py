@@ -311,7 +311,7 @@ def test_image_only_options_with_a_model_are_named_as_ignored(tmp_path, digit):
 
 def test_info_rows_read_right(tmp_path, digit):
     from nncompress.cli import _loss_text
-    assert _loss_text(0.000431, noted=True) == "0.000431"  # a fine-tuned model has a note and a loss
+    assert _loss_text(0.000431, noted=True) == "0.000431 (mse)"  # a fine-tuned model has a note and a loss
     assert _loss_text(None, noted=True).startswith("none (nothing was trained")
     run("train", digit, *TINY, "-o", tmp_path / "r")
     facts = json.loads(run("info", tmp_path / "r", "--json").output)
@@ -327,3 +327,12 @@ def test_animate_refuses_an_unwritable_path_first(tmp_path, digit):
     (tmp_path / "afile").write_text("x")
     r = run("animate", tmp_path / "a", "-o", tmp_path / "afile" / "a.gif")
     assert r.exit_code == 2 and "is a file, not a folder" in r.output, r.output
+
+
+def test_drawing_the_frames_is_timed_apart_from_training(tmp_path, digit):
+    r = run("train", digit, *TINY[:-1], "-o", tmp_path / "r")
+    assert "frames " in r.output.split("time:")[1], r.output
+    facts = json.loads(run("info", tmp_path / "r", "--json").output)
+    assert facts["seconds_frames"] > 0 and facts["seconds_training"] > 0
+    run("train", digit, *TINY, "--frames", 0, "-o", tmp_path / "none")
+    assert "seconds_frames" not in json.loads(run("info", tmp_path / "none", "--json").output)

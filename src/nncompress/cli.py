@@ -152,14 +152,14 @@ def train(
     prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all (passes over the table). With --resume, the total too: a run stopped at 10 of 150 trains the remaining 140.", show_default=MODE_DEFAULTS["epochs"])] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Rows per step; 0 = full batch. Patch mode: crops per step.", show_default=MODE_DEFAULTS["batch_size"])] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (fast: 0, the prior alone; balanced, best: 20; 40 with --prior none)")] = None,
-    crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (48; 40 with --prior none)")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the cosine schedule).", show_default=MODE_DEFAULTS["lr"])] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Patch mode: training steps per epoch.", show_default="the preset's (fast: 0, the prior alone; balanced, best: 20; with --prior none 25, 40, 75)")] = None,
+    crop: Annotated[Optional[int], typer.Option("--crop", help="Patch mode: side of the random training crops.", show_default="the preset's (48; with --prior none 32, 40, 48)")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (the start of the schedule: cosine, or constant where a config says so).", show_default=MODE_DEFAULTS["lr"])] = None,
     optimizer: Annotated[Optional[str], typer.Option("--optimizer", help="sgd, momentum or adam.", show_default=MODE_DEFAULTS["optimizer"])] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="mse or bce (bce needs a sigmoid output).", show_default=MODE_DEFAULTS["loss"])] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same model, bit for bit.", show_default=MODE_DEFAULTS["seed"])] = None,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale of the upscaled PNG written at the end.", show_default=MODE_DEFAULTS["scale"])] = None,
-    frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record; 0 = none.", show_default=MODE_DEFAULTS["frames"])] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record (up to; epochs that coincide share one); 0 = none.", show_default=MODE_DEFAULTS["frames"])] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder.", show_default="runs/IMAGE-NAME; with --resume, the model's folder")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this model.npz exactly where it stopped (its settings, unless overridden).", show_default="none")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write the upscale even if it looks too large for memory.")] = False,
@@ -208,8 +208,10 @@ def train(
 
 
 def timing_text(seconds: dict) -> str:
-    """'41.2s wall: training 11.3s, rendering 26.0s, writing 1.9s, other 2.0s'."""
-    parts = [(k, seconds.get(k, 0.0)) for k in ("training", "rendering", "writing")]
+    """'41.2s wall: training 11.3s, frames 0.9s, rendering 26.0s, writing 1.9s, other 2.0s' (frames only when
+    drawn)."""
+    parts = [(k, seconds.get(k, 0.0)) for k in ("training", "frames", "rendering", "writing")
+             if k != "frames" or seconds.get(k)]
     other = seconds.get("wall", 0.0) - sum(v for _, v in parts)
     return f"{seconds.get('wall', 0.0):.1f}s wall: " + ", ".join(
         f"{k} {v:.1f}s" for k, v in parts + [("other", max(other, 0.0))])
@@ -228,7 +230,7 @@ def upscale(
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).", show_default="4 unless --width/--height")] = None,
     width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels (alone: aspect kept).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels (alone: aspect kept).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="A file for one input image (its suffix picks the format); a folder otherwise.", show_default="NAME_x4.ext or FOLDER_x4/ here; models: beside the model")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="A file for one input image (its suffix picks the format); a folder otherwise.", show_default="NAME_x4.ext or FOLDER_x4/ here; models: NAME_WxH.png beside the model")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Folders: subfolders too; the tree is mirrored.")] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that already exist alone.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="same (the input's), png, jpg or webp.")] = "same",
@@ -285,7 +287,7 @@ def animate(
     labels: Annotated[Optional[str], typer.Option("--labels", help="Comma-separated panel names.", show_default="the folder names")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Frames per second.")] = 8.0,
     size: Annotated[int, typer.Option("--size", help="Longest side of each panel, in pixels.")] = 256,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Side-by-side convergence GIF of several runs, frames aligned by epoch."""
     from .progress import Reporter
@@ -434,6 +436,7 @@ def info(
             "source": f"{src['name']} {src['width']}x{src['height']}, {src['channels']} channel(s), {src['bits']}-bit",
             "layers": network_text(comp.net), "epochs": m["epochs"],
             "loss": m["loss"], "psnr_db": m["psnr"],
+            "trained_with": _training_text(comp.settings),
         }
         seconds = m.get("seconds") or {"training": m["train_seconds"]}  # older files kept the epochs' time only
         facts.update({f"seconds_{k}": round(v, 2) for k, v in seconds.items()})
@@ -460,7 +463,7 @@ def info(
             if k == "psnr_db":
                 v = f"{v:.2f} dB ({about['score']})" if v is not None else "not measured"
             elif k == "loss":
-                v = _loss_text(v, "note" in about)
+                v = _loss_text(v, "note" in about, comp.settings.loss)
             elif isinstance(v, int):
                 v = f"{v:,}"
             elif k.startswith("seconds"):
@@ -475,11 +478,17 @@ def info(
         _print_facts(kv)
 
 
-def _loss_text(loss, noted):
-    """info's loss row: the loss, or why there is none (a note says more)."""
+def _loss_text(loss, noted, name="mse"):
+    """info's loss row: the loss and which, or why there is none (a note says more)."""
     if loss is not None:
-        return f"{loss:.5g}"
+        return f"{loss:.5g} ({name})"
     return "none (nothing was trained; see the note)" if noted else "none (no epochs yet)"
+
+
+def _training_text(s):
+    """'adam, lr 0.003 (cosine), batch 256, mse': how a model was trained."""
+    return (f"{s.optimizer}, lr {s.lr:g} ({s.schedule}), batch {s.batch_size or 'full'}"
+            f"{f', {s.steps} steps an epoch' if s.mode == 'patch' else ''}, {s.loss}")
 
 
 def _print_facts(rows):
@@ -553,7 +562,7 @@ def evaluate(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.", show_default="0")] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.", show_default="none")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.", show_default="none")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic, upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
     from .evaluate import METHODS, evaluate_images

@@ -95,8 +95,8 @@ class Compresser:
         """Fit the network to ``img`` up to ``settings.epochs`` epochs in all,
         going on from ``self.checkpoint`` (exactly, when it holds optimizer
         state). ``on_epoch(done, total, loss, seconds, samples)`` may return
-        True to stop; ``on_frame(epoch, image)`` gets previews on the frame
-        schedule; ``on_progress(what, done, total)`` reports slow phases;
+        True to stop; ``on_frame(epoch, render)`` on the frame schedule, where
+        ``render()`` makes the preview (so the caller can time it apart); ``on_progress(what, done, total)`` reports slow phases;
         ``score``: also measure meta["psnr"]. Returns the training History."""
         frames = set(frame_epochs(settings.epochs, settings.frames))
         ck = self.checkpoint
@@ -104,14 +104,14 @@ class Compresser:
 
         def on_start():
             if on_frame and 0 in frames and start == 0:
-                on_frame(0, self.preview(img))
+                on_frame(0, lambda: self.preview(img))
 
         def epoch_done(e, loss, dt, samples):
             self.meta["epochs"] = e + 1
             self.meta["loss"] = float(loss)
             self.meta["train_seconds"] += dt
             if on_frame and e + 1 in frames:
-                on_frame(e + 1, self.preview(img))
+                on_frame(e + 1, lambda: self.preview(img))
             return bool(on_epoch and on_epoch(e + 1, settings.epochs, loss, dt, samples))
 
         self.settings = settings

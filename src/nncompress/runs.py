@@ -160,7 +160,9 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         history.append((done, loss, p, dt))
         return bool(on_epoch and on_epoch(done, total, loss, p, dt, rows))
 
-    def frame_cb(epoch, picture):
+    def frame_cb(epoch, render):
+        with phases("frames"):  # the previews, timed apart from the training steps
+            picture = render()
         with phases("writing"):
             view = imaging.array_to_pil(picture)
             imaging.write_png(os.path.join(paths.frames, f"epoch_{epoch:06d}.png"), view)
@@ -299,6 +301,8 @@ def write_training_gif(path, frames, fps=8):
 def read_frames(run_dir):
     """[(epoch, path)] from RUN_DIR/frames, sorted by epoch."""
     folder = os.path.join(run_dir, "frames")
+    if os.path.isfile(run_dir):
+        raise SpecError(f"'{run_dir}' is a file; give the run folder that holds it (made by nncompress train)")
     if not os.path.isdir(run_dir):
         raise SpecError(f"run folder '{run_dir}' does not exist")
     if not os.path.isdir(folder):
