@@ -488,7 +488,7 @@ def _loss_text(loss, noted, name="mse"):
 def _training_text(s):
     """'adam, lr 0.003 (cosine), batch 256, mse': how a model was trained."""
     return (f"{s.optimizer}, lr {s.lr:g} ({s.schedule}), batch {s.batch_size or 'full'}"
-            f"{f', {s.steps} steps an epoch' if s.mode == 'patch' else ''}, {s.loss}")
+            f"{f', {s.steps} steps an epoch' if s.steps else ''}, {s.loss}")
 
 
 def _print_facts(rows):
