@@ -380,3 +380,24 @@ def test_format_names_are_forgiving_and_the_r_hint_ignores_the_output(tmp_path, 
     (tmp_path / "only" / "up").mkdir(parents=True)
     r = run("upscale", "only", "-o", "only/up", *tiny)
     assert r.exit_code == 2 and "no images found" in r.output and "-r" not in r.output, r.output
+
+
+@pytest.mark.parametrize("width", [50, 60, 80, 120])
+def test_the_summary_keeps_names_and_statuses_whole_on_a_narrow_terminal(width):
+    from rich.console import Console
+    from nncompress.batch import Job, Outcome
+    from nncompress.batchview import BatchView
+    from nncompress.cli import describe_error
+    buf = io.StringIO()
+    out = Console(file=buf, width=width, force_terminal=False)
+    view = BatchView(describe_error, out, out, False)
+    name = "vacation_2024_summer_beach_sunset.png"
+    outcomes = [Outcome(Job("image", name, "t.png", name, "png"), "done", 1.0, 451, 1200, (28, 28), (56, 56)),
+                Outcome(Job("image", "b.png", "u.png", "b.png", "png"), "skipped")]
+    view.summary(outcomes, 2)
+    text = buf.getvalue()
+    assert "skipped (exists)" in text and "written" in text, text
+    first_cells = "".join(line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│"))
+    assert name in first_cells, text  # folded over lines, never cut
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert ("451 B" in text) == (width >= 90) and ("28x28" in text) == (width >= 70)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 PLAIN_EVERY = 5.0  # seconds between plain progress lines within one file
 NARROW = 90  # terminal columns below which the summary leaves out the bytes column
+NARROWER = 70  # ... and the pixels column
 
 
 def human_bytes(n):
@@ -104,17 +105,21 @@ class BatchView:
         if self.quiet:
             return failed
         t = Table(show_header=True, header_style="bold")
-        narrow = self.out.width < NARROW  # a narrow terminal: the bytes go, so the file names keep their room
-        for col, just in (("file", "left"), ("pixels in -> out", "right"), ("bytes in -> out", "right"),
-                          ("seconds", "right"), ("status", "left")):
-            if not (narrow and col.startswith("bytes")):
-                t.add_column(col, justify=just, no_wrap=col != "file", overflow="fold", min_width=8 if col == "file" else None)
+        # a narrow terminal: the bytes go, then the pixels, so the file names and statuses keep their room
+        dropped = {"bytes in -> out"} if self.out.width < NARROW else set()
+        if self.out.width < NARROWER:
+            dropped.add("pixels in -> out")
+        cols = [c for c in (("file", "left"), ("pixels in -> out", "right"), ("bytes in -> out", "right"),
+                            ("seconds", "right"), ("status", "left")) if c[0] not in dropped]
+        for col, just in cols:
+            t.add_column(col, justify=just, no_wrap=col != "file", overflow="fold", min_width=8 if col == "file" else None)
         for o in outcomes:
-            px = f"{o.size_in[0]}x{o.size_in[1]} -> {o.size_out[0]}x{o.size_out[1]}" if o.size_out else ""
-            by = f"{human_bytes(o.bytes_in)} -> {human_bytes(o.bytes_out)}" if o.bytes_out else ""
-            state = {"done": "written", "skipped": "skipped (exists)", "failed": "[red]failed[/]"}[o.status]
-            cells = [o.job.name, px, by, f"{o.seconds:.1f}" if o.status != "skipped" else "", state]
-            t.add_row(*(cells[:2] + cells[3:] if narrow else cells))
+            cell = {"file": o.job.name,
+                    "pixels in -> out": f"{o.size_in[0]}x{o.size_in[1]} -> {o.size_out[0]}x{o.size_out[1]}" if o.size_out else "",
+                    "bytes in -> out": f"{human_bytes(o.bytes_in)} -> {human_bytes(o.bytes_out)}" if o.bytes_out else "",
+                    "seconds": f"{o.seconds:.1f}" if o.status != "skipped" else "",
+                    "status": {"done": "written", "skipped": "skipped (exists)", "failed": "[red]failed[/]"}[o.status]}
+            t.add_row(*(cell[c] for c, _ in cols))
         self.out.print(t)
         counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
         left = total - len(outcomes)
