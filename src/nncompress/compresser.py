@@ -96,8 +96,9 @@ class Compresser:
         going on from ``self.checkpoint`` (exactly, when it holds optimizer
         state). ``on_epoch(done, total, loss, seconds, samples)`` may return
         True to stop; ``on_frame(epoch, render)`` on the frame schedule, where
-        ``render()`` makes the preview (so the caller can time it apart); ``on_progress(what, done, total)`` reports slow phases;
-        ``score``: also measure meta["psnr"]. Returns the training History."""
+        ``render()`` makes the preview (so the caller can time it apart);
+        ``on_progress(what, done, total)`` reports slow phases; ``score``:
+        also measure meta["psnr"]. Returns the training History."""
         frames = set(frame_epochs(settings.epochs, settings.frames))
         ck = self.checkpoint
         start = ck.epoch
