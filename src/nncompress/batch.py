@@ -65,10 +65,10 @@ class Request:
         for name, v in (("--width", self.width), ("--height", self.height)):
             if v is not None and v <= 0:
                 raise BatchError(f"{name} must be a positive number of pixels, got {v}")
-        self.format = {"jpeg": "jpg"}.get(str(self.format).lower(), str(self.format).lower())
-        if self.format not in FORMAT_CHOICES and f".{self.format}" in imagefile.READABLE:
-            raise BatchError(f"--format {self.format}: upscales are written as PNG, JPEG or WebP, not "
-                             f"{str(self.format).upper()}; valid: {', '.join(FORMAT_CHOICES)}")
+        fmt = str(self.format).lower()
+        self.format = {"jpeg": "jpg"}.get(fmt, fmt)
+        if self.format not in FORMAT_CHOICES and imagefile.is_image_name(f"x.{fmt}"):
+            raise BatchError(f"--format {fmt}: {_not_written(fmt)}; valid: {', '.join(FORMAT_CHOICES)}")
         lookup(FORMAT_CHOICES, self.format, "--format", BatchError)
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise BatchError(f"--quality must be from 1 to 100, got {self.quality}")
@@ -164,10 +164,8 @@ def plan(req: Request) -> list:
     out = req.output
     out_is_file = bool(out) and one_file and not os.path.isdir(out) and imagefile.format_of_suffix(out) is not None
     if out and one_file and not out_is_file and not os.path.isdir(out) and os.path.splitext(out)[1]:
-        ext = os.path.splitext(out)[1].lower()
         if imagefile.is_image_name(out):
-            raise BatchError(f"-o '{out}': upscales are written as PNG, JPEG or WebP, not {ext[1:].upper()}; "
-                             f"use .png, .jpg or .webp")
+            raise BatchError(f"-o '{out}': {_not_written(os.path.splitext(out)[1][1:])}; use .png, .jpg or .webp")
         raise BatchError(f"cannot tell the format of '{out}' from its suffix; use .png, .jpg or .webp")
     if out and not one_file and imagefile.format_of_suffix(out) and not os.path.isdir(out):
         what = "a folder input writes a folder" if len(kinds) == 1 else "several images will be written"
@@ -202,6 +200,11 @@ def plan(req: Request) -> list:
         raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"], skip))
     _check_targets(jobs)
     return jobs
+
+
+def _not_written(fmt):
+    """For an image format nncompress reads but does not write (GIF, BMP, TIFF, ...)."""
+    return f"upscales are written as PNG, JPEG or WebP, not {fmt.upper()}"
 
 
 def _nothing_found(req, folders, skip):
