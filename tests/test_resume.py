@@ -169,3 +169,36 @@ def test_resume_refuses_settings_it_cannot_honour(tmp_path, digit, change, said)
         del args[i:i + 2]
     r = run("train", "--resume", tmp_path / "r" / "model.npz", *args, *change, "-e", "6", "-q")
     assert r.exit_code == 2 and said in r.output, r.output
+
+
+def test_a_model_outlives_the_prior_file_it_started_from(tmp_path, rgb_image):
+    """A model records the prior file it was fine-tuned from, but holds its
+    own weights: moving that file must not stop it upscaling or resuming,
+    and a resume keeps the model's start (a new --prior is refused)."""
+    import shutil
+    from nncompress.prior import builtin_path
+    mine = tmp_path / "mine.npz"
+    shutil.copy(builtin_path(2), mine)
+    fast = ["--mode", "patch", "--scale", "2", "--preset", "fast", "--frames", "0", "-q"]
+    r = run("train", rgb_image, *fast, "--prior", mine, "-o", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    mine.rename(tmp_path / "moved.npz")
+    model = tmp_path / "r" / "model.npz"
+    r = run("upscale", model, "--scale", "2", "-o", tmp_path / "up.png", "-q")
+    assert r.exit_code == 0 and (tmp_path / "up.png").exists(), r.output
+    r = run("info", model)
+    assert r.exit_code == 0 and "mine.npz" in r.output, r.output
+    r = run("train", rgb_image, "--resume", model, "--epochs", "2", "-q")
+    assert r.exit_code == 0, r.output
+    r = run("train", rgb_image, "--resume", model, "--epochs", "3", "--prior", "builtin", "-q")
+    assert r.exit_code == 2 and "the model's prior" in r.output and "drop --prior" in r.output, r.output
+
+
+def test_a_coords_model_records_only_coords_settings(tmp_path, digit):
+    r = run("train", digit, *SMALL, "-e", "2", "-o", tmp_path / "c", "-q")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(str(np.load(tmp_path / "c" / "model.npz")["meta"]))
+    assert meta["settings"]["mode"] == "coords" and meta["settings"]["seed"] == 4
+    assert not {"preset", "prior", "crop", "steps", "ensemble", "color"} & set(meta["settings"]), meta["settings"]
+    r = run("train", "--resume", tmp_path / "c" / "model.npz", "-e", "3", "-q")  # and it still resumes
+    assert r.exit_code == 0, r.output

@@ -180,7 +180,8 @@ def train(
             cfg = Compresser.load(resume).settings.to_dict()
         settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, prior=prior, epochs=epochs, batch_size=batch_size, lr=lr,
                                  steps=steps, crop=crop,
-                                 optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames)
+                                 optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames,
+                                 check_files=not resume)  # a resumed model has its network: its prior may have moved
         report = Reporter(out, quiet)
 
         def on_info(comp, paths):

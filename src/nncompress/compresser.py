@@ -196,7 +196,7 @@ class Compresser:
             state = settings.get("extra", {})
         settings.pop("extra", None)
         try:
-            settings = make_settings(settings)
+            settings = make_settings(settings, check_files=False)  # the prior it started from may have moved
             state = impl.State.from_dict(state)
         except (SpecError, ValueError, TypeError) as e:
             raise ModelFileError(f"'{name}' has invalid settings: {e}") from None

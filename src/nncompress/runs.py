@@ -248,7 +248,7 @@ def _check_resume(comp, img, settings):
     if was.prior == "none" and settings.layers != was.layers:  # (a prior's run: the prior's network, not the layers)
         raise SpecError(f"--resume goes on with the model's own network ({was.layers}), not {settings.layers}; "
                         f"drop --layers (or the config's layers), or train a new model without --resume")
-    for name in ("seed", "optimizer"):
+    for name in ("seed", "optimizer", "prior"):
         if getattr(settings, name) != getattr(was, name):
             raise SpecError(f"--resume goes on with the model's {name} ({getattr(was, name)}), not "
                             f"{getattr(settings, name)}; drop --{name} (or the config's {name}), or train a new model")

@@ -259,9 +259,14 @@ class Settings:
     ensemble: int = 8    # patch mode: passes of the geometric self-ensemble at upscale (1 or 8)
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in SETTING_KEYS}
+        """The settings a model file records: all of them for patch mode,
+        without patch mode's own for the others."""
+        return {k: getattr(self, k) for k in SETTING_KEYS if self.mode == "patch" or k not in PATCH_ONLY}
 
-    def validate(self):
+    def validate(self, check_files=True):
+        """Checks every setting (``SpecError`` names the flag); a prior file
+        must exist unless ``check_files`` is False (a model's record of the
+        file it started from, which it no longer needs)."""
         from .modes import get_mode
         mode = get_mode(self.mode)
         items = parse_layers(self.layers)
@@ -285,12 +290,14 @@ class Settings:
             raise SpecError(f"{_flag('crop')} must be a whole number >= 8, got {self.crop!r}")
         _choice("preset", self.preset, PRESET_NAMES)
         _choice("ensemble", self.ensemble, (1, 8))
-        if not isinstance(self.prior, str) or not (self.prior in ("builtin", "none") or os.path.isfile(self.prior)):
+        if not isinstance(self.prior, str) or not (self.prior in ("builtin", "none") or os.path.isfile(self.prior)
+                                                   or not check_files):
             raise SpecError(f"--prior must be builtin, none or a prior file; '{self.prior}' is none of these")
         return self
 
 
 SETTING_KEYS = [f.name for f in fields(Settings)]
+PATCH_ONLY = ("color", "preset", "steps", "crop", "prior", "ensemble")
 PRESET_NAMES = ("fast", "balanced", "best")
 
 
@@ -320,9 +327,10 @@ def load_config(path) -> dict:
     return data
 
 
-def make_settings(config: dict | None = None, **overrides) -> Settings:
+def make_settings(config: dict | None = None, *, check_files=True, **overrides) -> Settings:
     """The mode's defaults <- its preset <- YAML config <- flags (None means
-    'not given').
+    'not given'). ``check_files=False``: a model file's record (see
+    ``Settings.validate``).
     The mode is the flag's, else the config's, else coords. The one place
     where a mode's defaults are applied."""
     from .modes import get_mode
@@ -342,7 +350,7 @@ def make_settings(config: dict | None = None, **overrides) -> Settings:
             setattr(s, k, v)
     if hasattr(mode, "settle"):  # a mode's rule between settings, given what the user chose
         mode.settle(s, {**config, **given}, given)
-    return s.validate()
+    return s.validate(check_files)
 
 
 def _flag(name):
