@@ -137,6 +137,33 @@ def test_low_resolution_crops_are_the_shrunk_high_resolution_crops(folder):
         np.testing.assert_allclose(imresize(hr.astype(np.float64), 1 / S)[2:-2, 2:-2], lr[2:-2, 2:-2], atol=1e-5)
 
 
+def test_held_back_images_stay_held_back_when_the_folder_changes(tmp_path, folder):
+    """Validation holds back every 25th image of a new run. A resume, an
+    --init or an --average goes on with the images its prior recorded, so
+    an image added since (here one that sorts first) cannot shift an image
+    it trained on into validation."""
+    import shutil
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")
+    assert r.exit_code == 0, r.output
+    meta = lambda f: json.loads(str(np.load(tmp_path / f)["meta"]))
+    assert meta("p.npz")["val_images"] == ["a.png"]
+    shutil.copy(folder / "b.png", folder / "0.png")  # now first in sorted order
+    assert [os.path.basename(p) for p in prior.split(prior.find_images([str(folder)]))[1]] == ["0.png"]
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 3, "-q")
+    assert r.exit_code == 0, r.output
+    assert meta("p.npz")["val_images"] == ["a.png"] and meta("p.npz")["train_images"] == 4  # 0, b, c and broken
+    r = run("pretrain", folder, *TINY, "--init", tmp_path / "p.npz", "-o", tmp_path / "g.npz")
+    assert r.exit_code == 0, r.output
+    assert meta("g.npz")["val_images"] == ["a.png"]
+    r = run("pretrain", folder, "-s", 2, "--average", tmp_path / "p.npz", "--average", tmp_path / "g.npz",
+            "-o", tmp_path / "m.npz", "-q")
+    assert r.exit_code == 0, r.output
+    assert meta("m.npz")["val_images"] == ["a.png"]
+    (folder / "a.png").unlink()  # a held-back image gone: said, and validation goes on without it
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 4)
+    assert r.exit_code == 0 and "1 of the 1 images the prior held back are not in the folders" in r.output, r.output
+
+
 def test_a_crop_too_small_for_the_scale_is_bad_input(tmp_path, folder):
     r = run("pretrain", folder, "-s", 4, "--crop", 3, "-e", 1, "--steps", 1, "-q", "-o", tmp_path / "p.npz")
     assert r.exit_code == 2 and "--crop" in r.output and "Traceback" not in r.output

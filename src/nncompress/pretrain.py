@@ -54,12 +54,10 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     ``on_epoch(record)`` gets each epoch's history record."""
     from .spec import build_network
     paths = prior.find_images(folders)
-    train_paths, val_paths = prior.split(paths)
-    if not train_paths:
-        raise UserError("need at least two images: one to train on and one to hold back")
-    val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
+    held = None  # the held-back images a prior this run goes on from recorded: they stay held back
     if resume:
         net, meta = prior.load(resume, scale)
+        held = meta.get("val_images")
         if meta.get("averaged"):
             raise UserError(f"'{resume}' is an average of priors ({', '.join(m['file'] for m in meta['averaged'])}), "
                             f"not trained itself: resume those, then average them again")
@@ -79,9 +77,14 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
                                 f"can start a network only when both end in a shuffle of their own scale "
                                 f"(here shuffle:{scale} at the end of --layers)")
             prior.grow(net, start, new_head=other)
+            held = start_meta.get("val_images")
         else:
             internal.zero_last(net)
         history, ck = [], ckpt.Checkpoint()
+    train_paths, val_paths = prior.split(paths, held, warn)
+    if not train_paths:
+        raise UserError("need at least two images: one to train on and one to hold back")
+    val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
     cfg.setdefault("loss", "mse")  # priors written before --loss
     get_residual_loss(cfg["loss"], SpecError)
     if cfg["crop"] < 2 * scale:
@@ -129,16 +132,22 @@ def average_priors(folders, scale, out, parts, warn=None, command="", half=False
     ``parts`` (``prior.average``), with its validation gain on the held-back
     images of ``folders`` (the same ones training holds back). Nothing is
     trained; each part's meta is kept under "averaged"."""
-    val_paths = prior.split(prior.find_images(folders))[1]
-    val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
-    nets, metas = [], []
+    nets, metas, held = [], [], None
     for path in parts:
         net, meta = prior.load(path, scale)
+        held = held or meta.get("val_images")  # the first part's held-back images (the parts' own, if they agree)
         if int(meta["scale"]) != int(scale):
             raise UserError(f"'{path}' is an x{meta['scale']} prior; average priors of one scale (--scale {meta['scale']})")
         nets.append(net)
         metas.append({"file": os.path.basename(path), **{k: meta.get(k) for k in
-                                                          ("settings", "epochs", "history", "command", "train_images")}})
+                                                          ("settings", "epochs", "history", "command", "train_images",
+                                                           "val_images")}})
+    recorded = {tuple(sorted(m["val_images"])) for m in metas if m.get("val_images")}
+    if len(recorded) > 1 and warn:
+        warn("the priors held back different images; the mean is validated on the first one's, which the others "
+             "may have trained on")
+    val_paths = prior.split(prior.find_images(folders), held, warn)[1]
+    val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
     t0 = time.perf_counter()
     net = prior.average(nets)
     gain = prior.validation_gain(net, val, scale)

@@ -46,10 +46,24 @@ def find_images(folders):
     return sorted(out)
 
 
-def split(paths):
-    """(training paths, held-back validation paths)."""
-    val = paths[::VAL_EVERY][:VAL_MAX]
-    return [p for p in paths if p not in val], val
+def split(paths, held=None, warn=None):
+    """(training paths, held-back validation paths): every VAL_EVERY-th
+    image (at most VAL_MAX) of a new run; with ``held`` (the file names a
+    prior recorded as held back, when a run resumes it, grows it with
+    --init or averages it) those same images, wherever they now fall in the
+    list, so that an image added or removed since cannot move one it
+    trained on into validation."""
+    if not held:
+        val = paths[::VAL_EVERY][:VAL_MAX]
+    else:
+        names = set(held)
+        val = [p for p in paths if os.path.basename(p) in names]
+        missing = len(names - {os.path.basename(p) for p in val})
+        if missing and warn:
+            warn(f"{missing} of the {len(names)} images the prior held back are not in the folders; "
+                 f"validation uses the other {len(names) - missing}")
+    chosen = set(val)
+    return [p for p in paths if p not in chosen], val
 
 
 def luma(path, warn=None):
