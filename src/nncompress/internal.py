@@ -63,6 +63,23 @@ def base_upscale(lr, size):
     return imresize(lr, size=size)
 
 
+def shrink_pair(hr, scale):
+    """(hr, lr): ``hr`` and its 1/``scale`` shrink, on grids that line up,
+    so that ``base_upscale(lr, hr.shape)`` puts each pixel back where it
+    came from. A whole scale crops ``hr`` to a whole number of
+    low-resolution pixels (as ``evaluate.degrade`` does); another shrinks
+    to the nearest whole size, both ways then taking the same ratio. (A
+    1/S shrink of a side that S does not divide has ceil(h/S) pixels, which
+    reach past ``hr``'s edge: upscaled back to ``hr``'s size, its grid
+    drifts by up to a low-resolution pixel across the image.)"""
+    if float(scale).is_integer():
+        S = int(scale)
+        hr = hr[:hr.shape[0] - hr.shape[0] % S, :hr.shape[1] - hr.shape[1] % S]
+        return hr, imresize(hr, 1.0 / S)
+    size = (max(1, round(hr.shape[0] / scale)), max(1, round(hr.shape[1] / scale)))
+    return hr, imresize(hr, size=size)
+
+
 def back_project(up, lr, iterations=IBP_ITERATIONS):
     """Iterative back-projection (Irani & Peleg 1991): repeat
     up += bicubic(lr - shrink(up)), after which shrinking ``up`` gives
@@ -103,11 +120,11 @@ def training_pairs(ch, scale, min_side, lowres=False):
     out = []
     for f in PAIR_SCALES:
         hr = ch if f == 1.0 else imresize(ch, f)
-        if lowres:  # a whole number of low-resolution pixels
-            hr = hr[:hr.shape[0] - hr.shape[0] % int(scale), :hr.shape[1] - hr.shape[1] % int(scale)]
-        if min(hr.shape) / scale < min_side or min(hr.shape) < 4:
+        if min(hr.shape) < 4:
             continue
-        lr = imresize(hr, 1.0 / scale)
+        hr, lr = shrink_pair(hr, scale)  # lowres: a whole scale, so a whole number of low-resolution pixels
+        if min(hr.shape) / scale < min_side:
+            continue
         base = base_upscale(lr, hr.shape)
         out.append((lr if lowres else base, hr - base))
     return out

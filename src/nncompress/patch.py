@@ -182,9 +182,8 @@ def _one_step_down(img, settings, state):
     """(lo, hi): the learned channels of the image's most detailed window of
     CALIBRATION_SIDE (hi; its cost does not grow with the image) and of
     that window shrunk by one learned step (lo)."""
-    win = internal.detailed_window(img, CALIBRATION_SIDE)
-    small = np.clip(imresize(win, 1.0 / state.train_scale), 0, 1)
-    return split_channels(small, settings.color)[0], split_channels(win, settings.color)[0]
+    win, small = internal.shrink_pair(internal.detailed_window(img, CALIBRATION_SIDE), state.train_scale)
+    return split_channels(np.clip(small, 0, 1), settings.color)[0], split_channels(win, settings.color)[0]
 
 
 def _gain_errors(net, lo, hi, state):
@@ -436,9 +435,10 @@ def preview(net, img, settings, state, crop=96):
 def score(net, img, settings, state, on_progress=None):
     """PSNR (dB) of rebuilding the image from its own 1/S shrink."""
     from .metrics import psnr_rgb
-    small = np.clip(imresize(img, 1.0 / settings.scale), 0, 1)
+    img, small = internal.shrink_pair(img, settings.scale)
     label = None if on_progress is None else (lambda what, done, n: on_progress(f"self-test: {what}", done, n))
-    return psnr_rgb(upscale_image(net, small, img.shape[:2], settings, state, ensemble=False, on_progress=label), img)
+    return psnr_rgb(upscale_image(net, np.clip(small, 0, 1), img.shape[:2], settings, state, ensemble=False,
+                                  on_progress=label), img)
 
 
 def ensemble_affordable(net, shape, size, settings, state):
