@@ -74,7 +74,8 @@ def shrink_pair(hr, scale):
     drifts by up to a low-resolution pixel across the image.)"""
     if float(scale).is_integer():
         S = int(scale)
-        hr = hr[:hr.shape[0] - hr.shape[0] % S, :hr.shape[1] - hr.shape[1] % S]
+        h, w = (n - n % S if n >= S else n for n in hr.shape[:2])  # (a side under S is too small to line up)
+        hr = hr[:h, :w]
         return hr, imresize(hr, 1.0 / S)
     size = (max(1, round(hr.shape[0] / scale)), max(1, round(hr.shape[1] / scale)))
     return hr, imresize(hr, size=size)

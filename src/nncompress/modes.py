@@ -9,6 +9,8 @@ A mode module provides::
     TAKES_IMAGE: bool               upscale() works on an image (the model keeps its source);
                                     False: the network is the image
     OUTPUT_BYTES_PER_VALUE: int     memory per output pixel and channel, for the size check
+    OWN_SETTINGS: tuple             (optional) settings only this mode uses: other modes' model
+                                    files leave them out
     State                           dataclass (a ``modes.State``) of what training learns
                                     besides the weights; saved under "state" in the model file
 

@@ -40,6 +40,7 @@ from .resize import imresize
 NAME = "patch"
 TAKES_IMAGE = True
 OUTPUT_BYTES_PER_VALUE = 32  # float64 resize passes over the output
+OWN_SETTINGS = ("color", "preset", "steps", "crop", "prior", "ensemble")
 
 DEFAULTS = {
     "mode": "patch",

@@ -259,9 +259,11 @@ class Settings:
     ensemble: int = 8    # patch mode: passes of the geometric self-ensemble at upscale (1 or 8)
 
     def to_dict(self) -> dict:
-        """The settings a model file records: all of them for patch mode,
-        without patch mode's own for the others."""
-        return {k: getattr(self, k) for k in SETTING_KEYS if self.mode == "patch" or k not in PATCH_ONLY}
+        """The settings a model file records: those of this mode, without
+        other modes' own (their ``OWN_SETTINGS``)."""
+        from .modes import MODES, get_mode
+        others = {k for name in MODES if name != self.mode for k in getattr(get_mode(name), "OWN_SETTINGS", ())}
+        return {k: getattr(self, k) for k in SETTING_KEYS if k not in others}
 
     def validate(self, check_files=True):
         """Checks every setting (``SpecError`` names the flag); a prior file
@@ -297,7 +299,6 @@ class Settings:
 
 
 SETTING_KEYS = [f.name for f in fields(Settings)]
-PATCH_ONLY = ("color", "preset", "steps", "crop", "prior", "ensemble")
 PRESET_NAMES = ("fast", "balanced", "best")
 
 
