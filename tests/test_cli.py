@@ -285,7 +285,7 @@ def test_animate_refuses_a_name_that_is_not_a_gif(tmp_path, digit):
 def test_a_new_run_into_an_old_run_folder_drops_its_frames(tmp_path, digit):
     run("train", digit, *TINY[:-3], "--frames", "6", "-q", "-o", tmp_path / "r")
     first = sorted(os.listdir(tmp_path / "r" / "frames"))
-    run("train", digit, *TINY[:-3], "--frames", "2", "-q", "-o", tmp_path / "r")
+    run("train", digit, *TINY[:-3], "--frames", "2", "-q", "-o", tmp_path / "r", "--force")
     run("train", digit, *TINY[:-3], "--frames", "2", "-q", "-o", tmp_path / "fresh")
     again = sorted(os.listdir(tmp_path / "r" / "frames"))
     assert len(first) > len(again) and again == sorted(os.listdir(tmp_path / "fresh" / "frames"))

@@ -225,7 +225,7 @@ def test_failed_run_leaves_earlier_model_untouched(tmp_path, digit):
     cli("train", digit, *TINY, "-o", out)
     before = (out / "model.npz").read_bytes()
     r = cli("train", digit, "-l", "8:relu,out", "--lr", "1e30", "--optimizer", "sgd", "-e", 50, "--frames", 0,
-            "-q", "-o", out)
+            "-q", "-o", out, "--force")
     assert r.exit_code == 1 and "smaller learning rate" in r.output and "Traceback" not in r.output
     assert (out / "model.npz").read_bytes() == before
     Compresser.load(out / "model_last_good.npz")  # the last good weights, usable
@@ -339,3 +339,18 @@ def test_every_user_error_class_derives_from_user_error():
                                         ("8:relu,out", "bce loss needs")])
 def test_bad_layer_arguments_are_user_errors(digit, spec, match):
     one_line_error(cli("train", digit, "-l", spec, "--loss", "bce", "-e", 1, "--frames", 0, "-q"), match=match)
+
+
+def test_a_new_run_never_replaces_an_old_one_unasked(tmp_path, digit, rgb_image):
+    """A run folder that holds a model is the user's work: a new run into
+    it is refused (exit 2, before any training) unless --force."""
+    out = tmp_path / "r"
+    assert cli("train", digit, *TINY, "-o", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for image in (digit, rgb_image):
+        one_line_error(cli("train", image, *TINY, "-o", out), match="already holds a run (a coords model of digit_3.png")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    r = cli("train", rgb_image, *TINY, "-o", out, "--force")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert "rgb_x4.png" in names and not [n for n in names if n.startswith("digit_3")], names

@@ -147,7 +147,12 @@ def test_resuming_into_another_runs_folder_drops_that_runs_frames(tmp_path, digi
     run("train", digit, *small, "-e", "3", "--frames", "2", "-o", tmp_path / "mine")  # frames at 0 and 3
     shutil.copytree(tmp_path / "mine", tmp_path / "mine2")
     r = run("train", "--resume", tmp_path / "mine" / "model.npz", *small, "-e", "6", "--frames", "2", "-o", tmp_path / "other")
+    assert r.exit_code == 2 and "already holds a run (a coords model of rgb.png, 12 epochs)" in r.output, r.output
+    r = run("train", "--resume", tmp_path / "mine" / "model.npz", *small, "-e", "6", "--frames", "2", "-o", tmp_path / "other",
+            "--force")
     assert r.exit_code == 0, r.output
+    assert not (tmp_path / "other" / "rgb_training.gif").exists()  # the replaced run's GIF and upscale went with it
+    assert not (tmp_path / "other" / "rgb_x4.png").exists() and (tmp_path / "other" / "digit_3_x4.png").exists()
     r = run("train", "--resume", tmp_path / "mine2" / "model.npz", *small, "-e", "6", "--frames", "2")  # in its own folder
     assert r.exit_code == 0, r.output
     frames = lambda d: sorted(p.name for p in (tmp_path / d / "frames").iterdir())

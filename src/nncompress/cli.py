@@ -162,7 +162,7 @@ def train(
     frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record (up to; epochs that coincide share one); 0 = none.", show_default=MODE_DEFAULTS["frames"])] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder.", show_default="runs/IMAGE-NAME; with --resume, the model's folder")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this model.npz exactly where it stopped, with its settings (--epochs, --lr, --frames and the like may change; its network, seed and optimizer may not).", show_default="none")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Write the upscale even if it looks too large for memory.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a run already in the output folder (its model stays until this run succeeds); write the upscale even if it looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Fit a network to IMAGE; write model.npz (and the checkpoint that resumes it), the upscaled PNG, frames, a GIF and history.csv."""

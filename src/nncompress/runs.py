@@ -95,6 +95,29 @@ def prepare_output(out_dir, image_path, paths: RunPaths, frames):
                         f"replaces; choose another --out")
 
 
+def _replace_old_run(out_dir, paths: RunPaths, force):
+    """A new run into a folder that holds another run's model: refused
+    (the user's work), unless ``force``. Returns that run's files this run
+    will not overwrite (the upscale and GIF of another image or scale), to
+    delete once this run has succeeded; its model stays until then (and
+    stays for good if this run fails)."""
+    if not os.path.exists(paths.model):
+        return []
+    what, old = "a model.npz", None
+    try:
+        old = Compresser.load(paths.model)
+        what = f"a {old.mode} model of {old.meta['source']['name']}, {old.checkpoint.epoch} epochs"
+    except Exception:  # unreadable: still the user's file
+        pass
+    if not force:
+        raise SpecError(f"'{out_dir}' already holds a run ({what}); go on with it with --resume {paths.model}, "
+                        f"write this one elsewhere with --out, or replace it with --force")
+    if old is None:
+        return []
+    theirs = RunPaths(out_dir, os.path.splitext(old.meta["source"]["name"])[0], old.settings.scale)
+    return [p for p in (theirs.upscaled, theirs.gif) if p not in (paths.upscaled, paths.gif)]
+
+
 def _clear_stale_frames(folder, after):
     """Delete the frames (epoch_NNNNNN.png) in ``folder`` of epochs after
     ``after`` (a resumed run's start; -1 for a new run): an earlier run into
@@ -141,8 +164,9 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
-    prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
     same_run = resume and os.path.realpath(os.path.dirname(resume) or ".") == os.path.realpath(out_dir)
+    prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
+    replaced = [] if same_run else _replace_old_run(out_dir, paths, force)
     _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
     if on_info:
         on_info(comp, paths)
@@ -191,6 +215,9 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         save_all(paths.last_good)  # an earlier run's model.npz stays as it was
         raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
     save_all()
+    for p in replaced:  # the replaced run's upscale and GIF, of another image or scale
+        if os.path.isfile(p):
+            os.unlink(p)
     warn_if_useless(comp, img, settings)
     if upscale_output:
         h, w = comp.output_size(scale=settings.scale)
