@@ -238,8 +238,17 @@ def test_save_model_only_when_asked(tmp_path, tiny):
     assert not list(tmp_path.glob("*.npz"))
     assert run("upscale", "in.png", "--scale", 2, "--save-model", *tiny).exit_code == 0
     assert (tmp_path / "in_x2.npz").exists()
+    assert not (tmp_path / "in_x2.checkpoint.npz").exists()  # a model to upscale with, not to resume
     r = run("upscale", tmp_path / "in_x2.npz", "--scale", 2, "-o", "again.png", *tiny)
     assert r.exit_code == 0 and Image.open(tmp_path / "again.png").size == (80, 64)
+    Image.fromarray(picture(30, 20, seed=3)).save(tmp_path / "other.png")
+    r = run("upscale", tmp_path / "in_x2.npz", "-i", "other.png", "--scale", 2, "-o", "other_up.png", "-q")
+    assert r.exit_code == 0 and Image.open(tmp_path / "other_up.png").size == (60, 40), r.output
+    # two inputs whose upscales differ only by format would keep one model over the other
+    Image.fromarray(picture()).save(tmp_path / "in.webp", lossless=True)
+    r = run("upscale", "in.png", "in.webp", "--scale", 2, "--save-model", "-o", "both", *tiny)
+    assert r.exit_code == 2 and "--save-model would keep the models of 'in.png' and 'in.webp'" in r.output, r.output
+    assert not (tmp_path / "both").exists()
 
 
 def test_tiles_meet_without_seams(monkeypatch):
@@ -401,3 +410,18 @@ def test_the_summary_keeps_names_and_statuses_whole_on_a_narrow_terminal(width):
     assert name in first_cells, text  # folded over lines, never cut
     assert max(len(line) for line in text.splitlines()) <= width
     assert ("451 B" in text) == (width >= 90) and ("28x28" in text) == (width >= 70)
+
+
+def test_a_configs_scale_is_used_under_the_flags_and_other_modes_refused(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "photo.png")
+    cfg = tmp_path / "s3.yaml"
+    cfg.write_text((tmp_path / "tiny.yaml").read_text() + "scale: 3\n")
+    r = run("upscale", "photo.png", "-c", cfg, "-q")
+    assert r.exit_code == 0 and Image.open(tmp_path / "photo_x3.png").size == (120, 96), r.output
+    r = run("upscale", "photo.png", "-c", cfg, "-s", 2, "-q")  # the flag wins
+    assert r.exit_code == 0 and Image.open(tmp_path / "photo_x2.png").size == (80, 64), r.output
+    r = run("upscale", "photo.png", "-c", cfg, "--width", 50, "-q")
+    assert r.exit_code == 0 and Image.open(tmp_path / "photo_w50.png").size == (50, 40), r.output
+    (tmp_path / "coords.yaml").write_text("mode: coords\n")
+    r = run("upscale", "photo.png", "-c", tmp_path / "coords.yaml")
+    assert r.exit_code == 2 and "mode: coords" in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -58,8 +58,14 @@ class Request:
             raise BatchError("give at least one INPUT: an image, a folder or a model.npz")
         if self.scale is not None and (self.width or self.height):
             raise BatchError("give --scale or --width/--height, not both")
+        if self.overrides.get("mode", "patch") != "patch":
+            raise BatchError(f"upscale's --config holds patch mode's settings, but this one says "
+                             f"mode: {self.overrides['mode']}; drop that line (train IMAGE -c trains other modes)")
         if self.scale is None and not (self.width or self.height):
-            self.scale = 4.0
+            self.scale = self.overrides.get("scale", 4.0)  # a config's scale, under the flags
+            if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
+                raise BatchError(f"the config's scale must be a positive number, got {self.scale!r}")
+            self.scale = float(self.scale)
         if self.scale is not None and not (self.scale == self.scale and 0 < self.scale < float("inf")):
             raise BatchError(f"--scale must be a positive number, got {self.scale}")
         for name, v in (("--width", self.width), ("--height", self.height)):
@@ -198,7 +204,7 @@ def plan(req: Request) -> list:
             jobs.append(Job("image", path, target, os.path.basename(path), fmt))
     if not jobs:
         raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"], skip))
-    _check_targets(jobs)
+    _check_targets(jobs, req.save_model)
     return jobs
 
 
@@ -218,7 +224,12 @@ def _nothing_found(req, folders, skip):
     return f"no images found in {where}{hint}"
 
 
-def _check_targets(jobs):
+def model_path(target):
+    """Where --save-model keeps the model of the upscale ``target``."""
+    return os.path.splitext(target)[0] + ".npz"
+
+
+def _check_targets(jobs, save_model=False):
     sources = {}
     for j in jobs:  # a model given as its run folder and as its model.npz, or a file given twice
         src = os.path.realpath(j.source)
@@ -238,6 +249,17 @@ def _check_targets(jobs):
             raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
                              "upscale them in separate calls with -o, or rename one")
         seen[t] = j.source
+    if save_model:
+        models = {}
+        for j in jobs:
+            if j.target is None or j.kind != "image":
+                continue
+            m = os.path.realpath(model_path(j.target))
+            if m in models or m in seen:
+                other = models.get(m) or seen[m]
+                raise BatchError(f"--save-model would keep the models of '{other}' and '{j.source}' both as "
+                                 f"'{model_path(j.target)}'; upscale them in separate calls with -o, or rename one")
+            models[m] = j.source
 
 
 # ------------------------------------------------------------------- run
@@ -293,7 +315,7 @@ def _image_job(req, job, on_step):
         os.makedirs(folder, exist_ok=True)
     saved = imagefile.save(job.target, pixels, job.format, pic.bits, pic.icc, pic.exif, req.quality)
     if req.save_model and comp is not None:
-        comp.save(os.path.splitext(job.target)[0] + ".npz")
+        comp.save(model_path(job.target), checkpoint=False)  # a model to upscale with, not to resume
     return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
                    size_in=(w0, h0), size_out=(size[1], size[0]), message="; ".join(saved.notes))
 
