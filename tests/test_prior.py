@@ -74,6 +74,12 @@ def test_pretraining_stopped_and_resumed_equals_straight(tmp_path, folder):
     b, meta, _ = load_model(tmp_path / "half.npz")
     assert meta["epochs"] == 2
     np.testing.assert_array_equal(a.params, b.params)
+    # a finished prior: --epochs is the total, so it must be more than done (as train's)
+    for more in ([], ["-e", "1"]):
+        r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "half.npz", *more)
+        assert r.exit_code == 2 and "has trained 2 epochs and --epochs is the total" in r.output, r.output
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "half.npz", "-e", "3")  # a warm restart: said
+    assert r.exit_code == 0 and "the cosine schedule now spans 3 epochs (it was 2)" in r.output, r.output
 
 
 def test_a_half_prior_stores_float16_and_resumes_from_the_exact_weights(tmp_path, folder):

@@ -66,6 +66,13 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         ck = ckpt.load(ckpt.path_for(resume), net.params) or ckpt.Checkpoint(epoch=len(history))
         if int(meta["scale"]) != int(scale):
             raise UserError(f"'{resume}' is an x{meta['scale']} prior; pass --scale {meta['scale']}")
+        if ck.epoch >= cfg["epochs"]:
+            raise UserError(f"'{resume}' has trained {ck.epoch} epochs and --epochs is the total ({cfg['epochs']}); "
+                            f"pass --epochs N with N > {ck.epoch} to train further")
+        before = meta["settings"].get("epochs")
+        if ck.epoch and before and cfg["epochs"] != before and warn:
+            warn(f"the cosine schedule now spans {cfg['epochs']} epochs (it was {before}), so the learning rate "
+                 f"changes at epoch {ck.epoch}")
     else:
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
         net = build_network(cfg["layers"], 1, 1, cfg["seed"])
