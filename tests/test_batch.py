@@ -425,3 +425,22 @@ def test_a_configs_scale_is_used_under_the_flags_and_other_modes_refused(tmp_pat
     (tmp_path / "coords.yaml").write_text("mode: coords\n")
     r = run("upscale", "photo.png", "-c", tmp_path / "coords.yaml")
     assert r.exit_code == 2 and "mode: coords" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_a_locked_folder_or_a_folder_on_the_output_is_refused_before_any_work(tmp_path, tiny, monkeypatch):
+    from nncompress import atomic
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    (tmp_path / "a_x2.png").mkdir()  # a folder where the upscale goes
+    monkeypatch.setattr(upscaler, "train", lambda *a, **k: pytest.fail("trained before refusing the output"))
+    for more in ([], ["--skip-existing"]):
+        r = run("upscale", "a.png", "-s", 2, *more, *tiny)
+        assert r.exit_code == 2 and "a folder 'a_x2.png' is where the upscale of 'a.png' goes" in r.output, r.output
+    (tmp_path / "ro").mkdir()
+    real = os.access
+    monkeypatch.setattr(atomic.os, "access", lambda p, mode: False if str(p).endswith("ro") else real(p, mode))
+    r = run("upscale", "a.png", "-s", 2, "-o", "ro/x.png", *tiny)
+    assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
+    r = run("upscale", "a.png", "-s", 2, "-o", "ro/new/", *tiny)  # a folder to be made inside it
+    assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
+    r = run("evaluate", "a.png", "--methods", "bicubic", "-s", 2, "--json", "ro/s.json")
+    assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output

@@ -72,6 +72,23 @@ def test_truncated_png(tmp_path, digit):
     one_line_error(cli("train", p), match="truncated")
 
 
+def test_a_file_without_read_permission_is_named_as_such(tmp_path, digit, monkeypatch):
+    """(Tests run as root, which reads any file: the refusal is simulated.)"""
+    from nncompress import imaging
+    p = tmp_path / "locked.png"
+    Image.open(digit).save(p)
+    real = imaging.Image.open
+
+    def locked(path, *a, **k):
+        if str(path).endswith("locked.png"):
+            raise PermissionError(13, "Permission denied")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(imaging.Image, "open", locked)
+    for cmd in ("train", "upscale"):
+        one_line_error(cli(cmd, p), match="cannot be read: no permission")
+
+
 def test_decompression_bomb_is_refused_before_allocating(tmp_path):
     p = tmp_path / "bomb.png"
     png_header_only(p, 100000, 100000)
@@ -180,6 +197,11 @@ def test_output_too_large_is_refused_unless_forced(tmp_path, digit):
     assert time.time() - t0 < 5
     one_line_error(cli("train", digit, *TINY, "--scale", 100000, "-o", tmp_path / "big"), match="--force")
     assert not (tmp_path / "big" / "model.npz").exists()  # refused before training
+    # the message gives the limit it applied, not only what is free (22.0 GiB "but only 22.7 GiB is free")
+    for r in (cli("upscale", digit, "--scale", 30000, "-o", tmp_path / "huge.png"),
+              cli("upscale", tmp_path / "r" / "model.npz", "--width", 2_000_000, "--height", 2_000_000)):
+        one_line_error(r, match="more than the")
+        assert "GiB it may use (80% of the" in r.output, r.output
 
 
 # ------------------------------------------------------------- model files

@@ -20,15 +20,29 @@ def _blocking_file(path):
         folder = parent
 
 
+def _unwritable_folder(path):
+    """The first existing folder among ``path``'s parents if this process
+    may not create files in it (permissions, a read-only disk), else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    ok = not os.path.isdir(folder) or os.access(folder, os.W_OK | os.X_OK)
+    return None if ok else folder if os.path.isabs(path) else os.path.relpath(folder)
+
+
 def check_file_target(path, option="-o"):
     """Refuse now, before any work, an output file that could not be
-    written at the end: ``path`` is a folder, or one of its parent folders
-    is a file. Missing parent folders are fine: ``atomic_write`` makes them."""
+    written at the end: ``path`` is a folder, one of its parent folders is
+    a file, or the folder it goes in cannot be written to. Missing parent
+    folders are fine: ``atomic_write`` makes them."""
     if os.path.isdir(path):
         raise UserError(f"{option} '{path}' is a folder; give a file name")
     blocker = _blocking_file(path)
     if blocker:
         raise UserError(f"{option} '{path}' cannot be written: '{blocker}' is a file, not a folder")
+    locked = _unwritable_folder(path)
+    if locked:
+        raise UserError(f"{option} '{path}' cannot be written: no permission to write in '{locked}'")
 
 
 def check_folder_target(path, option="-o"):
@@ -38,6 +52,9 @@ def check_folder_target(path, option="-o"):
     blocker = _blocking_file(os.path.join(path, "x"))
     if blocker:
         raise UserError(f"{option} '{path}' cannot be made: '{blocker}' is a file, not a folder")
+    locked = _unwritable_folder(os.path.join(path, "x"))
+    if locked:
+        raise UserError(f"{option} '{path}' cannot be written: no permission to write in '{locked}'")
 
 
 def atomic_write(path, write):

@@ -245,6 +245,10 @@ def _check_targets(jobs, save_model=False):
         t = os.path.realpath(j.target)
         if t == os.path.realpath(j.source):
             raise BatchError(f"the output '{j.target}' would overwrite its input; choose another -o")
+        if os.path.isdir(j.target):
+            raise BatchError(f"a folder '{j.target}' is where the upscale of '{j.source}' goes; move it, "
+                             f"or write elsewhere with -o")
+        check_file_target(j.target, "the output")
         if t in seen:
             raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
                              "upscale them in separate calls with -o, or rename one")
@@ -352,9 +356,6 @@ def _model_job(req, job, on_step):
 
 def _check_memory(size, channels, bits, force):
     """Refuse an output whose pixels alone would not fit in memory."""
-    from .compresser import available_memory
+    from .compresser import check_memory
     need = size[0] * size[1] * channels * (2 if bits == 16 else 1) * 3  # output + encoder copies
-    avail = available_memory()
-    if not force and avail and need > 0.8 * avail:
-        raise BatchError(f"a {size[1]}x{size[0]} output needs about {need / 2**30:.1f} GiB but only "
-                         f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
+    check_memory(need, size[0], size[1], force, BatchError)

@@ -35,6 +35,19 @@ def frame_epochs(epochs, frames):
     return sorted(set(int(round(epochs * k * k)) for k in ks))
 
 
+MEMORY_SHARE = 0.8  # an output may take up to this share of the memory free when it starts
+
+
+def check_memory(need, h, w, force, error):
+    """Raise ``error`` (before any work) when an h x w output that needs
+    ``need`` bytes would take more than MEMORY_SHARE of the free memory."""
+    avail = available_memory()
+    if not force and avail and need > MEMORY_SHARE * avail:
+        raise error(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB, more than the "
+                    f"{MEMORY_SHARE * avail / 2**30:.1f} GiB it may use ({MEMORY_SHARE:.0%} of the "
+                    f"{avail / 2**30:.1f} GiB free); choose a smaller size or pass --force")
+
+
 def available_memory():
     """Bytes of memory free for new work, or None if unknown."""
     try:
@@ -146,11 +159,7 @@ class Compresser:
 
     def check_output_size(self, h, w, force=False):
         """Refuse, before any work, an output that cannot fit in memory."""
-        c = self.meta["source"]["channels"]
-        need, avail = h * w * c * self.impl.OUTPUT_BYTES_PER_VALUE, available_memory()
-        if not force and avail and need > 0.8 * avail:
-            raise SpecError(f"a {w}x{h} output needs about {need / 2**30:.1f} GiB but only "
-                            f"{avail / 2**30:.1f} GiB is free; choose a smaller size or pass --force")
+        check_memory(h * w * self.meta["source"]["channels"] * self.impl.OUTPUT_BYTES_PER_VALUE, h, w, force, SpecError)
 
     def upscale(self, h, w, image=None, bits=None, on_progress=None):
         """The source (or ``image``, for modes that take one) at h x w;

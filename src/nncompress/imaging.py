@@ -47,6 +47,8 @@ def read_image(path):
         raise
     except UnidentifiedImageError:
         raise ImageError(f"'{path}' is not an image Pillow can read (is it really a PNG/JPEG?)") from None
+    except PermissionError:
+        raise ImageError(f"'{path}' cannot be read: no permission (check its permissions, e.g. chmod +r)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"'{path}' is damaged or truncated: {e}") from None
     return pil_to_array(im)
