@@ -58,8 +58,8 @@ class Request:
             raise BatchError("give at least one INPUT: an image, a folder or a model.npz")
         if self.scale is not None and (self.width or self.height):
             raise BatchError("give --scale or --width/--height, not both")
-        if self.overrides.get("mode", "patch") != "patch":
-            raise BatchError(f"upscale's --config holds patch mode's settings, but this one says "
+        if self.overrides.get("mode", upscaler.MODE) != upscaler.MODE:
+            raise BatchError(f"upscale's --config holds {upscaler.MODE} mode's settings, but this one says "
                              f"mode: {self.overrides['mode']}; drop that line (train IMAGE -c trains other modes)")
         if self.scale is None and not (self.width or self.height):
             self.scale = self.overrides.get("scale", 4.0)  # a config's scale, under the flags

@@ -37,11 +37,14 @@ TILE = 512      # input pixels per tile side: the padding costs (560/512)^2 = 1.
 TILE_PAD = 24
 
 
+MODE = "patch"  # the mode that upscales images (its settings are what a config may give)
+
+
 def patch_settings(scale, preset=None, overrides=None):
     """Settings for learning an x``scale`` upscale of one image: patch
     mode's defaults, its ``preset`` (None: the overrides', else the
     default), then ``overrides`` (a config: e.g. epochs)."""
-    return make_settings(overrides or {}, mode="patch", scale=float(scale), preset=preset, frames=0)
+    return make_settings(overrides or {}, mode=MODE, scale=float(scale), preset=preset, frames=0)
 
 
 def training_crop(img, side=TRAIN_SIDE):
