@@ -181,6 +181,8 @@ def test_a_broken_file_fails_alone(tmp_path, tiny):
     r = run("upscale", "shots", "--scale", 2, "-c", tmp_path / "tiny.yaml")
     assert r.exit_code == 1
     assert "b.png" in r.output and "1 of 3" in r.output
+    line = next(l for l in r.output.splitlines() if l.startswith("failed:"))
+    assert line.count("b.png") == 1, line  # named once: the message names it already
     assert sorted(os.listdir(tmp_path / "shots_x2")) == ["a.png", "c.png"]
 
 
@@ -241,6 +243,8 @@ def test_save_model_only_when_asked(tmp_path, tiny):
     assert not (tmp_path / "in_x2.checkpoint.npz").exists()  # a model to upscale with, not to resume
     r = run("upscale", tmp_path / "in_x2.npz", "--scale", 2, "-o", "again.png", *tiny)
     assert r.exit_code == 0 and Image.open(tmp_path / "again.png").size == (80, 64)
+    r = run("upscale", tmp_path / "in_x2.npz", "--scale", 2, "-o", "again.png", "--skip-existing")
+    assert r.exit_code == 0 and "skipped (--skip-existing): again.png exists" in r.output, r.output
     Image.fromarray(picture(30, 20, seed=3)).save(tmp_path / "other.png")
     r = run("upscale", tmp_path / "in_x2.npz", "-i", "other.png", "--scale", 2, "-o", "other_up.png", "-q")
     assert r.exit_code == 0 and Image.open(tmp_path / "other_up.png").size == (60, 40), r.output

@@ -241,6 +241,10 @@ def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
         r = run("pretrain", folder, "-s", s, "-e", "1", "--steps", "1", "--crop", "16", "-b", "2", "-q",
                 "-l", "conv3:4:relu,conv3:4:relu,conv3:out", "--init", tmp_path / "p2.npz", "-o", tmp_path / "bad.npz")
         assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output
+    # without --layers, the message is about the default layers, not flags the user did not give
+    r = run("pretrain", folder, "-s", 4, "-e", "1", "--steps", "1", "--crop", "16", "-b", "2", "-q",
+            "--init", tmp_path / "p2.npz", "-o", tmp_path / "bad.npz")
+    assert r.exit_code == 2 and "default --layers (conv5:48:relu" in r.output and "give --layers" in r.output, r.output
 
 
 def test_an_average_of_priors_outputs_the_mean_of_theirs(tmp_path):

@@ -376,3 +376,16 @@ def test_a_new_run_never_replaces_an_old_one_unasked(tmp_path, digit, rgb_image)
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in out.iterdir() if p.is_file())
     assert "rgb_x4.png" in names and not [n for n in names if n.startswith("digit_3")], names
+
+
+def test_edge_case_messages_say_what_is_wrong(tmp_path, digit):
+    one_line_error(cli("upscale", digit, "--prior", "nothere.npz"), match="'nothere.npz' does not exist")
+    one_line_error(cli("upscale", digit, "--prior", "huge"), match="'huge' is none of these")
+    p = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(p)
+    r = cli("train", p, *TINY, "-o", tmp_path / "one")  # a flat image: nothing to warn about (was "inf dB")
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    chelsea = os.path.join(os.path.dirname(digit), "chelsea.png")  # (adam through a huge rate overflows on the way)
+    r = cli("train", chelsea, "--mode", "patch", "--prior", "none", "--lr", "1e4", "--preset", "fast", "--frames", "0",
+            "-q", "-o", tmp_path / "div")
+    assert r.exit_code == 1 and "--lr" in r.output and "encountered" not in r.output, r.output  # no numpy noise

@@ -77,8 +77,10 @@ class BatchView:
     def on_done(self, i, n, outcome):
         self.done = i + 1
         if outcome.status == "failed":
-            self.err.print(f"failed: {outcome.job.source}: {self.message(outcome)}", highlight=False, markup=False,
-                           soft_wrap=True)
+            msg = self.message(outcome)
+            named = f"'{outcome.job.source}'" in msg  # the message names the file already
+            self.err.print(f"failed: {msg}" if named else f"failed: {outcome.job.source}: {msg}", highlight=False,
+                           markup=False, soft_wrap=True)
         elif outcome.message and outcome.status != "skipped" and not self.quiet:
             self.err.print(f"note: {outcome.job.source}: {outcome.message}", highlight=False, markup=False,
                            soft_wrap=True)

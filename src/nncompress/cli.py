@@ -94,6 +94,9 @@ def errors():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
+            if not STATE["debug"]:  # numpy's overflow on the way to a diverged run, which is then reported in words
+                warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                        message="(overflow|invalid value|divide by zero) encountered")
             warnings.showwarning = lambda msg, *a, **k: err.print(f"warning: {msg}", highlight=False, markup=False,
                                                                   soft_wrap=True)
             yield
@@ -185,6 +188,7 @@ def train(
         report = Reporter(out, quiet)
 
         def on_info(comp, paths):
+            report.unit = getattr(comp.impl, "SAMPLES", "rows")
             report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({network_text(comp.net)}) -> {paths.out}/")
             # a prior is fine-tuned only as far as self-validation or a held-out strip says (or not at all)
             report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs,
@@ -267,8 +271,10 @@ def upscale(
         finally:
             view.close()
         if jobs[0].kind == "model" and len(jobs) == 1:
-            if not quiet and outcomes[0].status == "done":
-                out.print(f"wrote {outcomes[0].job.target}", highlight=False)
+            if not quiet and outcomes[0].status != "failed":
+                what = "wrote" if outcomes[0].status == "done" else "skipped (--skip-existing):"
+                out.print(f"{what} {outcomes[0].job.target}" + (" exists" if outcomes[0].status == "skipped" else ""),
+                          highlight=False)
             return
         failed = view.summary(outcomes, len(jobs))
         if failed:
@@ -554,7 +560,7 @@ def _prior_info(path, net, meta, extras, as_json):
 def evaluate(
     images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="High-resolution images to score on.", show_default=False)],
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (2, 3, 4, ...).")] = 2,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch, prior, coords, bicubic, lanczos, nearest.")] = "patch,prior,bicubic,lanczos,nearest",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: patch (trained with the settings below), prior (the prior alone: --prior's, or the built-in one under --prior none, so one run compares the two), coords, bicubic, lanczos, nearest.")] = "patch,prior,bicubic,lanczos,nearest",
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML settings for the patch model.", show_default="none")] = None,
     layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Patch network layer spec.", show_default="the preset's")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Patch training epochs.", show_default="the preset's")] = None,

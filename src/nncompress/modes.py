@@ -11,6 +11,8 @@ A mode module provides::
     OUTPUT_BYTES_PER_VALUE: int     memory per output pixel and channel, for the size check
     OWN_SETTINGS: tuple             (optional) settings only this mode uses: other modes' model
                                     files leave them out
+    SAMPLES: str                    (optional) what an epoch's samples are, for progress lines
+                                    ("crops"; default "rows", of the image's table)
     State                           dataclass (a ``modes.State``) of what training learns
                                     besides the weights; saved under "state" in the model file
 

@@ -41,6 +41,7 @@ NAME = "patch"
 TAKES_IMAGE = True
 OUTPUT_BYTES_PER_VALUE = 32  # float64 resize passes over the output
 OWN_SETTINGS = ("color", "preset", "steps", "crop", "prior", "ensemble")
+SAMPLES = "crops"  # what its epochs' samples are, in progress lines
 
 DEFAULTS = {
     "mode": "patch",
@@ -370,7 +371,7 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
     def step_epoch(e):
         return internal.train_epoch(net, sampler, e, K, settings.batch_size, _lr(settings), total, opt)
 
-    samples = K * settings.batch_size * sampler.crop ** 2
+    samples = K * settings.batch_size  # crops
     if held is None:
         return run_epochs(net, opt, rng, step_epoch, epochs=settings.epochs, checkpoint=checkpoint,
                           callback=lambda e, loss, dt: on_epoch(e, loss, dt, samples), lr=settings.lr)

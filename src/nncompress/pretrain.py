@@ -83,7 +83,15 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
                 raise UserError(f"--init '{cfg['init']}' is an x{start_meta['scale']} prior: a prior of another scale "
                                 f"can start a network only when both end in a shuffle of their own scale "
                                 f"(here shuffle:{scale} at the end of --layers)")
-            prior.grow(net, start, new_head=other)
+            try:
+                prior.grow(net, start, new_head=other)
+            except SpecError:
+                if overrides.get("layers") is not None:
+                    raise
+                from .spec import network_text
+                raise SpecError(f"--init '{cfg['init']}' is the network {network_text(start)}, which x{scale}'s "
+                                f"default --layers ({cfg['layers']}) cannot grow from; give --layers that begin "
+                                f"with its layers") from None
             held = start_meta.get("val_images")
         else:
             internal.zero_last(net)

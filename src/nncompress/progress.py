@@ -95,6 +95,7 @@ class Reporter:
         self.live = None
         self.what = None
         self.label = "training"
+        self.unit = "rows"  # what an epoch's samples are (the mode's SAMPLES: table rows, crops)
 
     # ---------------------------------------------------------- output
     def _show(self, line):
@@ -139,7 +140,7 @@ class Reporter:
             self._start(("epochs", self.label), total)
         eta = self.eta.update(done, total)
         fields = [f for f in (f"fit {psnr:.2f} dB" if psnr is not None else None, f"loss {loss:.3g}") if f]
-        extras = [f"{rows / max(seconds, 1e-9):,.0f} rows/s", clock_text(self.clock() - self.t0)]
+        extras = [f"{rows / max(seconds, 1e-9):,.0f} {self.unit}/s", clock_text(self.clock() - self.t0)]
         eta_text = self._eta_text(eta)
         counter = f"epoch {done:>{len(str(total))}}/{total}"
         if self.tty:

@@ -243,7 +243,7 @@ def warn_if_useless(comp, img, settings):
     """Warn (the run still succeeds) when the result is no better than a
     flat image of the mean colour, saying what to change."""
     got, floor = comp.meta["psnr"], flat_psnr(img)
-    if got is not None and got < floor + USELESS_MARGIN_DB:
+    if got is not None and np.isfinite(floor) and got < floor + USELESS_MARGIN_DB:  # (a flat image: nothing to miss)
         adam = "" if settings.optimizer == "adam" else " or --optimizer adam"
         warnings.warn(f"the result ({got:.2f} dB) is no better than a flat image of the mean colour "
                       f"({floor:.2f} dB): training did not learn the image. Try a smaller --lr (now "

@@ -125,7 +125,7 @@ def run_epochs(net, opt, rng, step_epoch, *, epochs, checkpoint=None, callback=N
             ck.restore(net.params, opt, rng)
             rate = "" if lr is None else f" (now {lr:g})"
             raise TrainingDiverged(
-                f"the loss became {value} at epoch {e + 1}; try a smaller learning rate{rate}. "
+                f"the loss became {value} at epoch {e + 1}; try a smaller learning rate, --lr{rate}. "
                 f"The last good weights were kept.")
         ck.take(e + 1, net.params, opt, rng)
         history.loss.append(value)
