@@ -16,6 +16,7 @@ from nncompress.resize import imresize
 from nncompress.spec import make_settings
 
 out = sys.argv[1] if len(sys.argv) > 1 else "."
+os.makedirs(out, exist_ok=True)  # before the minute of work, not after
 here = os.path.dirname(os.path.abspath(__file__))
 hr_full, _ = read_image(os.path.join(here, "..", "..", "shared", "images", "astronaut.png"))
 for S in (2, 4):
