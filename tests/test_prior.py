@@ -40,8 +40,12 @@ def folder(tmp_path):
 
 
 def test_pretrain_writes_a_prior_that_loads_and_fine_tunes(tmp_path, folder, digit):
-    r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")
+    r = run("pretrain", folder, *TINY[:-1], "-o", tmp_path / "p.npz")
     assert r.exit_code == 0, r.output
+    assert "training on 3 images (1 held back for validation)" in r.output, r.output  # (the broken one counts)
+    Image.fromarray(np.zeros((20, 200), np.uint8)).save(folder / "thin.png")  # under 16 + 2 x 8 a side
+    r = run("pretrain", folder, *TINY[:-1], "-o", tmp_path / "p2.npz")
+    assert "training on 3 images (1 held back for validation; 1 smaller than 32 pixels a side" in r.output, r.output
     assert "broken.png" in r.output and "warning" in r.output  # skipped, named, once
     assert r.output.count("broken.png") == 1
     net, meta = prior.load(str(tmp_path / "p.npz"), 2)
@@ -155,8 +159,9 @@ def test_held_back_images_stay_held_back_when_the_folder_changes(tmp_path, folde
     assert meta("p.npz")["val_images"] == ["a.png"]
     shutil.copy(folder / "b.png", folder / "0.png")  # now first in sorted order
     assert [os.path.basename(p) for p in prior.split(prior.find_images([str(folder)]))[1]] == ["0.png"]
-    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 3, "-q")
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 3)
     assert r.exit_code == 0, r.output
+    assert "the folders hold 4 training images; the prior trained on 3" in r.output, r.output  # said, not refused
     assert meta("p.npz")["val_images"] == ["a.png"] and meta("p.npz")["train_images"] == 4  # 0, b, c and broken
     r = run("pretrain", folder, *TINY, "--init", tmp_path / "p.npz", "-o", tmp_path / "g.npz")
     assert r.exit_code == 0, r.output

@@ -386,9 +386,19 @@ def pretrain(
             report.print(f"epoch {rec['epoch']}/{total}  loss {rec['loss']:.4g}  {val}  "
                          f"{rec['crops_per_s']:.0f} crops/s  eta {left / 60:.0f} min")
 
+        def on_start(facts):
+            small = (f"; {facts['small']} smaller than {facts['side']} pixels a side (the crop and its margins) "
+                     f"left out" if facts["small"] else "")
+            report.print(f"training on {facts['train'] - facts['small']} images ({facts['val']} held back for "
+                         f"validation{small})")
+            if facts["before"] is not None and facts["before"] != facts["train"]:
+                err.print(f"warning: the folders hold {facts['train']} training images; the prior trained on "
+                          f"{facts['before']}, so this resume is not the run it would have been",
+                          highlight=False, markup=False, soft_wrap=True)
+
         done = []
         try:
-            r = run(folders, scale, target, resume=resume, on_epoch=on_epoch,
+            r = run(folders, scale, target, resume=resume, on_epoch=on_epoch, on_start=on_start,
                     warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True),
                     command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]), layers=layers, epochs=epochs,
                     steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, init=init, seed=seed,

@@ -47,10 +47,13 @@ def history_path(out):
     return os.path.splitext(out)[0] + ".history.csv"
 
 
-def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command="", **overrides):
+def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command="", on_start=None, **overrides):
     """Train (or go on training, ``resume``: a prior file) a prior for
     ``scale`` on the images under ``folders``; writes ``out``, its
     checkpoint sidecar and ``<out>.history.csv`` after every epoch.
+    ``on_start(facts)`` hears how many images it trains on ("train"), holds
+    back ("val"), leaves out as smaller than a crop with its margins
+    ("small", "side") and, resuming, trained on before ("before");
     ``on_epoch(record)`` gets each epoch's history record."""
     from .spec import build_network
     paths = prior.find_images(folders)
@@ -110,6 +113,10 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         raise UserError(f"the network ends in shuffle:{f}, so it upscales by {f}; pass --scale {f}")
     rng = np.random.default_rng(cfg["seed"])
     sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn, lowres=f > 1)
+    if on_start:
+        side = sampler.crop + 2 * sampler.margin
+        on_start({"train": len(train_paths), "val": len(val_paths), "side": side,
+                  "small": prior.too_small(train_paths, side), "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
     opt.init_state(net.n_params, net.dtype)
     K, total = cfg["steps"], cfg["epochs"] * cfg["steps"]

@@ -66,6 +66,21 @@ def split(paths, held=None, warn=None):
     return [p for p in paths if p not in chosen], val
 
 
+def too_small(paths, side):
+    """How many of ``paths`` are under ``side`` pixels on a side (read from
+    their headers; unreadable ones are not counted, they are warned of when
+    read)."""
+    from PIL import Image
+    n = 0
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                n += min(im.size) < side
+        except Exception:
+            pass
+    return n
+
+
 def luma(path, warn=None):
     """Y of YCbCr in [0, 1], float64 (H, W); None (and a warning) for a
     file that cannot be read."""
