@@ -245,6 +245,13 @@ def test_save_model_only_when_asked(tmp_path, tiny):
     assert r.exit_code == 0 and Image.open(tmp_path / "again.png").size == (80, 64)
     r = run("upscale", tmp_path / "in_x2.npz", "--scale", 2, "-o", "again.png", "--skip-existing")
     assert r.exit_code == 0 and "skipped (--skip-existing): again.png exists" in r.output, r.output
+    before = (tmp_path / "in_x2.npz").read_bytes()  # a model given as an input is never overwritten by another
+    r = run("upscale", "in.png", "in_x2.npz", "--scale", 2, "--save-model", *tiny)
+    assert r.exit_code == 2 and "which is an input" in r.output and (tmp_path / "in_x2.npz").read_bytes() == before
+    (tmp_path / "in_80x64.png").mkdir()  # a folder where a model's default output goes
+    for more in ([], ["--skip-existing"]):
+        r = run("upscale", "in_x2.npz", "--scale", 2, *more)
+        assert r.exit_code == 2 and "a folder 'in_80x64.png' is where the upscale" in r.output, r.output
     Image.fromarray(picture(30, 20, seed=3)).save(tmp_path / "other.png")
     r = run("upscale", tmp_path / "in_x2.npz", "-i", "other.png", "--scale", 2, "-o", "other_up.png", "-q")
     assert r.exit_code == 0 and Image.open(tmp_path / "other_up.png").size == (60, 40), r.output
@@ -426,6 +433,9 @@ def test_a_configs_scale_is_used_under_the_flags_and_other_modes_refused(tmp_pat
     assert r.exit_code == 0 and Image.open(tmp_path / "photo_x2.png").size == (80, 64), r.output
     r = run("upscale", "photo.png", "-c", cfg, "--width", 50, "-q")
     assert r.exit_code == 0 and Image.open(tmp_path / "photo_w50.png").size == (50, 40), r.output
+    (tmp_path / "zero.yaml").write_text("scale: 0\n")
+    r = run("upscale", "photo.png", "-c", tmp_path / "zero.yaml")
+    assert r.exit_code == 2 and "the config's scale must be a positive number, got 0" in r.output, r.output
     (tmp_path / "coords.yaml").write_text("mode: coords\n")
     r = run("upscale", "photo.png", "-c", tmp_path / "coords.yaml")
     assert r.exit_code == 2 and "mode: coords" in r.output and len(r.output.strip().splitlines()) == 1, r.output
@@ -440,11 +450,19 @@ def test_a_locked_folder_or_a_folder_on_the_output_is_refused_before_any_work(tm
         r = run("upscale", "a.png", "-s", 2, *more, *tiny)
         assert r.exit_code == 2 and "a folder 'a_x2.png' is where the upscale of 'a.png' goes" in r.output, r.output
     (tmp_path / "ro").mkdir()
-    real = os.access
-    monkeypatch.setattr(atomic.os, "access", lambda p, mode: False if str(p).endswith("ro") else real(p, mode))
+    real = atomic.tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):  # (tests run as root, which writes anywhere: a locked folder is simulated)
+        if str(dir).endswith("ro"):
+            raise PermissionError(13, "Permission denied")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
     r = run("upscale", "a.png", "-s", 2, "-o", "ro/x.png", *tiny)
     assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
     r = run("upscale", "a.png", "-s", 2, "-o", "ro/new/", *tiny)  # a folder to be made inside it
     assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
     r = run("evaluate", "a.png", "--methods", "bicubic", "-s", 2, "--json", "ro/s.json")
+    assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
+    r = run("evaluate", "a.png", "--methods", "bicubic", "-s", 2, "--save", "ro/ups")  # a folder to be made
     assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output

@@ -42,10 +42,10 @@ def folder(tmp_path):
 def test_pretrain_writes_a_prior_that_loads_and_fine_tunes(tmp_path, folder, digit):
     r = run("pretrain", folder, *TINY[:-1], "-o", tmp_path / "p.npz")
     assert r.exit_code == 0, r.output
-    assert "training on 3 images (1 held back for validation)" in r.output, r.output  # (the broken one counts)
+    assert "training on 2 images (1 held back for validation; 1 unreadable, skipped)" in r.output, r.output
     Image.fromarray(np.zeros((20, 200), np.uint8)).save(folder / "thin.png")  # under 16 + 2 x 8 a side
     r = run("pretrain", folder, *TINY[:-1], "-o", tmp_path / "p2.npz")
-    assert "training on 3 images (1 held back for validation; 1 smaller than 32 pixels a side" in r.output, r.output
+    assert "training on 2 images (1 held back for validation; 1 smaller than 32 pixels a side" in r.output, r.output
     assert "broken.png" in r.output and "warning" in r.output  # skipped, named, once
     assert r.output.count("broken.png") == 1
     net, meta = prior.load(str(tmp_path / "p.npz"), 2)
@@ -156,23 +156,42 @@ def test_held_back_images_stay_held_back_when_the_folder_changes(tmp_path, folde
     r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")
     assert r.exit_code == 0, r.output
     meta = lambda f: json.loads(str(np.load(tmp_path / f)["meta"]))
-    assert meta("p.npz")["val_images"] == ["a.png"]
+    assert meta("p.npz")["val_images"] == ["imgs/a.png"]
     shutil.copy(folder / "b.png", folder / "0.png")  # now first in sorted order
     assert [os.path.basename(p) for p in prior.split(prior.find_images([str(folder)]))[1]] == ["0.png"]
     r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 3)
     assert r.exit_code == 0, r.output
     assert "the folders hold 4 training images; the prior trained on 3" in r.output, r.output  # said, not refused
-    assert meta("p.npz")["val_images"] == ["a.png"] and meta("p.npz")["train_images"] == 4  # 0, b, c and broken
+    assert meta("p.npz")["val_images"] == ["imgs/a.png"] and meta("p.npz")["train_images"] == 4  # 0, b, c and broken
     r = run("pretrain", folder, *TINY, "--init", tmp_path / "p.npz", "-o", tmp_path / "g.npz")
     assert r.exit_code == 0, r.output
-    assert meta("g.npz")["val_images"] == ["a.png"]
+    assert meta("g.npz")["val_images"] == ["imgs/a.png"]
     r = run("pretrain", folder, "-s", 2, "--average", tmp_path / "p.npz", "--average", tmp_path / "g.npz",
             "-o", tmp_path / "m.npz", "-q")
     assert r.exit_code == 0, r.output
-    assert meta("m.npz")["val_images"] == ["a.png"]
-    (folder / "a.png").unlink()  # a held-back image gone: said, and validation goes on without it
-    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 4)
-    assert r.exit_code == 0 and "1 of the 1 images the prior held back are not in the folders" in r.output, r.output
+    assert meta("m.npz")["val_images"] == ["imgs/a.png"]
+    # a prior of other folders (the built-in ones hold back BSD200's): every 25th image here, said
+    r = run("pretrain", folder, *TINY[:-1], "--init", prior.builtin_path(2), "-l",
+            "conv5:64:relu," + "conv3:64:relu," * 13 + "conv3:out,shuffle:2", "--steps", "1", "-e", "1",
+            "-o", tmp_path / "b.npz")
+    assert r.exit_code == 0 and "none of the 8 images the prior held back is in these folders" in r.output, r.output
+    assert meta("b.npz")["val_images"] == ["imgs/0.png"]
+
+
+def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
+    for d in ("one", "two"):
+        (tmp_path / d / "sub").mkdir(parents=True)
+        for n in ("a.png", "b.png", "sub/c.png"):
+            (tmp_path / d / n).write_bytes(b"")
+    folders = [str(tmp_path / "one"), str(tmp_path / "two")]
+    paths = prior.find_images(folders)
+    assert prior.held_name(paths[2], folders) == "one/sub/c.png"
+    train, val = prior.split(paths, ["two/a.png", "one/sub/c.png"], folders=folders)
+    assert [prior.held_name(p, folders) for p in val] == ["one/sub/c.png", "two/a.png"] and len(train) == 4
+    said = []
+    train, val = prior.split(paths, ["a.png", "gone.png"], said.append, folders)  # a record without folders
+    assert [prior.held_name(p, folders) for p in val] == ["one/a.png", "two/a.png"]  # both, to be safe
+    assert said == ["1 of the 2 images the prior held back are not in the folders; validation uses the other 1"]
 
 
 def test_a_crop_too_small_for_the_scale_is_bad_input(tmp_path, folder):

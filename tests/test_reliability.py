@@ -376,6 +376,15 @@ def test_a_new_run_never_replaces_an_old_one_unasked(tmp_path, digit, rgb_image)
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in out.iterdir() if p.is_file())
     assert "rgb_x4.png" in names and not [n for n in names if n.startswith("digit_3")], names
+    # another mode's run: --resume is not offered (it could not go on with it)
+    one_line_error(cli("train", rgb_image, "--mode", "patch", "--preset", "fast", "--scale", "2", "-q", "-o", out),
+                   match="already holds a run (a coords model of rgb.png, 3 epochs); write this one elsewhere")
+    # the same image with frames, replaced by a run without: the old GIF goes too
+    g = tmp_path / "g"
+    assert cli("train", digit, "--layers", "8:relu,out:sigmoid", "-e", "3", "--frames", "2", "-q", "-o", g).exit_code == 0
+    assert (g / "digit_3_training.gif").exists()
+    assert cli("train", digit, *TINY, "-o", g, "--force").exit_code == 0
+    assert not (g / "digit_3_training.gif").exists() and (g / "digit_3_x4.png").exists()
 
 
 def test_edge_case_messages_say_what_is_wrong(tmp_path, digit):

@@ -197,6 +197,13 @@ def test_a_model_outlives_the_prior_file_it_started_from(tmp_path, rgb_image):
     assert r.exit_code == 0, r.output
     r = run("train", rgb_image, "--resume", model, "--epochs", "3", "--prior", "builtin", "-q")
     assert r.exit_code == 2 and "the model's prior" in r.output and "drop --prior" in r.output, r.output
+    (tmp_path / "moved.npz").rename(mine)  # the same file named another way is the same prior
+    r = run("train", rgb_image, "--resume", model, "--epochs", "3", "--prior", f"{tmp_path}/./{mine.name}", "-q")
+    assert r.exit_code == 0, r.output
+    # a config with --resume goes over the model's settings, not instead of them (its prior, its mode)
+    (tmp_path / "more.yaml").write_text("epochs: 4\n")
+    r = run("train", rgb_image, "--resume", model, "-c", tmp_path / "more.yaml", "-q")
+    assert r.exit_code == 0, r.output
 
 
 def test_a_coords_model_records_only_coords_settings(tmp_path, digit):

@@ -26,8 +26,15 @@ def _unwritable_folder(path):
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
-    ok = not os.path.isdir(folder) or os.access(folder, os.W_OK | os.X_OK)
-    return None if ok else folder if os.path.isabs(path) else os.path.relpath(folder)
+    if not os.path.isdir(folder):
+        return None
+    try:  # a real file, not os.access: root passes that check where writes still fail (sysfs, some mounts)
+        fd, probe = tempfile.mkstemp(prefix=".nncompress-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+        return None
+    except OSError:
+        return folder if os.path.isabs(path) else os.path.relpath(folder)
 
 
 def check_file_target(path, option="-o"):

@@ -63,7 +63,8 @@ class Request:
                              f"mode: {self.overrides['mode']}; drop that line (train IMAGE -c trains other modes)")
         if self.scale is None and not (self.width or self.height):
             self.scale = self.overrides.get("scale", 4.0)  # a config's scale, under the flags
-            if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
+            if (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float))
+                    or not 0 < self.scale < float("inf")):
                 raise BatchError(f"the config's scale must be a positive number, got {self.scale!r}")
             self.scale = float(self.scale)
         if self.scale is not None and not (self.scale == self.scale and 0 < self.scale < float("inf")):
@@ -245,10 +246,7 @@ def _check_targets(jobs, save_model=False):
         t = os.path.realpath(j.target)
         if t == os.path.realpath(j.source):
             raise BatchError(f"the output '{j.target}' would overwrite its input; choose another -o")
-        if os.path.isdir(j.target):
-            raise BatchError(f"a folder '{j.target}' is where the upscale of '{j.source}' goes; move it, "
-                             f"or write elsewhere with -o")
-        check_file_target(j.target, "the output")
+        _check_target(j)
         if t in seen:
             raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
                              "upscale them in separate calls with -o, or rename one")
@@ -259,11 +257,22 @@ def _check_targets(jobs, save_model=False):
             if j.target is None or j.kind != "image":
                 continue
             m = os.path.realpath(model_path(j.target))
+            if m in sources:
+                raise BatchError(f"--save-model would keep the model of '{j.source}' as '{model_path(j.target)}', "
+                                 f"which is an input; write elsewhere with -o")
             if m in models or m in seen:
                 other = models.get(m) or seen[m]
                 raise BatchError(f"--save-model would keep the models of '{other}' and '{j.source}' both as "
                                  f"'{model_path(j.target)}'; upscale them in separate calls with -o, or rename one")
             models[m] = j.source
+
+
+def _check_target(job):
+    """Refuse an output path that could not be written (before any work)."""
+    if os.path.isdir(job.target):
+        raise BatchError(f"a folder '{job.target}' is where the upscale of '{job.source}' goes; move it, "
+                         f"or write elsewhere with -o")
+    check_file_target(job.target, "the output")
 
 
 # ------------------------------------------------------------------- run
@@ -339,6 +348,7 @@ def _model_job(req, job, on_step):
         stem = os.path.splitext(os.path.basename(req.input_image or comp.meta["source"]["name"]))[0]
         folder = req.output or os.path.dirname(job.source)  # as the user gave it: relative stays relative
         job.target = os.path.join(folder, f"{stem}_{w}x{h}{imagefile.EXTENSION[job.format]}")
+        _check_target(job)  # named only now: checked only now, still before the work
         if req.skip_existing and os.path.exists(job.target):
             return Outcome(job, "skipped", message="exists")
     if req.input_image and os.path.realpath(job.target) == os.path.realpath(req.input_image):

@@ -60,7 +60,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
                        "or upscale it beyond bicubic.",
                   epilog=examples(
     ('fit; writes runs/photo/photo_x4.png', 'nncompress train photo.png'),
-    ('an x2 upscaler for the photo (the built-in prior)', 'nncompress train photo.png --mode patch'),
+    ('an x2 upscaler for the photo (the built-in prior)', 'nncompress train photo.png --mode patch -o runs/photo_x2'),
     ('render a trained model at x8', 'nncompress upscale runs/photo/model.npz -s 8'),
     ('what a model holds and how long it took', 'nncompress info runs/photo/model.npz'),
 ))
@@ -142,7 +142,7 @@ def describe_error(e: Exception) -> tuple[int, str]:
 
 @app.command(cls=Command, epilog=examples(
     ('fit; the x4 PNG it writes is the upscale', 'nncompress train photo.png'),
-    ('an upscaler learned from the photo alone (ZSSR-style)', 'nncompress train photo.png --mode patch -s 4 --prior none'),
+    ('an upscaler learned from the photo alone (ZSSR-style)', 'nncompress train photo.png --mode patch -s 4 --prior none -o runs/photo_zssr'),
     ('go on with a stopped run, to 600 epochs in all', 'nncompress train photo.png --resume runs/photo/model.npz -e 600'),
     ('settings from a file, into another folder', 'nncompress train photo.png -c configs/siren.yaml -o runs/siren'),
 ))
@@ -165,7 +165,7 @@ def train(
     frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record (up to; epochs that coincide share one); 0 = none.", show_default=MODE_DEFAULTS["frames"])] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder.", show_default="runs/IMAGE-NAME; with --resume, the model's folder")] = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this model.npz exactly where it stopped, with its settings (--epochs, --lr, --frames and the like may change; its network, seed and optimizer may not).", show_default="none")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a run already in the output folder (its model stays until this run succeeds); write the upscale even if it looks too large for memory.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a run already in the output folder (its model stays if this run fails); write the upscale even if it looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Fit a network to IMAGE; write model.npz (and the checkpoint that resumes it), the upscaled PNG, frames, a GIF and history.csv."""
@@ -178,9 +178,9 @@ def train(
             from .errors import SpecError
             raise SpecError("give the IMAGE to train on (or --resume MODEL to go on with a run)")
         cfg = load_config(config) if config else {}
-        if resume and not config:
+        if resume:  # the model's settings, under a config's and the flags
             from .compresser import Compresser
-            cfg = Compresser.load(resume).settings.to_dict()
+            cfg = {**Compresser.load(resume).settings.to_dict(), **cfg}
         settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, prior=prior, epochs=epochs, batch_size=batch_size, lr=lr,
                                  steps=steps, crop=crop,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames,
@@ -389,8 +389,9 @@ def pretrain(
         def on_start(facts):
             small = (f"; {facts['small']} smaller than {facts['side']} pixels a side (the crop and its margins) "
                      f"left out" if facts["small"] else "")
-            report.print(f"training on {facts['train'] - facts['small']} images ({facts['val']} held back for "
-                         f"validation{small})")
+            bad = f"; {facts['bad']} unreadable, skipped" if facts["bad"] else ""
+            report.print(f"training on {facts['train'] - facts['small'] - facts['bad']} images ({facts['val']} held "
+                         f"back for validation{small}{bad})")
             if facts["before"] is not None and facts["before"] != facts["train"]:
                 err.print(f"warning: the folders hold {facts['train']} training images; the prior trained on "
                           f"{facts['before']}, so this resume is not the run it would have been",
@@ -406,7 +407,8 @@ def pretrain(
         except KeyboardInterrupt:
             report.close()
             saved = target if done and os.path.isfile(target) else resume  # what holds the last whole epoch
-            again = (f"; go on with: nncompress pretrain {' '.join(folders)} -s {scale} --resume {saved}" if saved
+            more = f" -e {epochs}" if epochs is not None else ""  # (a warm restart's new total, still to reach)
+            again = (f"; go on with: nncompress pretrain {' '.join(folders)} -s {scale} --resume {saved}{more}" if saved
                      else "")
             what = (f"{saved} holds the last whole epoch" if saved else
                     "stopped before the first epoch ended, so nothing was written")

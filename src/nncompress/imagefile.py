@@ -66,9 +66,6 @@ def load(path):
             fmt = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}.get(im.format)
             icc = im.info.get("icc_profile") or None
             ex = im.getexif()
-    except PermissionError:
-        raise imaging.ImageError(f"'{path}' cannot be read: no permission (check its permissions, e.g. "
-                                 f"chmod +r)") from None
     except OSError as e:
         raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
     orientation = ex.get(ORIENTATION, 1)

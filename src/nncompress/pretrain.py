@@ -51,9 +51,10 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     """Train (or go on training, ``resume``: a prior file) a prior for
     ``scale`` on the images under ``folders``; writes ``out``, its
     checkpoint sidecar and ``<out>.history.csv`` after every epoch.
-    ``on_start(facts)`` hears how many images it trains on ("train"), holds
-    back ("val"), leaves out as smaller than a crop with its margins
-    ("small", "side") and, resuming, trained on before ("before");
+    ``on_start(facts)`` hears how many images it finds to train on
+    ("train"), holds back ("val"), leaves out as smaller than a crop with
+    its margins ("small", "side") or unreadable ("bad") and, resuming, found
+    before ("before");
     ``on_epoch(record)`` gets each epoch's history record."""
     from .spec import build_network
     paths = prior.find_images(folders)
@@ -99,7 +100,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         else:
             internal.zero_last(net)
         history, ck = [], ckpt.Checkpoint()
-    train_paths, val_paths = prior.split(paths, held, warn)
+    train_paths, val_paths = prior.split(paths, held, warn, folders)
     if not train_paths:
         raise UserError("need at least two images: one to train on and one to hold back")
     val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
@@ -115,8 +116,9 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn, lowres=f > 1)
     if on_start:
         side = sampler.crop + 2 * sampler.margin
-        on_start({"train": len(train_paths), "val": len(val_paths), "side": side,
-                  "small": prior.too_small(train_paths, side), "before": meta.get("train_images") if resume else None})
+        small, bad = prior.unusable(train_paths, side)
+        on_start({"train": len(train_paths), "val": len(val_paths), "side": side, "small": small, "bad": bad,
+                  "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
     opt.init_state(net.n_params, net.dtype)
     K, total = cfg["steps"], cfg["epochs"] * cfg["steps"]
@@ -131,7 +133,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         history.append(rec)
         meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
-                "train_images": len(train_paths), "val_images": [os.path.basename(p) for p in val_paths]}
+                "train_images": len(train_paths), "val_images": [prior.held_name(p, folders) for p in val_paths]}
         half = bool(cfg.get("half"))
         if half and not fits_half(net.params):
             from .training import TrainingDiverged
@@ -168,7 +170,7 @@ def average_priors(folders, scale, out, parts, warn=None, command="", half=False
     if len(recorded) > 1 and warn:
         warn("the priors held back different images; the mean is validated on the first one's, which the others "
              "may have trained on")
-    val_paths = prior.split(prior.find_images(folders), held, warn)[1]
+    val_paths = prior.split(prior.find_images(folders), held, warn, folders)[1]
     val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
     t0 = time.perf_counter()
     net = prior.average(nets)
@@ -179,7 +181,7 @@ def average_priors(folders, scale, out, parts, warn=None, command="", half=False
     meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
             "settings": {"layers": network_text(net), "average": [m["file"] for m in metas]}, "epochs": 0,
             "history": [rec], "command": command, "train_images": max(m["train_images"] or 0 for m in metas),
-            "val_images": [os.path.basename(p) for p in val_paths], "averaged": metas}
+            "val_images": [prior.held_name(p, folders) for p in val_paths], "averaged": metas}
     if half and not fits_half(net.params):
         raise UserError("a weight is beyond float16's range; write the average without --half")
     net.save(out, meta=meta, half=bool(half))

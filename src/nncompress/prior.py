@@ -46,39 +46,57 @@ def find_images(folders):
     return sorted(out)
 
 
-def split(paths, held=None, warn=None):
+def held_name(path, folders):
+    """How a held-back image is recorded: its path below the folder given
+    (``folders``), led by that folder's name (``BSD200/100075.png``), so
+    that images of one name in two folders stay apart."""
+    for folder in folders:
+        rel = os.path.relpath(path, folder)
+        if not rel.startswith(os.pardir):
+            return "/".join([os.path.basename(os.path.abspath(folder))] + rel.split(os.sep))
+    return os.path.basename(path)
+
+
+def split(paths, held=None, warn=None, folders=()):
     """(training paths, held-back validation paths): every VAL_EVERY-th
-    image (at most VAL_MAX) of a new run; with ``held`` (the file names a
-    prior recorded as held back, when a run resumes it, grows it with
-    --init or averages it) those same images, wherever they now fall in the
-    list, so that an image added or removed since cannot move one it
-    trained on into validation."""
-    if not held:
-        val = paths[::VAL_EVERY][:VAL_MAX]
-    else:
+    image (at most VAL_MAX) of a new run; with ``held`` (the names, see
+    ``held_name``, a prior recorded as held back, when a run resumes it,
+    grows it with --init or averages it) those same images, wherever they
+    now fall in the list, so that an image added or removed since cannot
+    move one it trained on into validation. Names without a folder (priors
+    written before) match by file name. When none of them is in these
+    folders (a prior trained on other images), every VAL_EVERY-th again."""
+    val = []
+    if held:
         names = set(held)
-        val = [p for p in paths if os.path.basename(p) in names]
-        missing = len(names - {os.path.basename(p) for p in val})
-        if missing and warn:
+        val = [p for p in paths if held_name(p, folders) in names or os.path.basename(p) in names]
+        found = {held_name(p, folders) for p in val} | {os.path.basename(p) for p in val}
+        missing = len([n for n in names if n not in found])
+        if val and missing and warn:
             warn(f"{missing} of the {len(names)} images the prior held back are not in the folders; "
                  f"validation uses the other {len(names) - missing}")
+        if not val and warn:
+            warn(f"none of the {len(names)} images the prior held back is in these folders (it was trained on "
+                 f"others), so every {VAL_EVERY}th image here is held back")
+    if not val:
+        val = paths[::VAL_EVERY][:VAL_MAX]
     chosen = set(val)
     return [p for p in paths if p not in chosen], val
 
 
-def too_small(paths, side):
-    """How many of ``paths`` are under ``side`` pixels on a side (read from
-    their headers; unreadable ones are not counted, they are warned of when
-    read)."""
+def unusable(paths, side):
+    """(small, unreadable): how many of ``paths`` are under ``side`` pixels
+    on a side, and how many cannot be opened as images (read from their
+    headers; each unreadable one is also warned of, by name, when read)."""
     from PIL import Image
-    n = 0
+    small = bad = 0
     for p in paths:
         try:
             with Image.open(p) as im:
-                n += min(im.size) < side
+                small += min(im.size) < side
         except Exception:
-            pass
-    return n
+            bad += 1
+    return small, bad
 
 
 def luma(path, warn=None):

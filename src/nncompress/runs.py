@@ -95,12 +95,12 @@ def prepare_output(out_dir, image_path, paths: RunPaths, frames):
                         f"replaces; choose another --out")
 
 
-def _replace_old_run(out_dir, paths: RunPaths, force):
+def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings):
     """A new run into a folder that holds another run's model: refused
     (the user's work), unless ``force``. Returns that run's files this run
-    will not overwrite (the upscale and GIF of another image or scale), to
-    delete once this run has succeeded; its model stays until then (and
-    stays for good if this run fails)."""
+    will not overwrite (the upscale of another image or scale, the GIF
+    unless this run draws one), to delete once this run has succeeded; its
+    model stays if this run fails (Ctrl-C saves this run's over it)."""
     if not os.path.exists(paths.model):
         return []
     what, old = "a model.npz", None
@@ -110,12 +110,15 @@ def _replace_old_run(out_dir, paths: RunPaths, force):
     except Exception:  # unreadable: still the user's file
         pass
     if not force:
-        raise SpecError(f"'{out_dir}' already holds a run ({what}); go on with it with --resume {paths.model}, "
-                        f"write this one elsewhere with --out, or replace it with --force")
+        resume = (f"go on with it with --resume {paths.model}, " if old is not None and old.mode == settings.mode
+                  else "")
+        raise SpecError(f"'{out_dir}' already holds a run ({what}); {resume}write this one elsewhere with --out, "
+                        f"or replace it with --force")
     if old is None:
         return []
     theirs = RunPaths(out_dir, os.path.splitext(old.meta["source"]["name"])[0], old.settings.scale)
-    return [p for p in (theirs.upscaled, theirs.gif) if p not in (paths.upscaled, paths.gif)]
+    mine = {paths.upscaled} | ({paths.gif} if settings.frames else set())
+    return [p for p in (theirs.upscaled, theirs.gif) if p not in mine]
 
 
 def _clear_stale_frames(folder, after):
@@ -166,7 +169,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     same_run = resume and os.path.realpath(os.path.dirname(resume) or ".") == os.path.realpath(out_dir)
     prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
-    replaced = [] if same_run else _replace_old_run(out_dir, paths, force)
+    replaced = [] if same_run else _replace_old_run(out_dir, paths, force, settings)
     _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
     if on_info:
         on_info(comp, paths)
@@ -250,6 +253,12 @@ def warn_if_useless(comp, img, settings):
                       f"{settings.lr:g}), more --epochs (now {settings.epochs}){adam}", stacklevel=2)
 
 
+def _same_file(a, b):
+    """Whether two settings name one existing file (a prior given as
+    ./mine.npz and as mine.npz)."""
+    return isinstance(a, str) and isinstance(b, str) and os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b)
+
+
 def recorded_image(comp, image_path):
     """The image to go on training with: ``image_path``, else the one the
     model records if that file still exists."""
@@ -276,7 +285,7 @@ def _check_resume(comp, img, settings):
         raise SpecError(f"--resume goes on with the model's own network ({was.layers}), not {settings.layers}; "
                         f"drop --layers (or the config's layers), or train a new model without --resume")
     for name in ("seed", "optimizer", "prior"):
-        if getattr(settings, name) != getattr(was, name):
+        if getattr(settings, name) != getattr(was, name) and not _same_file(getattr(settings, name), getattr(was, name)):
             raise SpecError(f"--resume goes on with the model's {name} ({getattr(was, name)}), not "
                             f"{getattr(settings, name)}; drop --{name} (or the config's {name}), or train a new model")
     done = comp.checkpoint.epoch
