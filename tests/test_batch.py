@@ -248,6 +248,24 @@ def test_save_model_only_when_asked(tmp_path, tiny):
     before = (tmp_path / "in_x2.npz").read_bytes()  # a model given as an input is never overwritten by another
     r = run("upscale", "in.png", "in_x2.npz", "--scale", 2, "--save-model", *tiny)
     assert r.exit_code == 2 and "which is an input" in r.output and (tmp_path / "in_x2.npz").read_bytes() == before
+    (tmp_path / "in_x2.npz.d").mkdir()
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "keep" / "in_x2.npz").mkdir()  # a folder where --save-model's model goes
+    r = run("upscale", "in.png", "--scale", 2, "--save-model", "-o", "keep", *tiny)
+    assert r.exit_code == 2 and "a folder 'keep/in_x2.npz' is where --save-model keeps" in r.output, r.output
+    # a model's output, named only when it runs, never lands on another input or output of the call
+    (tmp_path / "ov").mkdir()
+    Image.fromarray(picture(20, 10, seed=5)).save(tmp_path / "ov" / "in_80x64.png")
+    mine = (tmp_path / "ov" / "in_80x64.png").read_bytes()
+    r = run("upscale", "in_x2.npz", "ov/in_80x64.png", "--scale", 2, "-o", "ov", *tiny)
+    assert r.exit_code == 1 and "which is another input or output of this call" in r.output, r.output
+    assert (tmp_path / "ov" / "in_80x64.png").read_bytes() == mine
+    r = run("upscale", "in_x2.npz", "in_x2.npz.d/../in_x2.npz", "--scale", 2, "-o", "ov2", "-q")
+    assert r.exit_code == 2 and "give each input once" in r.output, r.output
+    import shutil
+    shutil.copy(tmp_path / "in_x2.npz", tmp_path / "twin.npz")  # two models of one image: one output name
+    r = run("upscale", "in_x2.npz", "twin.npz", "--scale", 2, "-o", "ov3", "-q")
+    assert r.exit_code == 1 and "which is another input or output of this call" in r.output, r.output
     (tmp_path / "in_80x64.png").mkdir()  # a folder where a model's default output goes
     for more in ([], ["--skip-existing"]):
         r = run("upscale", "in_x2.npz", "--scale", 2, *more)

@@ -192,6 +192,19 @@ def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
     train, val = prior.split(paths, ["a.png", "gone.png"], said.append, folders)  # a record without folders
     assert [prior.held_name(p, folders) for p in val] == ["one/a.png", "two/a.png"]  # both, to be safe
     assert said == ["1 of the 2 images the prior held back are not in the folders; validation uses the other 1"]
+    # its own held-back image deleted: none held back (said), never a trained-on one in its place
+    said.clear()
+    train, val = prior.split(paths, ["one/gone.png"], said.append, folders)
+    assert val == [] and len(train) == 6 and said[0].endswith("validation uses the other 0, so there is none")
+    # the folder renamed (or reached through a link): matched by the path below it
+    (tmp_path / "one").rename(tmp_path / "uno")
+    moved = [str(tmp_path / "uno"), str(tmp_path / "two")]
+    train, val = prior.split(prior.find_images(moved), ["one/sub/c.png"], None, moved)
+    assert [prior.held_name(p, moved) for p in val] == ["two/sub/c.png", "uno/sub/c.png"]  # either may be it: both
+    # a folder given twice, or inside another given: each image once, named below the outermost
+    twice = [str(tmp_path / "two"), str(tmp_path / "two") + "/", str(tmp_path / "two" / "sub")]
+    found = prior.find_images(twice)
+    assert len(found) == 3 and prior.held_name(found[-1], twice[::-1]) == "two/sub/c.png"
 
 
 def test_a_crop_too_small_for_the_scale_is_bad_input(tmp_path, folder):

@@ -369,9 +369,16 @@ def test_a_new_run_never_replaces_an_old_one_unasked(tmp_path, digit, rgb_image)
     out = tmp_path / "r"
     assert cli("train", digit, *TINY, "-o", out).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    for image in (digit, rgb_image):
-        one_line_error(cli("train", image, *TINY, "-o", out), match="already holds a run (a coords model of digit_3.png")
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    line = one_line_error(cli("train", digit, *TINY, "-o", out), match="already holds a run (a coords model of digit_3.png")
+    assert "--resume" in line  # the same image and mode: it could go on
+    line = one_line_error(cli("train", rgb_image, *TINY, "--frames", "3", "-o", out), match="already holds a run")
+    assert "--resume" not in line  # another image: it could not
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before and not (out / "frames").exists()
+    # a replacing run that diverges leaves the old run's model and records alone
+    r = cli("train", digit, "-l", "8:relu,out", "--lr", "1e30", "--optimizer", "sgd", "-e", 5, "--frames", 0, "-q",
+            "-o", out, "--force")
+    assert r.exit_code == 1 and "smaller learning rate" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and "last_good" not in p.name} == before
     r = cli("train", rgb_image, *TINY, "-o", out, "--force")
     assert r.exit_code == 0, r.output
     names = sorted(p.name for p in out.iterdir() if p.is_file())

@@ -214,3 +214,25 @@ def test_a_coords_model_records_only_coords_settings(tmp_path, digit):
     assert not {"preset", "prior", "crop", "steps", "ensemble", "color"} & set(meta["settings"]), meta["settings"]
     r = run("train", "--resume", tmp_path / "c" / "model.npz", "-e", "3", "-q")  # and it still resumes
     assert r.exit_code == 0, r.output
+
+
+def test_ctrl_c_in_a_replacing_run_drops_the_replaced_runs_upscale_and_gif(tmp_path, digit, monkeypatch):
+    """Ctrl-C saves the new run over the old model (so it can go on); the
+    old run's x4 upscale and GIF must not stay beside an x2 model."""
+    out = tmp_path / "r"
+    assert run("train", digit, *SMALL, "-e", "3", "-o", out, "-q").exit_code == 0
+    assert (out / "digit_3_x4.png").exists() and (out / "digit_3_training.gif").exists()
+    interrupt_at(monkeypatch, 2)
+    r = run("train", digit, *SMALL[:-2], "--frames", "0", "-e", "4", "--scale", "2", "-o", out, "--force")
+    assert r.exit_code == 130, r.output
+    assert not (out / "digit_3_x4.png").exists() and not (out / "digit_3_training.gif").exists()
+
+
+@pytest.mark.parametrize("given,said", [(["--mode", "patch"], "the model's mode (coords), not patch; drop --mode"),
+                                        (["-c", "MODE"], "the model's mode (coords), not patch; drop the config's mode")])
+def test_resume_names_a_mode_it_cannot_change(tmp_path, digit, given, said):
+    run("train", digit, *SMALL, "-e", "3", "-o", tmp_path / "r", "-q")
+    (tmp_path / "m.yaml").write_text("mode: patch\n")
+    given = [str(tmp_path / "m.yaml") if g == "MODE" else g for g in given]
+    r = run("train", "--resume", tmp_path / "r" / "model.npz", *given, "-e", "6")
+    assert r.exit_code == 2 and said in r.output, r.output

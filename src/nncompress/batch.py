@@ -257,6 +257,9 @@ def _check_targets(jobs, save_model=False):
             if j.target is None or j.kind != "image":
                 continue
             m = os.path.realpath(model_path(j.target))
+            if os.path.isdir(m):
+                raise BatchError(f"a folder '{model_path(j.target)}' is where --save-model keeps the model of "
+                                 f"'{j.source}'; move it, or write elsewhere with -o")
             if m in sources:
                 raise BatchError(f"--save-model would keep the model of '{j.source}' as '{model_path(j.target)}', "
                                  f"which is an input; write elsewhere with -o")
@@ -289,6 +292,7 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_erro
     ``upscaler``). Returns the outcomes; a file that fails is recorded and
     the rest go on, unless ``raise_errors``. Ctrl-C raises BatchInterrupted."""
     outcomes = []
+    taken = {os.path.realpath(p) for j in jobs for p in (j.source, j.target) if p}  # a model's output is named late
     try:
         for i, job in enumerate(jobs):
             if on_file:
@@ -298,7 +302,8 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_erro
                 if req.skip_existing and job.target and os.path.exists(job.target):
                     outcome = Outcome(job, "skipped", message="exists")
                 else:
-                    outcome = (_model_job if job.kind == "model" else _image_job)(req, job, on_step)
+                    outcome = (_model_job(req, job, on_step, taken) if job.kind == "model"
+                               else _image_job(req, job, on_step))
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # one bad file must not stop the batch
@@ -333,7 +338,7 @@ def _image_job(req, job, on_step):
                    size_in=(w0, h0), size_out=(size[1], size[0]), message="; ".join(saved.notes))
 
 
-def _model_job(req, job, on_step):
+def _model_job(req, job, on_step, taken=None):
     from .compresser import Compresser
     comp = Compresser.load(job.source)
     image, icc, exif = None, None, None
@@ -349,6 +354,11 @@ def _model_job(req, job, on_step):
         folder = req.output or os.path.dirname(job.source)  # as the user gave it: relative stays relative
         job.target = os.path.join(folder, f"{stem}_{w}x{h}{imagefile.EXTENSION[job.format]}")
         _check_target(job)  # named only now: checked only now, still before the work
+        taken = set() if taken is None else taken
+        if os.path.realpath(job.target) in taken:
+            raise BatchError(f"the upscale of '{job.source}' would be written to '{job.target}', which is another "
+                             f"input or output of this call; upscale it in a separate call, or give -o a file name")
+        taken.add(os.path.realpath(job.target))
         if req.skip_existing and os.path.exists(job.target):
             return Outcome(job, "skipped", message="exists")
     if req.input_image and os.path.realpath(job.target) == os.path.realpath(req.input_image):

@@ -180,7 +180,10 @@ def train(
         cfg = load_config(config) if config else {}
         if resume:  # the model's settings, under a config's and the flags
             from .compresser import Compresser
-            cfg = {**Compresser.load(resume).settings.to_dict(), **cfg}
+            from .runs import check_resume_start
+            was = Compresser.load(resume).settings.to_dict()
+            check_resume_start(was, {"mode": mode, "prior": prior}, cfg)
+            cfg = {**was, **cfg}
         settings = make_settings(cfg, layers=layers, mode=mode, preset=preset, prior=prior, epochs=epochs, batch_size=batch_size, lr=lr,
                                  steps=steps, crop=crop,
                                  optimizer=optimizer, loss=loss, seed=seed, scale=scale, frames=frames,

@@ -43,18 +43,27 @@ def find_images(folders):
             out += [os.path.join(root, f) for f in files if f.lower().endswith(EXTENSIONS)]
     if not out:
         raise UserError(f"no images found under {', '.join(folders)}")
-    return sorted(out)
+    seen, once = set(), []
+    for p in sorted(out):  # a folder given twice, or inside another given: each image once
+        if os.path.realpath(p) not in seen:
+            seen.add(os.path.realpath(p))
+            once.append(p)
+    return once
 
 
 def held_name(path, folders):
-    """How a held-back image is recorded: its path below the folder given
-    (``folders``), led by that folder's name (``BSD200/100075.png``), so
-    that images of one name in two folders stay apart."""
+    """How a held-back image is recorded: its path below the outermost of
+    ``folders`` that holds it, led by that folder's name
+    (``BSD200/100075.png``), so that images of one name in two folders
+    stay apart."""
+    best = None
     for folder in folders:
         rel = os.path.relpath(path, folder)
-        if not rel.startswith(os.pardir):
-            return "/".join([os.path.basename(os.path.abspath(folder))] + rel.split(os.sep))
-    return os.path.basename(path)
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep) and (best is None or len(rel) > len(best[1])):
+            best = (folder, rel)
+    if best is None:
+        return os.path.basename(path)
+    return "/".join([os.path.basename(os.path.abspath(best[0]))] + best[1].split(os.sep))
 
 
 def split(paths, held=None, warn=None, folders=()):
@@ -63,23 +72,34 @@ def split(paths, held=None, warn=None, folders=()):
     ``held_name``, a prior recorded as held back, when a run resumes it,
     grows it with --init or averages it) those same images, wherever they
     now fall in the list, so that an image added or removed since cannot
-    move one it trained on into validation. Names without a folder (priors
-    written before) match by file name. When none of them is in these
-    folders (a prior trained on other images), every VAL_EVERY-th again."""
-    val = []
-    if held:
-        names = set(held)
-        val = [p for p in paths if held_name(p, folders) in names or os.path.basename(p) in names]
-        found = {held_name(p, folders) for p in val} | {os.path.basename(p) for p in val}
-        missing = len([n for n in names if n not in found])
-        if val and missing and warn:
-            warn(f"{missing} of the {len(names)} images the prior held back are not in the folders; "
-                 f"validation uses the other {len(names) - missing}")
-        if not val and warn:
+    move one it trained on into validation; none found, none held back
+    (said). They are matched by folder and path when a recorded folder is
+    among ``folders``; else by the path below the folder (a renamed
+    folder, or names recorded without one, before). Only when none matches
+    at all (a prior trained on other folders) is every VAL_EVERY-th image
+    held back."""
+    if not held:
+        val = paths[::VAL_EVERY][:VAL_MAX]
+        return [p for p in paths if p not in set(val)], val
+    names = set(held)
+    given = {os.path.basename(os.path.abspath(f)) for f in folders}
+    same_folders = any(n.split("/", 1)[0] in given for n in names if "/" in n)
+    below = lambda n: n.split("/", 1)[1] if "/" in n else n
+    if same_folders:
+        keys = {p: {held_name(p, folders)} for p in paths}
+    else:
+        keys = {p: {below(held_name(p, folders)), os.path.basename(p)} for p in paths}
+        names = {below(n) for n in names}
+    val = [p for p in paths if keys[p] & names]
+    found = set().union(*(keys[p] & names for p in val)) if val else set()
+    if not val and not same_folders:
+        if warn:
             warn(f"none of the {len(names)} images the prior held back is in these folders (it was trained on "
                  f"others), so every {VAL_EVERY}th image here is held back")
-    if not val:
         val = paths[::VAL_EVERY][:VAL_MAX]
+    elif len(found) < len(names) and warn:
+        warn(f"{len(names) - len(found)} of the {len(names)} images the prior held back are not in the folders; "
+             f"validation uses the other {len(found)}" + ("" if val else ", so there is none"))
     chosen = set(val)
     return [p for p in paths if p not in chosen], val
 

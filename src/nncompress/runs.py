@@ -74,18 +74,8 @@ class RunResult:
     seconds: dict  # this session's wall time by phase (the model's meta["seconds"] adds up every session)
 
 
-def prepare_output(out_dir, image_path, paths: RunPaths, frames):
-    """Make the folder (and its frames/ when ``frames``) and prove it
-    writable before any training starts; refuse outputs that would
-    overwrite the input image."""
-    try:
-        os.makedirs(paths.frames if frames else out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".nncompress-write-test")
-        with open(probe, "wb"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with --out") from None
+def check_outputs(image_path, paths: RunPaths):
+    """Refuse outputs that would overwrite the input image."""
     src = os.path.realpath(image_path)
     for p in (paths.model, paths.upscaled, paths.gif, paths.history):
         if os.path.realpath(p) == src:
@@ -95,7 +85,20 @@ def prepare_output(out_dir, image_path, paths: RunPaths, frames):
                         f"replaces; choose another --out")
 
 
-def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings):
+def prepare_output(out_dir, paths: RunPaths, frames):
+    """Make the folder (and its frames/ when ``frames``) and prove it
+    writable before any training starts."""
+    try:
+        os.makedirs(paths.frames if frames else out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".nncompress-write-test")
+        with open(probe, "wb"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with --out") from None
+
+
+def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings, img, resume):
     """A new run into a folder that holds another run's model: refused
     (the user's work), unless ``force``. Returns that run's files this run
     will not overwrite (the upscale of another image or scale, the GIF
@@ -110,9 +113,11 @@ def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings):
     except Exception:  # unreadable: still the user's file
         pass
     if not force:
-        resume = (f"go on with it with --resume {paths.model}, " if old is not None and old.mode == settings.mode
-                  else "")
-        raise SpecError(f"'{out_dir}' already holds a run ({what}); {resume}write this one elsewhere with --out, "
+        src = old.meta["source"] if old is not None else {}
+        same = (old is not None and old.mode == settings.mode and not resume
+                and (src.get("height"), src.get("width"), src.get("channels")) == img.shape)  # it could go on
+        hint = f"go on with it with --resume {paths.model}, " if same else ""
+        raise SpecError(f"'{out_dir}' already holds a run ({what}); {hint}write this one elsewhere with --out, "
                         f"or replace it with --force")
     if old is None:
         return []
@@ -168,8 +173,10 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     same_run = resume and os.path.realpath(os.path.dirname(resume) or ".") == os.path.realpath(out_dir)
-    prepare_output(out_dir, image_path, paths, frames=bool(settings.frames))
-    replaced = [] if same_run else _replace_old_run(out_dir, paths, force, settings)
+    check_outputs(image_path, paths)
+    replaced = [] if same_run else _replace_old_run(out_dir, paths, force, settings, img, resume)
+    replacing = os.path.exists(paths.model) and not same_run  # (then a failed run leaves that run's records alone)
+    prepare_output(out_dir, paths, frames=bool(settings.frames))
     _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
     if on_info:
         on_info(comp, paths)
@@ -195,13 +202,20 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             imaging.write_png(os.path.join(paths.frames, f"epoch_{epoch:06d}.png"), view)
             frames.append((epoch, view))
 
-    def save_all(model_path=paths.model, checkpoint=True):
+    def save_all(model_path=paths.model, checkpoint=True, records=True):
         with phases("writing"):
             comp.meta["seconds"] = phases.record(timing)
             comp.save(model_path, checkpoint=checkpoint)
+            if not records:
+                return
             _write_history(paths.history, [r for r in history if r[0] <= comp.checkpoint.epoch])
             if frames:
                 write_training_gif(paths.gif, [f for f in frames if f[0] <= comp.checkpoint.epoch])
+
+    def drop_replaced():  # the replaced run's upscale and GIF, of another image or scale: its model is gone now
+        for p in replaced:
+            if os.path.isfile(p):
+                os.unlink(p)
 
     try:
         with phases("training"):
@@ -211,16 +225,15 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             comp.meta["psnr"] = comp.score(img, on_progress)
     except KeyboardInterrupt:
         save_all()
+        drop_replaced()
         about = comp.describe()
         done = about.get("note") if about.get("finished") else None
         raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs, done) from None
     except TrainingDiverged as e:
-        save_all(paths.last_good)  # an earlier run's model.npz stays as it was
+        save_all(paths.last_good, records=not replacing)  # an earlier run's model.npz (and its history, GIF) stay
         raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
     save_all()
-    for p in replaced:  # the replaced run's upscale and GIF, of another image or scale
-        if os.path.isfile(p):
-            os.unlink(p)
+    drop_replaced()
     warn_if_useless(comp, img, settings)
     if upscale_output:
         h, w = comp.output_size(scale=settings.scale)
@@ -251,6 +264,17 @@ def warn_if_useless(comp, img, settings):
         warnings.warn(f"the result ({got:.2f} dB) is no better than a flat image of the mean colour "
                       f"({floor:.2f} dB): training did not learn the image. Try a smaller --lr (now "
                       f"{settings.lr:g}), more --epochs (now {settings.epochs}){adam}", stacklevel=2)
+
+
+def check_resume_start(was, flags, config):
+    """Before settings are made: a resume goes on with the model's mode and
+    prior, so another from a flag or a config is refused in those words
+    (rather than as the model's layers not fitting the other mode)."""
+    for name in ("mode", "prior"):
+        want, where = (flags[name], f"--{name}") if flags.get(name) is not None else (config.get(name), f"the config's {name}")
+        if name in was and want is not None and want != was[name] and not _same_file(want, was[name]):
+            raise SpecError(f"--resume goes on with the model's {name} ({was[name]}), not {want}; drop {where}, "
+                            f"or train a new model")
 
 
 def _same_file(a, b):
