@@ -86,6 +86,18 @@ def test_pretraining_stopped_and_resumed_equals_straight(tmp_path, folder):
     assert r.exit_code == 0 and "the cosine schedule now spans 3 epochs (it was 2)" in r.output, r.output
 
 
+def test_an_interrupted_warm_restart_says_the_command_with_its_epochs(tmp_path, folder, monkeypatch):
+    from nncompress import internal
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")
+    assert r.exit_code == 0, r.output
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(internal, "train_epoch", stop)
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", "5")
+    assert r.exit_code == 130 and f"--resume {tmp_path / 'p.npz'} -e 5" in r.output, r.output
+
+
 def test_a_half_prior_stores_float16_and_resumes_from_the_exact_weights(tmp_path, folder):
     """--half: the prior file holds float16 weights (format 3) that load as
     float32; its checkpoint holds them unrounded, so stopping after epoch 1
