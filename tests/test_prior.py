@@ -213,6 +213,16 @@ def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
     moved = [str(tmp_path / "uno"), str(tmp_path / "two")]
     train, val = prior.split(prior.find_images(moved), ["one/sub/c.png"], None, moved)
     assert [prior.held_name(p, moved) for p in val] == ["two/sub/c.png", "uno/sub/c.png"]  # either may be it: both
+    # an empty record (a resume found none of its own) stays empty: never every 25th, trained-on, image
+    said.clear()
+    assert prior.split(paths, [], said.append, folders)[1] == [] and "no validation" in said[0]
+    # one of several folders renamed: its names match by the path below it, the others' exactly
+    train, val = prior.split(prior.find_images(moved), ["one/a.png", "two/b.png"], None, moved)
+    assert sorted(prior.held_name(p, moved) for p in val) == ["two/b.png", "uno/a.png"]
+    # --init or --average from a prior of a same-named folder holding other images: every 25th here
+    said.clear()
+    train, val = prior.split(paths, ["one/z.png"], said.append, folders, own=False)
+    assert val == paths[::prior.VAL_EVERY][:prior.VAL_MAX] and "none of the 1 images" in said[0]
     # a folder given twice, or inside another given: each image once, named below the outermost
     twice = [str(tmp_path / "two"), str(tmp_path / "two") + "/", str(tmp_path / "two" / "sub")]
     found = prior.find_images(twice)

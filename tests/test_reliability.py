@@ -405,3 +405,33 @@ def test_edge_case_messages_say_what_is_wrong(tmp_path, digit):
     r = cli("train", chelsea, "--mode", "patch", "--prior", "none", "--lr", "1e4", "--preset", "fast", "--frames", "0",
             "-q", "-o", tmp_path / "div")
     assert r.exit_code == 1 and "--lr" in r.output and "encountered" not in r.output, r.output  # no numpy noise
+
+
+def test_force_never_deletes_its_own_input_and_a_failed_one_keeps_the_old_frames(tmp_path, digit):
+    import shutil
+    d = tmp_path / "d"
+    d.mkdir()
+    shutil.copy(digit, d / "a.png")
+    assert cli("train", d / "a.png", *TINY, "-o", d).exit_code == 0  # writes d/a_x4.png
+    r = cli("train", d / "a_x4.png", *TINY, "--scale", "1", "-o", d, "--force")  # trains on the old run's upscale
+    assert r.exit_code == 0 and (d / "a_x4.png").exists(), r.output
+    # a replacing run that fails: the old run's frames come back with its model, history and GIF
+    g = tmp_path / "g"
+    assert cli("train", digit, "-l", "8:relu,out:sigmoid", "-e", "4", "--frames", "4", "-q", "-o", g).exit_code == 0
+    frames = sorted(p.name for p in (g / "frames").iterdir())
+    r = cli("train", digit, "-l", "8:relu,out", "--lr", "1e30", "--optimizer", "sgd", "-e", 5, "--frames", 5, "-q",
+            "-o", g, "--force")
+    assert r.exit_code == 1, r.output
+    assert sorted(p.name for p in (g / "frames").iterdir()) == frames and not (g / "frames.replaced").exists()
+
+
+def test_resuming_a_renamed_model_never_replaces_the_folders_run(tmp_path, digit, rgb_image):
+    import shutil
+    assert cli("train", digit, *TINY, "-o", tmp_path / "d").exit_code == 0
+    assert cli("train", rgb_image, *TINY, "-o", tmp_path / "s").exit_code == 0
+    for f in ("model.npz", "model.checkpoint.npz"):
+        shutil.copy(tmp_path / "d" / f, tmp_path / "s" / f.replace("model", "keep"))
+    before = (tmp_path / "s" / "model.npz").read_bytes()
+    r = cli("train", "--resume", tmp_path / "s" / "keep.npz", "-e", "6")
+    assert r.exit_code == 2 and "already holds a run (a coords model of rgb.png" in r.output, r.output
+    assert (tmp_path / "s" / "model.npz").read_bytes() == before

@@ -100,7 +100,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         else:
             internal.zero_last(net)
         history, ck = [], ckpt.Checkpoint()
-    train_paths, val_paths = prior.split(paths, held, warn, folders)
+    train_paths, val_paths = prior.split(paths, held, warn, folders, own=bool(resume))
     if not train_paths:
         raise UserError("need at least two images: one to train on and one to hold back")
     val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
@@ -159,7 +159,7 @@ def average_priors(folders, scale, out, parts, warn=None, command="", half=False
     nets, metas, held = [], [], None
     for path in parts:
         net, meta = prior.load(path, scale)
-        held = held or meta.get("val_images")  # the first part's held-back images (the parts' own, if they agree)
+        held = meta.get("val_images") if held is None else held  # the first part's (the parts' own, if they agree)
         if int(meta["scale"]) != int(scale):
             raise UserError(f"'{path}' is an x{meta['scale']} prior; average priors of one scale (--scale {meta['scale']})")
         nets.append(net)
@@ -170,7 +170,7 @@ def average_priors(folders, scale, out, parts, warn=None, command="", half=False
     if len(recorded) > 1 and warn:
         warn("the priors held back different images; the mean is validated on the first one's, which the others "
              "may have trained on")
-    val_paths = prior.split(prior.find_images(folders), held, warn, folders)[1]
+    val_paths = prior.split(prior.find_images(folders), held, warn, folders, own=False)[1]
     val = [im for im in (prior.luma(p, warn) for p in val_paths) if im is not None]
     t0 = time.perf_counter()
     net = prior.average(nets)

@@ -66,37 +66,45 @@ def held_name(path, folders):
     return "/".join([os.path.basename(os.path.abspath(best[0]))] + best[1].split(os.sep))
 
 
-def split(paths, held=None, warn=None, folders=()):
-    """(training paths, held-back validation paths): every VAL_EVERY-th
-    image (at most VAL_MAX) of a new run; with ``held`` (the names, see
-    ``held_name``, a prior recorded as held back, when a run resumes it,
-    grows it with --init or averages it) those same images, wherever they
-    now fall in the list, so that an image added or removed since cannot
-    move one it trained on into validation; none found, none held back
-    (said). They are matched by folder and path when a recorded folder is
-    among ``folders``; else by the path below the folder (a renamed
-    folder, or names recorded without one, before). Only when none matches
-    at all (a prior trained on other folders) is every VAL_EVERY-th image
-    held back."""
-    if not held:
+def split(paths, held=None, warn=None, folders=(), own=True):
+    """(training paths, held-back validation paths).
+
+    A new run (``held`` None) holds back every VAL_EVERY-th image (at most
+    VAL_MAX). A run that goes on from a prior holds back the images the
+    prior recorded (``held``, see ``held_name``), wherever they now fall in
+    the list, so that an image added or removed since cannot move one it
+    trained on into validation. Each name matches exactly when its folder
+    is among ``folders``, else by the path below its folder (a renamed
+    folder; names recorded without a folder, before, match by file name).
+    ``own``: the prior was trained on these folders (a resume): what is not
+    found stays out of validation, even all of it (said). Otherwise (--init,
+    --average) a prior whose names match nothing here was trained on other
+    images, and every VAL_EVERY-th image is held back (said)."""
+    if held is None:
         val = paths[::VAL_EVERY][:VAL_MAX]
         return [p for p in paths if p not in set(val)], val
-    names = set(held)
     given = {os.path.basename(os.path.abspath(f)) for f in folders}
-    same_folders = any(n.split("/", 1)[0] in given for n in names if "/" in n)
     below = lambda n: n.split("/", 1)[1] if "/" in n else n
-    if same_folders:
-        keys = {p: {held_name(p, folders)} for p in paths}
-    else:
-        keys = {p: {below(held_name(p, folders)), os.path.basename(p)} for p in paths}
-        names = {below(n) for n in names}
-    val = [p for p in paths if keys[p] & names]
-    found = set().union(*(keys[p] & names for p in val)) if val else set()
-    if not val and not same_folders:
-        if warn:
+    keys = {p: held_name(p, folders) for p in paths}
+    recorded = {n.split("/", 1)[0] for n in held if "/" in n}
+    loose = [n for n in held if "/" not in n or n.split("/", 1)[0] not in given]  # renamed folders', or old names
+    found, val = set(), []
+    for p in paths:
+        k = keys[p]
+        hit = {n for n in held if n == k}
+        if k.split("/", 1)[0] not in recorded:  # a folder the prior did not know by this name
+            hit |= {n for n in loose if below(n) in (below(k), os.path.basename(p))}
+        if hit:
+            val.append(p)
+            found |= hit
+    names = set(held)
+    if not val and not own:
+        if warn and names:
             warn(f"none of the {len(names)} images the prior held back is in these folders (it was trained on "
                  f"others), so every {VAL_EVERY}th image here is held back")
         val = paths[::VAL_EVERY][:VAL_MAX]
+    elif not names and warn:
+        warn("the prior records no held-back image (its own were gone), so none is held back: no validation")
     elif len(found) < len(names) and warn:
         warn(f"{len(names) - len(found)} of the {len(names)} images the prior held back are not in the folders; "
              f"validation uses the other {len(found)}" + ("" if val else ", so there is none"))

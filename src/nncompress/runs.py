@@ -6,6 +6,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import warnings
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def prepare_output(out_dir, paths: RunPaths, frames):
         raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with --out") from None
 
 
-def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings, img, resume):
+def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings, img, image_path, resume):
     """A new run into a folder that holds another run's model: refused
     (the user's work), unless ``force``. Returns that run's files this run
     will not overwrite (the upscale of another image or scale, the GIF
@@ -116,14 +117,15 @@ def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings, img, r
         src = old.meta["source"] if old is not None else {}
         same = (old is not None and old.mode == settings.mode and not resume
                 and (src.get("height"), src.get("width"), src.get("channels")) == img.shape)  # it could go on
-        hint = f"go on with it with --resume {paths.model}, " if same else ""
+        hint = f"go on with it with --resume {paths.model} (-e for more epochs), " if same else ""
         raise SpecError(f"'{out_dir}' already holds a run ({what}); {hint}write this one elsewhere with --out, "
                         f"or replace it with --force")
     if old is None:
         return []
     theirs = RunPaths(out_dir, os.path.splitext(old.meta["source"]["name"])[0], old.settings.scale)
     mine = {paths.upscaled} | ({paths.gif} if settings.frames else set())
-    return [p for p in (theirs.upscaled, theirs.gif) if p not in mine]
+    keep = {os.path.realpath(p) for p in (image_path, resume) if p}  # this run's input, never
+    return [p for p in (theirs.upscaled, theirs.gif) if p not in mine and os.path.realpath(p) not in keep]
 
 
 def _clear_stale_frames(folder, after):
@@ -164,18 +166,23 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         _check_resume(comp, img, settings)
         start = comp.checkpoint.epoch
         folder = os.path.dirname(resume) or "."
-        earlier_rows = [r for r in read_history(os.path.join(folder, "history.csv")) if r[0] <= start]
-        if settings.frames and os.path.isdir(os.path.join(folder, "frames")):
-            earlier_frames = [(e, p) for e, p in read_frames(folder) if e <= start]
+        if _same_file(resume, os.path.join(folder, "model.npz")):  # the folder's history and frames are this model's
+            earlier_rows = [r for r in read_history(os.path.join(folder, "history.csv")) if r[0] <= start]
+            if settings.frames and os.path.isdir(os.path.join(folder, "frames")):
+                earlier_frames = [(e, p) for e, p in read_frames(folder) if e <= start]
     else:
         comp, _ = Compresser.for_image(img, bits, settings, name=os.path.basename(image_path))
     comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
-    same_run = resume and os.path.realpath(os.path.dirname(resume) or ".") == os.path.realpath(out_dir)
+    same_run = bool(resume) and _same_file(resume, paths.model)  # going on in its own folder
     check_outputs(image_path, paths)
-    replaced = [] if same_run else _replace_old_run(out_dir, paths, force, settings, img, resume)
+    replaced = [] if same_run else _replace_old_run(out_dir, paths, force, settings, img, image_path, resume)
     replacing = os.path.exists(paths.model) and not same_run  # (then a failed run leaves that run's records alone)
+    stash = paths.frames + ".replaced" if replacing and os.path.isdir(paths.frames) else None
+    if stash:  # the replaced run's frames, kept aside until this run has saved
+        shutil.rmtree(stash, ignore_errors=True)
+        os.rename(paths.frames, stash)
     prepare_output(out_dir, paths, frames=bool(settings.frames))
     _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
     if on_info:
@@ -212,10 +219,17 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             if frames:
                 write_training_gif(paths.gif, [f for f in frames if f[0] <= comp.checkpoint.epoch])
 
-    def drop_replaced():  # the replaced run's upscale and GIF, of another image or scale: its model is gone now
+    def drop_replaced():  # the replaced run's upscale, GIF and frames: its model is gone now
         for p in replaced:
             if os.path.isfile(p):
                 os.unlink(p)
+        if stash:
+            shutil.rmtree(stash, ignore_errors=True)
+
+    def restore_replaced():  # this run failed: the replaced run's frames come back
+        if stash and os.path.isdir(stash):
+            shutil.rmtree(paths.frames, ignore_errors=True)
+            os.rename(stash, paths.frames)
 
     try:
         with phases("training"):
@@ -231,7 +245,11 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs, done) from None
     except TrainingDiverged as e:
         save_all(paths.last_good, records=not replacing)  # an earlier run's model.npz (and its history, GIF) stay
+        restore_replaced()
         raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
+    except Exception:
+        restore_replaced()
+        raise
     save_all()
     drop_replaced()
     warn_if_useless(comp, img, settings)
