@@ -203,22 +203,31 @@ def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
     said = []
     train, val = prior.split(paths, ["a.png", "gone.png"], said.append, folders)  # a record without folders
     assert [prior.held_name(p, folders) for p in val] == ["one/a.png", "two/a.png"]  # both, to be safe
-    assert said == ["1 of the 2 images the prior held back are not in the folders; validation uses the other 1"]
+    assert said == ["1 of the 2 images the prior held back are not in the folders (deleted, or in a renamed folder); "
+                    "validation uses the other 1"]
     # its own held-back image deleted: none held back (said), never a trained-on one in its place
     said.clear()
     train, val = prior.split(paths, ["one/gone.png"], said.append, folders)
     assert val == [] and len(train) == 6 and said[0].endswith("validation uses the other 0, so there is none")
-    # the folder renamed (or reached through a link): matched by the path below it
+    # the folder renamed: its held-back images are not found, and none is taken in their place
     (tmp_path / "one").rename(tmp_path / "uno")
     moved = [str(tmp_path / "uno"), str(tmp_path / "two")]
     train, val = prior.split(prior.find_images(moved), ["one/sub/c.png"], None, moved)
-    assert [prior.held_name(p, moved) for p in val] == ["two/sub/c.png", "uno/sub/c.png"]  # either may be it: both
+    assert val == [] and len(train) == 6
     # an empty record (a resume found none of its own) stays empty: never every 25th, trained-on, image
     said.clear()
     assert prior.split(paths, [], said.append, folders)[1] == [] and "no validation" in said[0]
-    # one of several folders renamed: its names match by the path below it, the others' exactly
+    # one of several folders renamed: the others' names still match, exactly (not two/a.png for one/a.png)
     train, val = prior.split(prior.find_images(moved), ["one/a.png", "two/b.png"], None, moved)
-    assert sorted(prior.held_name(p, moved) for p in val) == ["two/b.png", "uno/a.png"]
+    assert [prior.held_name(p, moved) for p in val] == ["two/b.png"]
+    # two folders of one name are told apart by their parents
+    for d in ("x/imgs", "y/imgs"):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "0.png").write_bytes(b"")
+    same = [str(tmp_path / "x" / "imgs"), str(tmp_path / "y" / "imgs")]
+    assert [prior.held_name(p, same) for p in prior.find_images(same)] == ["x/imgs/0.png", "y/imgs/0.png"]
+    train, val = prior.split(prior.find_images(same), ["x/imgs/0.png"], None, same)
+    assert [prior.held_name(p, same) for p in val] == ["x/imgs/0.png"]
     # --init or --average from a prior of a same-named folder holding other images: every 25th here
     said.clear()
     train, val = prior.split(paths, ["one/z.png"], said.append, folders, own=False)

@@ -5,6 +5,7 @@ schedule position and the RNG state, and the engine and its chunking are the
 same on both paths."""
 
 import csv
+import os
 import json
 import shlex
 
@@ -236,3 +237,36 @@ def test_resume_names_a_mode_it_cannot_change(tmp_path, digit, given, said):
     given = [str(tmp_path / "m.yaml") if g == "MODE" else g for g in given]
     r = run("train", "--resume", tmp_path / "r" / "model.npz", *given, "-e", "6")
     assert r.exit_code == 2 and said in r.output, r.output
+
+
+def test_a_replaced_run_comes_back_when_the_replacing_one_stops_early_or_is_killed(tmp_path, digit, monkeypatch):
+    out = tmp_path / "r"
+    assert run("train", digit, *SMALL, "-e", "4", "-o", out, "-q").exit_code == 0
+    files = lambda: {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = files()
+    interrupt_at(monkeypatch, 1)  # Ctrl-C before the first epoch is recorded: nothing learned, nothing replaced
+    r = run("train", digit, *SMALL, "-e", "6", "-o", out, "--force", "--seed", "7")
+    assert r.exit_code == 130 and files() == before, r.output
+    # a replacing run killed outright (no Ctrl-C handler) leaves the old run aside: the next run puts it back
+    from nncompress.runs import _set_aside
+    monkeypatch.undo()
+    aside = _set_aside(str(out), [str(out / n) for n in ("model.npz", "model.checkpoint.npz", "history.csv", "frames")],
+                       set())
+    assert not (out / "model.npz").exists() and os.path.isdir(aside)
+    r = run("train", digit, *SMALL, "-e", "6", "-o", out)  # refused: the recovered run is there again
+    assert r.exit_code == 2 and "already holds a run" in r.output and files() == before, r.output
+
+
+def test_resuming_a_diverged_runs_last_good_model_keeps_its_records(tmp_path, digit, monkeypatch):
+    out = tmp_path / "d"
+    original = training.run_epochs
+
+    def nan_at_3(net, opt, rng, step_epoch, **kw):
+        return original(net, opt, rng, lambda e: float("nan") if e == 3 else step_epoch(e), **kw)
+    monkeypatch.setattr(training, "run_epochs", nan_at_3)
+    r = run("train", digit, *SMALL, "-e", "6", "-o", out)
+    assert r.exit_code == 1 and "model_last_good.npz" in r.output, r.output
+    monkeypatch.undo()
+    r = run("train", digit, "--resume", out / "model_last_good.npz", *SMALL, "-e", "6", "-q")
+    assert r.exit_code == 0, r.output
+    assert [int(row["epoch"]) for row in history(out / "history.csv")] == [1, 2, 3, 4, 5, 6]

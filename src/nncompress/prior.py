@@ -51,11 +51,23 @@ def find_images(folders):
     return once
 
 
+def _label(folder, folders):
+    """A folder's name in held-back records: its own name, or as many of
+    its last path parts as tell it from another given folder of that name."""
+    parts = os.path.abspath(folder).split(os.sep)
+    others = [os.path.abspath(f).split(os.sep) for f in folders if os.path.abspath(f) != os.path.abspath(folder)]
+    for n in range(1, len(parts) + 1):
+        if all(o[-n:] != parts[-n:] for o in others):
+            return "/".join(p for p in parts[-n:] if p)
+    return "/".join(p for p in parts if p)
+
+
 def held_name(path, folders):
     """How a held-back image is recorded: its path below the outermost of
     ``folders`` that holds it, led by that folder's name
-    (``BSD200/100075.png``), so that images of one name in two folders
-    stay apart."""
+    (``BSD200/100075.png``; ``x/imgs/...`` and ``y/imgs/...`` for two
+    folders named imgs), so that images of one name in two folders stay
+    apart."""
     best = None
     for folder in folders:
         rel = os.path.relpath(path, folder)
@@ -63,7 +75,7 @@ def held_name(path, folders):
             best = (folder, rel)
     if best is None:
         return os.path.basename(path)
-    return "/".join([os.path.basename(os.path.abspath(best[0]))] + best[1].split(os.sep))
+    return "/".join([_label(best[0], folders)] + best[1].split(os.sep))
 
 
 def split(paths, held=None, warn=None, folders=(), own=True):
@@ -73,31 +85,23 @@ def split(paths, held=None, warn=None, folders=(), own=True):
     VAL_MAX). A run that goes on from a prior holds back the images the
     prior recorded (``held``, see ``held_name``), wherever they now fall in
     the list, so that an image added or removed since cannot move one it
-    trained on into validation. Each name matches exactly when its folder
-    is among ``folders``, else by the path below its folder (a renamed
-    folder; names recorded without a folder, before, match by file name).
-    ``own``: the prior was trained on these folders (a resume): what is not
-    found stays out of validation, even all of it (said). Otherwise (--init,
-    --average) a prior whose names match nothing here was trained on other
-    images, and every VAL_EVERY-th image is held back (said)."""
+    trained on into validation (names recorded without a folder, before,
+    match by file name, in any folder). ``own``: the prior was trained on
+    these folders (a resume): a recorded image that is not found (deleted,
+    or in a renamed folder) is not replaced by another, even when none is
+    found (said). Otherwise (--init, --average) a prior none of whose names
+    is found was trained on other images, and every VAL_EVERY-th image is
+    held back (said)."""
     if held is None:
         val = paths[::VAL_EVERY][:VAL_MAX]
         return [p for p in paths if p not in set(val)], val
-    given = {os.path.basename(os.path.abspath(f)) for f in folders}
-    below = lambda n: n.split("/", 1)[1] if "/" in n else n
-    keys = {p: held_name(p, folders) for p in paths}
-    recorded = {n.split("/", 1)[0] for n in held if "/" in n}
-    loose = [n for n in held if "/" not in n or n.split("/", 1)[0] not in given]  # renamed folders', or old names
+    names = set(held)
     found, val = set(), []
     for p in paths:
-        k = keys[p]
-        hit = {n for n in held if n == k}
-        if k.split("/", 1)[0] not in recorded:  # a folder the prior did not know by this name
-            hit |= {n for n in loose if below(n) in (below(k), os.path.basename(p))}
+        hit = {n for n in (held_name(p, folders), os.path.basename(p)) if n in names}
         if hit:
             val.append(p)
             found |= hit
-    names = set(held)
     if not val and not own:
         if warn and names:
             warn(f"none of the {len(names)} images the prior held back is in these folders (it was trained on "
@@ -106,8 +110,9 @@ def split(paths, held=None, warn=None, folders=(), own=True):
     elif not names and warn:
         warn("the prior records no held-back image (its own were gone), so none is held back: no validation")
     elif len(found) < len(names) and warn:
-        warn(f"{len(names) - len(found)} of the {len(names)} images the prior held back are not in the folders; "
-             f"validation uses the other {len(found)}" + ("" if val else ", so there is none"))
+        warn(f"{len(names) - len(found)} of the {len(names)} images the prior held back are not in the folders "
+             f"(deleted, or in a renamed folder); validation uses the other {len(found)}"
+             + ("" if val else ", so there is none"))
     chosen = set(val)
     return [p for p in paths if p not in chosen], val
 

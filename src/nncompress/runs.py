@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from . import imaging
 from .atomic import atomic_write
+from .checkpoint import path_for
 from .compresser import Compresser
 from .metrics import psnr_rgb
 from .spec import Settings, SpecError
@@ -99,12 +100,13 @@ def prepare_output(out_dir, paths: RunPaths, frames):
         raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with --out") from None
 
 
-def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings, img, image_path, resume):
+ASIDE = ".replaced-run"  # a replaced run's files wait here until the run replacing it has saved
+
+
+def _check_replace(out_dir, paths: RunPaths, force, settings: Settings, img, resume):
     """A new run into a folder that holds another run's model: refused
-    (the user's work), unless ``force``. Returns that run's files this run
-    will not overwrite (the upscale of another image or scale, the GIF
-    unless this run draws one), to delete once this run has succeeded; its
-    model stays if this run fails (Ctrl-C saves this run's over it)."""
+    (the user's work), unless ``force``. Returns that run's files (model,
+    checkpoint, history, frames, its upscale and GIF), for ``_set_aside``."""
     if not os.path.exists(paths.model):
         return []
     what, old = "a model.npz", None
@@ -120,12 +122,46 @@ def _replace_old_run(out_dir, paths: RunPaths, force, settings: Settings, img, i
         hint = f"go on with it with --resume {paths.model} (-e for more epochs), " if same else ""
         raise SpecError(f"'{out_dir}' already holds a run ({what}); {hint}write this one elsewhere with --out, "
                         f"or replace it with --force")
-    if old is None:
-        return []
-    theirs = RunPaths(out_dir, os.path.splitext(old.meta["source"]["name"])[0], old.settings.scale)
-    mine = {paths.upscaled} | ({paths.gif} if settings.frames else set())
-    keep = {os.path.realpath(p) for p in (image_path, resume) if p}  # this run's input, never
-    return [p for p in (theirs.upscaled, theirs.gif) if p not in mine and os.path.realpath(p) not in keep]
+    files = [paths.model, path_for(paths.model), paths.history, paths.frames]
+    if old is not None:
+        theirs = RunPaths(out_dir, os.path.splitext(old.meta["source"]["name"])[0], old.settings.scale)
+        files += [theirs.upscaled, theirs.gif]
+    return files
+
+
+def _set_aside(out_dir, files, keep):
+    """Move ``files`` (those that exist; never one in ``keep``, this run's
+    input) into ``out_dir``/ASIDE; returns that folder."""
+    aside = os.path.join(out_dir, ASIDE)
+    os.makedirs(aside, exist_ok=True)
+    for f in dict.fromkeys(files):
+        if os.path.exists(f) and os.path.realpath(f) not in keep:
+            os.rename(f, os.path.join(aside, os.path.basename(f)))
+    return aside
+
+
+def _put_back(out_dir, aside):
+    """The replacing run failed: its files go and the replaced run's come
+    back from ``aside``."""
+    for name in os.listdir(aside):
+        target = os.path.join(out_dir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        elif os.path.exists(target):
+            os.unlink(target)
+        os.rename(os.path.join(aside, name), target)
+    os.rmdir(aside)
+
+
+def _recover(out_dir, paths: RunPaths):
+    """A replacing run killed before it saved left the replaced run aside:
+    it comes back (if the replacing run did save, what is aside goes)."""
+    aside = os.path.join(out_dir, ASIDE)
+    if os.path.isdir(aside):
+        if os.path.exists(paths.model):
+            shutil.rmtree(aside)
+        else:
+            _put_back(out_dir, aside)
 
 
 def _clear_stale_frames(folder, after):
@@ -166,7 +202,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         _check_resume(comp, img, settings)
         start = comp.checkpoint.epoch
         folder = os.path.dirname(resume) or "."
-        if _same_file(resume, os.path.join(folder, "model.npz")):  # the folder's history and frames are this model's
+        if _own_run(resume, folder):  # the folder's history and frames are this model's
             earlier_rows = [r for r in read_history(os.path.join(folder, "history.csv")) if r[0] <= start]
             if settings.frames and os.path.isdir(os.path.join(folder, "frames")):
                 earlier_frames = [(e, p) for e, p in read_frames(folder) if e <= start]
@@ -175,14 +211,12 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
-    same_run = bool(resume) and _same_file(resume, paths.model)  # going on in its own folder
     check_outputs(image_path, paths)
-    replaced = [] if same_run else _replace_old_run(out_dir, paths, force, settings, img, image_path, resume)
-    replacing = os.path.exists(paths.model) and not same_run  # (then a failed run leaves that run's records alone)
-    stash = paths.frames + ".replaced" if replacing and os.path.isdir(paths.frames) else None
-    if stash:  # the replaced run's frames, kept aside until this run has saved
-        shutil.rmtree(stash, ignore_errors=True)
-        os.rename(paths.frames, stash)
+    _recover(out_dir, paths)
+    same_run = bool(resume) and os.path.realpath(out_dir) == os.path.realpath(folder) and _own_run(resume, folder)
+    old_files = [] if same_run else _check_replace(out_dir, paths, force, settings, img, resume)
+    keep = {os.path.realpath(p) for p in (image_path, resume) if p}  # this run's inputs stay where they are
+    aside = _set_aside(out_dir, old_files, keep) if old_files else None  # until this run has saved
     prepare_output(out_dir, paths, frames=bool(settings.frames))
     _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
     if on_info:
@@ -219,17 +253,13 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             if frames:
                 write_training_gif(paths.gif, [f for f in frames if f[0] <= comp.checkpoint.epoch])
 
-    def drop_replaced():  # the replaced run's upscale, GIF and frames: its model is gone now
-        for p in replaced:
-            if os.path.isfile(p):
-                os.unlink(p)
-        if stash:
-            shutil.rmtree(stash, ignore_errors=True)
+    def drop_replaced():  # this run has saved: the replaced run goes
+        if aside:
+            shutil.rmtree(aside, ignore_errors=True)
 
-    def restore_replaced():  # this run failed: the replaced run's frames come back
-        if stash and os.path.isdir(stash):
-            shutil.rmtree(paths.frames, ignore_errors=True)
-            os.rename(stash, paths.frames)
+    def restore_replaced():  # this run failed, or stopped before it learned anything: the replaced run comes back
+        if aside and os.path.isdir(aside):
+            _put_back(out_dir, aside)
 
     try:
         with phases("training"):
@@ -238,14 +268,17 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         with phases("rendering"):
             comp.meta["psnr"] = comp.score(img, on_progress)
     except KeyboardInterrupt:
+        if aside and comp.checkpoint.epoch <= (start if resume else 0):
+            restore_replaced()  # nothing learned yet: the replaced run stays as it was
+            raise
         save_all()
         drop_replaced()
         about = comp.describe()
         done = about.get("note") if about.get("finished") else None
         raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs, done) from None
     except TrainingDiverged as e:
-        save_all(paths.last_good, records=not replacing)  # an earlier run's model.npz (and its history, GIF) stay
-        restore_replaced()
+        restore_replaced()  # an earlier run's model.npz, history, frames and GIF stay
+        save_all(paths.last_good, records=not aside)
         raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
     except Exception:
         restore_replaced()
@@ -293,6 +326,15 @@ def check_resume_start(was, flags, config):
         if name in was and want is not None and want != was[name] and not _same_file(want, was[name]):
             raise SpecError(f"--resume goes on with the model's {name} ({was[name]}), not {want}; drop {where}, "
                             f"or train a new model")
+
+
+def _own_run(resume, folder):
+    """Whether ``resume`` is the run of ``folder`` (whose history and frames
+    are its own): the folder's model.npz, or the model_last_good.npz a run
+    that diverged left where there is no model.npz."""
+    model = os.path.join(folder, "model.npz")
+    return _same_file(resume, model) or (not os.path.exists(model) and
+                                         _same_file(resume, os.path.join(folder, "model_last_good.npz")))
 
 
 def _same_file(a, b):
