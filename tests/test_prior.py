@@ -476,3 +476,20 @@ def test_each_builtin_prior_beats_bicubic_on_a_camera_crop(scale):
     up = internal.refine(net, lr, hr.shape, prior.NORM, ensemble=False)
     gain = psnr(up[..., None], hr[..., None], scale) - psnr(base[..., None], hr[..., None], scale)
     assert gain > BUILTIN_MIN_GAIN[scale], gain
+
+
+def test_held_back_names_are_found_whatever_other_folders_are_given(tmp_path):
+    for d in ("x/imgs", "y/imgs"):
+        (tmp_path / d).mkdir(parents=True)
+        for n in ("000.png", "020.png", "025.png"):
+            (tmp_path / d / n).write_bytes(b"")
+    x, y = str(tmp_path / "x" / "imgs"), str(tmp_path / "y" / "imgs")
+    # recorded with x/imgs alone ("imgs/..."), resumed with y/imgs beside it: found (in both, to be safe)
+    held = [prior.held_name(p, [x]) for p in prior.find_images([x])[:1]]
+    assert held == ["imgs/000.png"]
+    val = prior.split(prior.find_images([x, y]), held, None, [x, y])[1]
+    assert sorted(prior.held_name(p, [x, y]) for p in val) == ["x/imgs/000.png", "y/imgs/000.png"]
+    # recorded beside each other ("y/imgs/020.png"), then y/imgs alone (--init on a subset): found, not every 25th
+    said = []
+    val = prior.split(prior.find_images([y]), ["x/imgs/000.png", "y/imgs/020.png"], said.append, [y], own=False)[1]
+    assert [os.path.basename(p) for p in val] == ["020.png"] and "1 of the 2" in said[0]

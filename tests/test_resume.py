@@ -270,3 +270,34 @@ def test_resuming_a_diverged_runs_last_good_model_keeps_its_records(tmp_path, di
     r = run("train", digit, "--resume", out / "model_last_good.npz", *SMALL, "-e", "6", "-q")
     assert r.exit_code == 0, r.output
     assert [int(row["epoch"]) for row in history(out / "history.csv")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_restored_run_has_none_of_the_replacing_runs_records(tmp_path, digit, rgb_image, monkeypatch):
+    out = tmp_path / "r"  # an old run without frames
+    assert run("train", digit, *SMALL[:-2], "--frames", "0", "-e", "3", "-o", out, "-q").exit_code == 0
+    files = lambda: {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = files()
+    interrupt_at(monkeypatch, 1)
+    r = run("train", rgb_image, *SMALL, "-e", "4", "-o", out, "--force")  # draws frames, stopped before epoch 1
+    assert r.exit_code == 130 and "kept as it was" in r.output and files() == before, r.output
+    monkeypatch.undo()
+    # a failure before training starts (an earlier frame that cannot be read, copied from the resumed run)
+    assert run("train", rgb_image, *SMALL, "-e", "3", "-o", tmp_path / "x", "-q").exit_code == 0
+    (tmp_path / "x" / "frames" / "epoch_000002.png").write_bytes(b"junk")
+    r = run("train", "--resume", tmp_path / "x" / "model.npz", *SMALL, "-e", "5", "-o", out, "--force")
+    assert r.exit_code != 0 and files() == before, r.output
+
+
+def test_commands_that_read_a_run_put_back_a_run_a_killed_replacing_run_set_aside(tmp_path, digit):
+    from nncompress.runs import _set_aside
+    out = tmp_path / "r"
+    assert run("train", digit, *SMALL, "-e", "3", "-o", out, "-q").exit_code == 0
+    for cmd in (["info", out / "model.npz"], ["upscale", out, "-s", "2", "-o", tmp_path / "u.png", "-q"],
+                ["animate", out, "-o", tmp_path / "a.gif", "-q"]):
+        _set_aside(str(out), [str(out / n) for n in ("model.npz", "model.checkpoint.npz", "history.csv", "frames")],
+                   set())
+        (out / "frames").mkdir()
+        (out / "frames" / "epoch_000009.png").write_bytes(b"the killed run's")
+        r = run(*cmd)
+        assert r.exit_code == 0 and (out / "model.npz").exists() and not (out / ".replaced-run").exists(), r.output
+        assert not (out / "frames" / "epoch_000009.png").exists()

@@ -39,7 +39,8 @@ def find_images(folders):
     for folder in folders:
         if not os.path.isdir(folder):
             raise UserError(f"'{folder}' is not a folder; give folders of training images")
-        for root, _, files in os.walk(folder):
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # hidden folders (a run's .replaced-run/) are not data
             out += [os.path.join(root, f) for f in files if f.lower().endswith(EXTENSIONS)]
     if not out:
         raise UserError(f"no images found under {', '.join(folders)}")
@@ -89,7 +90,10 @@ def split(paths, held=None, warn=None, folders=(), own=True):
     match by file name, in any folder). ``own``: the prior was trained on
     these folders (a resume): a recorded image that is not found (deleted,
     or in a renamed folder) is not replaced by another, even when none is
-    found (said). Otherwise (--init, --average) a prior none of whose names
+    found (said). A name matches as the end of an image's path, so a
+    folder recorded as ``imgs`` (given alone) or ``x/imgs`` (given beside
+    ``y/imgs``) is found either way; one name may then hold back more than
+    one image, never fewer. Otherwise (--init, --average) a prior none of whose names
     is found was trained on other images, and every VAL_EVERY-th image is
     held back (said)."""
     if held is None:
@@ -98,7 +102,10 @@ def split(paths, held=None, warn=None, folders=(), own=True):
     names = set(held)
     found, val = set(), []
     for p in paths:
-        hit = {n for n in (held_name(p, folders), os.path.basename(p)) if n in names}
+        full = "/" + os.path.abspath(p).replace(os.sep, "/").lstrip("/")
+        # a name's folder part may be shorter or longer than this run's label for the folder (given alone, or beside
+        # another of its name): it matches as the end of the image's path; an old name without one, by file name
+        hit = {n for n in names if full.endswith("/" + n)}
         if hit:
             val.append(p)
             found |= hit

@@ -122,7 +122,7 @@ def _check_replace(out_dir, paths: RunPaths, force, settings: Settings, img, res
         hint = f"go on with it with --resume {paths.model} (-e for more epochs), " if same else ""
         raise SpecError(f"'{out_dir}' already holds a run ({what}); {hint}write this one elsewhere with --out, "
                         f"or replace it with --force")
-    files = [paths.model, path_for(paths.model), paths.history, paths.frames]
+    files = [paths.model, path_for(paths.model), paths.last_good, path_for(paths.last_good), paths.history, paths.frames]
     if old is not None:
         theirs = RunPaths(out_dir, os.path.splitext(old.meta["source"]["name"])[0], old.settings.scale)
         files += [theirs.upscaled, theirs.gif]
@@ -141,9 +141,17 @@ def _set_aside(out_dir, files, keep):
 
 
 def _put_back(out_dir, aside):
-    """The replacing run failed: its files go and the replaced run's come
-    back from ``aside``."""
-    for name in os.listdir(aside):
+    """The replacing run failed: its records (frames, history) go and the
+    replaced run's files come back from ``aside``, its model last, so that
+    a model.npz beside ASIDE always means the put-back (or the replacing
+    run's save) was complete."""
+    for name in ("frames", "history.csv"):  # the replacing run's, whether or not the old run had them
+        target = os.path.join(out_dir, name)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+        elif os.path.exists(target):
+            os.unlink(target)
+    for name in sorted(os.listdir(aside), key=lambda n: n == "model.npz"):
         target = os.path.join(out_dir, name)
         if os.path.isdir(target):
             shutil.rmtree(target)
@@ -153,12 +161,20 @@ def _put_back(out_dir, aside):
     os.rmdir(aside)
 
 
-def _recover(out_dir, paths: RunPaths):
+def recover_for(path):
+    """``recover`` the run folder of ``path`` (a run folder or a file in one)."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    if os.path.isdir(os.path.join(folder, ASIDE)):
+        recover(folder)
+
+
+def recover(out_dir):
     """A replacing run killed before it saved left the replaced run aside:
-    it comes back (if the replacing run did save, what is aside goes)."""
+    it comes back (if the replacing run did save, what is aside goes).
+    Every command that reads a run folder calls this first."""
     aside = os.path.join(out_dir, ASIDE)
     if os.path.isdir(aside):
-        if os.path.exists(paths.model):
+        if os.path.exists(os.path.join(out_dir, "model.npz")):
             shutil.rmtree(aside)
         else:
             _put_back(out_dir, aside)
@@ -191,6 +207,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     phases = Phases()
     earlier_rows, earlier_frames = [], []
     if resume:
+        recover_for(resume)
         comp = Compresser.load(resume, resume=True)
         image_path = recorded_image(comp, image_path)
     with phases("reading"):
@@ -212,22 +229,30 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     check_outputs(image_path, paths)
-    _recover(out_dir, paths)
+    recover(out_dir)
     same_run = bool(resume) and os.path.realpath(out_dir) == os.path.realpath(folder) and _own_run(resume, folder)
     old_files = [] if same_run else _check_replace(out_dir, paths, force, settings, img, resume)
     keep = {os.path.realpath(p) for p in (image_path, resume) if p}  # this run's inputs stay where they are
     aside = _set_aside(out_dir, old_files, keep) if old_files else None  # until this run has saved
-    prepare_output(out_dir, paths, frames=bool(settings.frames))
-    _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
-    if on_info:
-        on_info(comp, paths)
+
+    def restore_replaced():  # this run failed, or stopped before it learned anything: the replaced run comes back
+        if aside and os.path.isdir(aside):
+            _put_back(out_dir, aside)
 
     history, frames = list(earlier_rows), []
-    for e, p in earlier_frames:
-        view = imaging.pil_to_array(Image.open(p))[0]
-        frames.append((e, imaging.array_to_pil(view)))
-        if os.path.realpath(os.path.dirname(p)) != os.path.realpath(paths.frames):
-            imaging.write_png(os.path.join(paths.frames, os.path.basename(p)), frames[-1][1])
+    try:
+        prepare_output(out_dir, paths, frames=bool(settings.frames))
+        _clear_stale_frames(paths.frames, after=start if same_run else -1)  # another run's folder: all its frames go
+        if on_info:
+            on_info(comp, paths)
+        for e, p in earlier_frames:
+            view = imaging.pil_to_array(Image.open(p))[0]
+            frames.append((e, imaging.array_to_pil(view)))
+            if os.path.realpath(os.path.dirname(p)) != os.path.realpath(paths.frames):
+                imaging.write_png(os.path.join(paths.frames, os.path.basename(p)), frames[-1][1])
+    except BaseException:
+        restore_replaced()
+        raise
     timing = dict(comp.meta.get("seconds") or {})
 
     def epoch_cb(done, total, loss, dt, rows):
@@ -257,10 +282,6 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         if aside:
             shutil.rmtree(aside, ignore_errors=True)
 
-    def restore_replaced():  # this run failed, or stopped before it learned anything: the replaced run comes back
-        if aside and os.path.isdir(aside):
-            _put_back(out_dir, aside)
-
     try:
         with phases("training"):
             comp.train(img, settings, on_epoch=epoch_cb, on_frame=frame_cb if settings.frames else None,
@@ -270,6 +291,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     except KeyboardInterrupt:
         if aside and comp.checkpoint.epoch <= (start if resume else 0):
             restore_replaced()  # nothing learned yet: the replaced run stays as it was
+            warnings.warn(f"stopped before the first epoch: the run already in '{out_dir}' is kept as it was")
             raise
         save_all()
         drop_replaced()
