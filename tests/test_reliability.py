@@ -250,7 +250,7 @@ def test_failed_run_leaves_earlier_model_untouched(tmp_path, digit):
             "-q", "-o", out, "--force")
     assert r.exit_code == 1 and "smaller learning rate" in r.output and "Traceback" not in r.output
     assert (out / "model.npz").read_bytes() == before
-    Compresser.load(out / "model_last_good.npz")  # the last good weights, usable
+    Compresser.load(out / "replacement_last_good.npz")  # the last good weights, usable (beside the old run's)
 
 
 def test_unwritable_output_is_reported_before_training(tmp_path, digit):
@@ -435,3 +435,21 @@ def test_resuming_a_renamed_model_never_replaces_the_folders_run(tmp_path, digit
     r = cli("train", "--resume", tmp_path / "s" / "keep.npz", "-e", "6")
     assert r.exit_code == 2 and "already holds a run (a coords model of rgb.png" in r.output, r.output
     assert (tmp_path / "s" / "model.npz").read_bytes() == before
+
+
+def test_a_diverged_runs_folder_is_a_run_too(tmp_path, digit):
+    """A run that diverged leaves model_last_good.npz, its history and
+    frames: a new run is refused there as anywhere a model is, and a forced
+    one that diverges too keeps that file and saves its own beside it."""
+    out = tmp_path / "d"
+    bad = ["-l", "8:relu,out", "--lr", "1e30", "--optimizer", "sgd", "-e", 5, "--frames", 2, "-q"]
+    r = cli("train", digit, *bad, "-o", out)
+    assert r.exit_code == 1 and (out / "model_last_good.npz").exists(), r.output
+    files = lambda: {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = files()
+    line = one_line_error(cli("train", digit, *TINY, "-o", out), match="already holds a run (a coords model")
+    assert "--resume" in line and "model_last_good.npz" in line and files() == before
+    r = cli("train", digit, *bad, "-o", out, "--force")
+    assert r.exit_code == 1 and "replacement_last_good.npz" in r.output, r.output
+    after = files()
+    assert {k: v for k, v in after.items() if "replacement" not in k} == before

@@ -11,6 +11,7 @@ import shlex
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from nncompress import training
@@ -253,8 +254,9 @@ def test_a_replaced_run_comes_back_when_the_replacing_one_stops_early_or_is_kill
     aside = _set_aside(str(out), [str(out / n) for n in ("model.npz", "model.checkpoint.npz", "history.csv", "frames")],
                        set())
     assert not (out / "model.npz").exists() and os.path.isdir(aside)
-    r = run("train", digit, *SMALL, "-e", "6", "-o", out)  # refused: the recovered run is there again
-    assert r.exit_code == 2 and "already holds a run" in r.output and files() == before, r.output
+    held = files()
+    r = run("train", digit, *SMALL, "-e", "6", "-o", out, "--force")  # never guessed at: said, nothing touched
+    assert r.exit_code == 2 and "set aside and did not finish; move them back" in r.output and files() == held, r.output
 
 
 def test_resuming_a_diverged_runs_last_good_model_keeps_its_records(tmp_path, digit, monkeypatch):
@@ -288,16 +290,22 @@ def test_a_restored_run_has_none_of_the_replacing_runs_records(tmp_path, digit, 
     assert r.exit_code != 0 and files() == before, r.output
 
 
-def test_commands_that_read_a_run_put_back_a_run_a_killed_replacing_run_set_aside(tmp_path, digit):
-    from nncompress.runs import _set_aside
+def test_other_commands_never_touch_a_folder_named_like_a_set_aside_run(tmp_path, digit):
+    """.replaced-run is put back only by the run that made it, in that
+    process: a folder of that name elsewhere (a user's, or a live run's) is
+    left alone by upscale, info and animate."""
     out = tmp_path / "r"
     assert run("train", digit, *SMALL, "-e", "3", "-o", out, "-q").exit_code == 0
-    for cmd in (["info", out / "model.npz"], ["upscale", out, "-s", "2", "-o", tmp_path / "u.png", "-q"],
+    (out / ".replaced-run").mkdir()
+    (out / ".replaced-run" / "notes.txt").write_text("mine")
+    files = lambda: {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = files()
+    for cmd in (["info", out], ["upscale", out, "-s", "2", "-o", tmp_path / "u.png", "-q"],
                 ["animate", out, "-o", tmp_path / "a.gif", "-q"]):
-        _set_aside(str(out), [str(out / n) for n in ("model.npz", "model.checkpoint.npz", "history.csv", "frames")],
-                   set())
-        (out / "frames").mkdir()
-        (out / "frames" / "epoch_000009.png").write_bytes(b"the killed run's")
-        r = run(*cmd)
-        assert r.exit_code == 0 and (out / "model.npz").exists() and not (out / ".replaced-run").exists(), r.output
-        assert not (out / "frames" / "epoch_000009.png").exists()
+        assert run(*cmd).exit_code == 0 and files() == before
+    photos = tmp_path / "photos"
+    (photos / ".replaced-run").mkdir(parents=True)
+    Image.open(digit).save(photos / "a.png")
+    (photos / "history.csv").write_text("a user's")
+    assert run("upscale", photos, "-r", "--skip-existing", "-s", "2", "--preset", "fast", "-q").exit_code == 0
+    assert (photos / "history.csv").read_text() == "a user's" and (photos / ".replaced-run").is_dir()

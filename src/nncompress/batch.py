@@ -158,10 +158,6 @@ def plan(req: Request) -> list:
     req.validate()
     if req.output == "-":
         raise BatchError("-o -: writing to standard output is not supported; give a file or a folder")
-    from .runs import recover_for
-    for p in req.inputs:  # a replacing run that was killed: its folder's run comes back first
-        if p.lower().endswith(".npz") or os.path.isdir(p):
-            recover_for(p)
     kinds = [(p, classify(p)) for p in req.inputs]
     if req.input_image and any(k != "model" for _, k in kinds):
         raise BatchError("--input applies to model inputs only; give images as INPUT")

@@ -305,10 +305,6 @@ def animate(
     from .errors import SpecError
 
     with errors():
-        from .runs import recover_for
-        for d in run_dirs:  # a replacing run that was killed: its folder's run comes back first
-            if os.path.isdir(d):
-                recover_for(d)
         if not (math.isfinite(fps) and 0 < fps <= 100):
             raise SpecError(f"--fps must be between 0 and 100, got {fps}")
         if not 8 <= size <= 4096:
@@ -446,9 +442,6 @@ def info(
     from .spec import network_text
 
     with errors():
-        from .runs import recover_for
-        if os.path.exists(model) or os.path.isdir(os.path.dirname(model) or "."):
-            recover_for(model)  # a replacing run that was killed: its folder's run comes back first
         if os.path.isfile(os.path.join(model, "model.npz")):
             model = os.path.join(model, "model.npz")
         from .modelfile import load as load_model

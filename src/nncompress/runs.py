@@ -107,11 +107,12 @@ def _check_replace(out_dir, paths: RunPaths, force, settings: Settings, img, res
     """A new run into a folder that holds another run's model: refused
     (the user's work), unless ``force``. Returns that run's files (model,
     checkpoint, history, frames, its upscale and GIF), for ``_set_aside``."""
-    if not os.path.exists(paths.model):
+    held = paths.model if os.path.exists(paths.model) else paths.last_good if os.path.exists(paths.last_good) else None
+    if held is None:
         return []
-    what, old = "a model.npz", None
+    what, old = f"a {os.path.basename(held)}", None
     try:
-        old = Compresser.load(paths.model)
+        old = Compresser.load(held)
         what = f"a {old.mode} model of {old.meta['source']['name']}, {old.checkpoint.epoch} epochs"
     except Exception:  # unreadable: still the user's file
         pass
@@ -119,7 +120,7 @@ def _check_replace(out_dir, paths: RunPaths, force, settings: Settings, img, res
         src = old.meta["source"] if old is not None else {}
         same = (old is not None and old.mode == settings.mode and not resume
                 and (src.get("height"), src.get("width"), src.get("channels")) == img.shape)  # it could go on
-        hint = f"go on with it with --resume {paths.model} (-e for more epochs), " if same else ""
+        hint = f"go on with it with --resume {held} (-e for more epochs), " if same else ""
         raise SpecError(f"'{out_dir}' already holds a run ({what}); {hint}write this one elsewhere with --out, "
                         f"or replace it with --force")
     files = [paths.model, path_for(paths.model), paths.last_good, path_for(paths.last_good), paths.history, paths.frames]
@@ -141,10 +142,9 @@ def _set_aside(out_dir, files, keep):
 
 
 def _put_back(out_dir, aside):
-    """The replacing run failed: its records (frames, history) go and the
-    replaced run's files come back from ``aside``, its model last, so that
-    a model.npz beside ASIDE always means the put-back (or the replacing
-    run's save) was complete."""
+    """The replacing run failed (in this process): its records (frames,
+    history) go and the replaced run's files come back from ``aside``, its
+    model last."""
     for name in ("frames", "history.csv"):  # the replacing run's, whether or not the old run had them
         target = os.path.join(out_dir, name)
         if os.path.isdir(target):
@@ -159,25 +159,6 @@ def _put_back(out_dir, aside):
             os.unlink(target)
         os.rename(os.path.join(aside, name), target)
     os.rmdir(aside)
-
-
-def recover_for(path):
-    """``recover`` the run folder of ``path`` (a run folder or a file in one)."""
-    folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
-    if os.path.isdir(os.path.join(folder, ASIDE)):
-        recover(folder)
-
-
-def recover(out_dir):
-    """A replacing run killed before it saved left the replaced run aside:
-    it comes back (if the replacing run did save, what is aside goes).
-    Every command that reads a run folder calls this first."""
-    aside = os.path.join(out_dir, ASIDE)
-    if os.path.isdir(aside):
-        if os.path.exists(os.path.join(out_dir, "model.npz")):
-            shutil.rmtree(aside)
-        else:
-            _put_back(out_dir, aside)
 
 
 def _clear_stale_frames(folder, after):
@@ -207,7 +188,6 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     phases = Phases()
     earlier_rows, earlier_frames = [], []
     if resume:
-        recover_for(resume)
         comp = Compresser.load(resume, resume=True)
         image_path = recorded_image(comp, image_path)
     with phases("reading"):
@@ -229,7 +209,10 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     check_outputs(image_path, paths)
-    recover(out_dir)
+    left = os.path.join(out_dir, ASIDE)
+    if os.path.exists(left):  # never guessed at: it may be a live run's, or the user's own
+        raise SpecError(f"'{left}' holds the files of a run that a replacing run (--force) set aside and did not "
+                        f"finish; move them back into '{out_dir}' (or delete that folder), then run again")
     same_run = bool(resume) and os.path.realpath(out_dir) == os.path.realpath(folder) and _own_run(resume, folder)
     old_files = [] if same_run else _check_replace(out_dir, paths, force, settings, img, resume)
     keep = {os.path.realpath(p) for p in (image_path, resume) if p}  # this run's inputs stay where they are
@@ -299,9 +282,10 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         done = about.get("note") if about.get("finished") else None
         raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs, done) from None
     except TrainingDiverged as e:
-        restore_replaced()  # an earlier run's model.npz, history, frames and GIF stay
-        save_all(paths.last_good, records=not aside)
-        raise TrainingDiverged(f"{e} Saved them to {paths.last_good}") from None
+        restore_replaced()  # the replaced run's files (its model_last_good.npz too) stay as they were
+        kept = os.path.join(out_dir, "replacement_last_good.npz") if aside else paths.last_good
+        save_all(kept, records=not aside)
+        raise TrainingDiverged(f"{e} Saved them to {kept}") from None
     except Exception:
         restore_replaced()
         raise
