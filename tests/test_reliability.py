@@ -415,6 +415,10 @@ def test_force_never_deletes_its_own_input_and_a_failed_one_keeps_the_old_frames
     assert cli("train", d / "a.png", *TINY, "-o", d).exit_code == 0  # writes d/a_x4.png
     r = cli("train", d / "a_x4.png", *TINY, "--scale", "1", "-o", d, "--force")  # trains on the old run's upscale
     assert r.exit_code == 0 and (d / "a_x4.png").exists(), r.output
+    (d / "frames" / "mine").mkdir(parents=True)  # an input anywhere below the frames folder a run replaces
+    shutil.copy(digit, d / "frames" / "mine" / "b.png")
+    one_line_error(cli("train", d / "frames" / "mine" / "b.png", *TINY, "-o", d, "--force"), match="frames folder")
+    assert (d / "frames" / "mine" / "b.png").exists()
     # a replacing run that fails: the old run's frames come back with its model, history and GIF
     g = tmp_path / "g"
     assert cli("train", digit, "-l", "8:relu,out:sigmoid", "-e", "4", "--frames", "4", "-q", "-o", g).exit_code == 0

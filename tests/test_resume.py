@@ -272,6 +272,17 @@ def test_resuming_a_diverged_runs_last_good_model_keeps_its_records(tmp_path, di
     r = run("train", digit, "--resume", out / "model_last_good.npz", *SMALL, "-e", "6", "-q")
     assert r.exit_code == 0, r.output
     assert [int(row["epoch"]) for row in history(out / "history.csv")] == [1, 2, 3, 4, 5, 6]
+    # a resumed run that diverges beside its model.npz: its model_last_good.npz goes on in place too
+    interrupt_at(monkeypatch, 1)
+    out2 = tmp_path / "e"
+    assert run("train", digit, *SMALL, "-e", "8", "-o", out2).exit_code == 130  # model.npz at epoch 0
+    monkeypatch.undo()
+    monkeypatch.setattr(training, "run_epochs", nan_at_3)
+    assert run("train", "--resume", out2 / "model.npz", *SMALL, "-e", "8").exit_code == 1
+    monkeypatch.undo()
+    r = run("train", digit, "--resume", out2 / "model_last_good.npz", *SMALL, "-e", "8", "-q")
+    assert r.exit_code == 0, r.output
+    assert [int(row["epoch"]) for row in history(out2 / "history.csv")] == list(range(1, 9))
 
 
 def test_a_restored_run_has_none_of_the_replacing_runs_records(tmp_path, digit, rgb_image, monkeypatch):

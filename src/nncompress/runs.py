@@ -82,7 +82,7 @@ def check_outputs(image_path, paths: RunPaths):
     for p in (paths.model, paths.upscaled, paths.gif, paths.history):
         if os.path.realpath(p) == src:
             raise SpecError(f"the output '{p}' would overwrite the input image; choose another --out")
-    if os.path.dirname(src) == os.path.realpath(paths.frames):
+    if src.startswith(os.path.realpath(paths.frames) + os.sep):
         raise SpecError(f"the input image is in the output's frames folder '{paths.frames}', whose frames a new run "
                         f"replaces; choose another --out")
 
@@ -212,7 +212,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     left = os.path.join(out_dir, ASIDE)
     if os.path.exists(left):  # never guessed at: it may be a live run's, or the user's own
         raise SpecError(f"'{left}' holds the files of a run that a replacing run (--force) set aside and did not "
-                        f"finish; move them back into '{out_dir}' (or delete that folder), then run again")
+                        f"finish; move them back into '{out_dir}' (or, if its model.npz is the replacing run's, "
+                        f"delete that folder), then run again")
     same_run = bool(resume) and os.path.realpath(out_dir) == os.path.realpath(folder) and _own_run(resume, folder)
     old_files = [] if same_run else _check_replace(out_dir, paths, force, settings, img, resume)
     keep = {os.path.realpath(p) for p in (image_path, resume) if p}  # this run's inputs stay where they are
@@ -336,11 +337,10 @@ def check_resume_start(was, flags, config):
 
 def _own_run(resume, folder):
     """Whether ``resume`` is the run of ``folder`` (whose history and frames
-    are its own): the folder's model.npz, or the model_last_good.npz a run
-    that diverged left where there is no model.npz."""
-    model = os.path.join(folder, "model.npz")
-    return _same_file(resume, model) or (not os.path.exists(model) and
-                                         _same_file(resume, os.path.join(folder, "model_last_good.npz")))
+    are its own): the folder's model.npz, or the model_last_good.npz its
+    run left when it diverged (a replacing run that diverges writes
+    replacement_last_good.npz instead)."""
+    return _same_file(resume, os.path.join(folder, "model.npz")) or _same_file(resume, os.path.join(folder, "model_last_good.npz"))
 
 
 def _same_file(a, b):
