@@ -320,3 +320,16 @@ def test_other_commands_never_touch_a_folder_named_like_a_set_aside_run(tmp_path
     (photos / "history.csv").write_text("a user's")
     assert run("upscale", photos, "-r", "--skip-existing", "-s", "2", "--preset", "fast", "-q").exit_code == 0
     assert (photos / "history.csv").read_text() == "a user's" and (photos / ".replaced-run").is_dir()
+
+
+def test_a_replacing_run_that_cannot_save_says_where_the_old_run_is(tmp_path, digit, monkeypatch):
+    from nncompress import runs
+    out = tmp_path / "r"
+    assert run("train", digit, *SMALL, "-e", "3", "-o", out, "-q").exit_code == 0
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(runs, "write_training_gif", full)
+    r = run("train", digit, *SMALL, "-e", "3", "--seed", "9", "-o", out, "--force")
+    assert r.exit_code == 1 and "the run it replaces is kept in" in r.output, r.output
+    assert (out / ".replaced-run" / "model.npz").exists()

@@ -262,6 +262,14 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             if frames:
                 write_training_gif(paths.gif, [f for f in frames if f[0] <= comp.checkpoint.epoch])
 
+    def save_replacing():  # save_all, saying where the replaced run is if the save fails part way
+        try:
+            save_all()
+        except BaseException:
+            if aside and os.path.isdir(aside):
+                warnings.warn(f"this run was not saved whole; the run it replaces is kept in '{aside}'")
+            raise
+
     def drop_replaced():  # this run has saved: the replaced run goes
         if aside:
             shutil.rmtree(aside, ignore_errors=True)
@@ -277,7 +285,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             restore_replaced()  # nothing learned yet: the replaced run stays as it was
             warnings.warn(f"stopped before the first epoch: the run already in '{out_dir}' is kept as it was")
             raise
-        save_all()
+        save_replacing()
         drop_replaced()
         about = comp.describe()
         done = about.get("note") if about.get("finished") else None
@@ -290,7 +298,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     except Exception:
         restore_replaced()
         raise
-    save_all()
+    save_replacing()
     drop_replaced()
     warn_if_useless(comp, img, settings)
     if upscale_output:
