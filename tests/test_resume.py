@@ -318,7 +318,8 @@ def test_other_commands_never_touch_a_folder_named_like_a_set_aside_run(tmp_path
     (photos / ".replaced-run").mkdir(parents=True)
     Image.open(digit).save(photos / "a.png")
     (photos / "history.csv").write_text("a user's")
-    assert run("upscale", photos, "-r", "--skip-existing", "-s", "2", "--preset", "fast", "-q").exit_code == 0
+    assert run("upscale", photos, "-r", "--skip-existing", "-s", "2", "--preset", "fast", "-q",
+               "-o", tmp_path / "photos_x2").exit_code == 0
     assert (photos / "history.csv").read_text() == "a user's" and (photos / ".replaced-run").is_dir()
 
 
