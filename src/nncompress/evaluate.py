@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from . import imaging
+from . import imaging, internal
 from .compresser import Compresser
 from .errors import ImageError
 from .metrics import psnr, ssim
@@ -23,10 +23,8 @@ METHODS = ("patch", "prior", "coords", "bicubic", "lanczos", "nearest")
 
 def degrade(hr, scale):
     """HR (cropped to a multiple of scale) and its 8-bit LR."""
-    h, w = hr.shape[:2]
-    hr = hr[: h - h % scale, : w - w % scale]
-    lr = np.round(np.clip(imresize(hr, 1.0 / scale), 0, 1) * 255) / 255
-    return hr, lr.astype(np.float32)
+    hr, lr = internal.shrink_pair(hr, scale)
+    return hr, (np.round(np.clip(lr, 0, 1) * 255) / 255).astype(np.float32)
 
 
 def _pillow(lr, size, method):

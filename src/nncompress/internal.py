@@ -184,9 +184,7 @@ def holdout(channels, share=0.2):
 def holdout_pairs(strips, scale):
     """[(shrink, strip)]: each of ``strips`` cut to a whole number of
     low-resolution pixels, and its 1/scale shrink."""
-    S = int(scale)
-    hrs = [s[:s.shape[0] - s.shape[0] % S, :s.shape[1] - s.shape[1] % S] for s in strips]
-    return [(imresize(hr, 1.0 / S), hr) for hr in hrs]
+    return [(lr, hr) for hr, lr in (shrink_pair(s, int(scale)) for s in strips)]
 
 
 def holdout_error(net, pairs, norm):

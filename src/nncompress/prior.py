@@ -86,19 +86,18 @@ def split(paths, held=None, warn=None, folders=(), own=True):
     VAL_MAX). A run that goes on from a prior holds back the images the
     prior recorded (``held``, see ``held_name``), wherever they now fall in
     the list, so that an image added or removed since cannot move one it
-    trained on into validation (names recorded without a folder, before,
-    match by file name, in any folder). ``own``: the prior was trained on
-    these folders (a resume): a recorded image that is not found (deleted,
-    or in a renamed folder) is not replaced by another, even when none is
-    found (said). A name matches as the end of an image's path, so a
-    folder recorded as ``imgs`` (given alone) or ``x/imgs`` (given beside
-    ``y/imgs``) is found either way; one name may then hold back more than
-    one image, never fewer. Otherwise (--init, --average) a prior none of whose names
-    is found was trained on other images, and every VAL_EVERY-th image is
-    held back (said)."""
+    trained on into validation. A name matches as the end of an image's
+    path, so a folder recorded as ``imgs`` (given alone) or ``x/imgs``
+    (given beside ``y/imgs``) is found either way, and names recorded
+    without a folder, before, match by file name; one name may then hold
+    back more than one image, never fewer. ``own``: the prior was trained
+    on these folders (a resume): a recorded image that is not found
+    (deleted, or in a renamed folder) is not replaced by another, even when
+    none is found (said). Otherwise (--init, --average) a prior none of
+    whose names is found was trained on other images, and every
+    VAL_EVERY-th image is held back (said)."""
     if held is None:
-        val = paths[::VAL_EVERY][:VAL_MAX]
-        return [p for p in paths if p not in set(val)], val
+        return _without(paths, paths[::VAL_EVERY][:VAL_MAX])
     names = set(held)
     found, val = set(), []
     for p in paths:
@@ -120,6 +119,11 @@ def split(paths, held=None, warn=None, folders=(), own=True):
         warn(f"{len(names) - len(found)} of the {len(names)} images the prior held back are not in the folders "
              f"(deleted, or in a renamed folder); validation uses the other {len(found)}"
              + ("" if val else ", so there is none"))
+    return _without(paths, val)
+
+
+def _without(paths, val):
+    """(``paths`` less ``val``, ``val``)."""
     chosen = set(val)
     return [p for p in paths if p not in chosen], val
 

@@ -145,19 +145,17 @@ def _put_back(out_dir, aside):
     """The replacing run failed (in this process): its records (frames,
     history) go and the replaced run's files come back from ``aside``, its
     model last."""
+    def remove(path):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.unlink(path)
+
     for name in ("frames", "history.csv"):  # the replacing run's, whether or not the old run had them
-        target = os.path.join(out_dir, name)
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        elif os.path.exists(target):
-            os.unlink(target)
+        remove(os.path.join(out_dir, name))
     for name in sorted(os.listdir(aside), key=lambda n: n == "model.npz"):
-        target = os.path.join(out_dir, name)
-        if os.path.isdir(target):
-            shutil.rmtree(target)
-        elif os.path.exists(target):
-            os.unlink(target)
-        os.rename(os.path.join(aside, name), target)
+        remove(os.path.join(out_dir, name))
+        os.rename(os.path.join(aside, name), os.path.join(out_dir, name))
     os.rmdir(aside)
 
 
