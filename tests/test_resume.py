@@ -195,17 +195,19 @@ def test_a_model_outlives_the_prior_file_it_started_from(tmp_path, rgb_image):
     assert r.exit_code == 0 and (tmp_path / "up.png").exists(), r.output
     r = run("info", model)
     assert r.exit_code == 0 and "mine.npz" in r.output, r.output
+    # the model loads for a resume (a fast run is the prior alone, which a resume takes no further)
+    finished = "the model is finished (the prior alone): --resume trains no further"
     r = run("train", rgb_image, "--resume", model, "--epochs", "2", "-q")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2 and finished in r.output, r.output
     r = run("train", rgb_image, "--resume", model, "--epochs", "3", "--prior", "builtin", "-q")
     assert r.exit_code == 2 and "the model's prior" in r.output and "drop --prior" in r.output, r.output
     (tmp_path / "moved.npz").rename(mine)  # the same file named another way is the same prior
     r = run("train", rgb_image, "--resume", model, "--epochs", "3", "--prior", f"{tmp_path}/./{mine.name}", "-q")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2 and finished in r.output, r.output
     # a config with --resume goes over the model's settings, not instead of them (its prior, its mode)
     (tmp_path / "more.yaml").write_text("epochs: 4\n")
     r = run("train", rgb_image, "--resume", model, "-c", tmp_path / "more.yaml", "-q")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 2 and finished in r.output, r.output
 
 
 def test_a_coords_model_records_only_coords_settings(tmp_path, digit):
@@ -334,3 +336,23 @@ def test_a_replacing_run_that_cannot_save_says_where_the_old_run_is(tmp_path, di
     r = run("train", digit, *SMALL, "-e", "3", "--seed", "9", "-o", out, "--force")
     assert r.exit_code == 1 and "the run it replaces is kept in" in r.output, r.output
     assert (out / ".replaced-run" / "model.npz").exists()
+
+
+def test_a_resume_refuses_what_it_would_only_record(tmp_path, rgb_image):
+    """A resume trains the model's network with the model's budget: a
+    config's layers or another preset would have been recorded in the
+    model without being used, and a model with nothing left to train (the
+    prior alone) was 'resumed' to the same weights. Each is refused, saying
+    what to do instead."""
+    prior_run = ["--mode", "patch", "--scale", "2", "--preset", "fast", "--frames", "0", "-q"]
+    assert run("train", rgb_image, *prior_run, "-o", tmp_path / "p").exit_code == 0
+    (tmp_path / "net.yaml").write_text("layers: conv3:16:relu,conv3:out\n")
+    r = run("train", rgb_image, "--resume", tmp_path / "p" / "model.npz", "-c", tmp_path / "net.yaml", "-e", "5", "-q")
+    assert r.exit_code == 2 and "the model's own network (the prior's), not conv3:16:relu,conv3:out" in r.output, r.output
+    r = run("train", rgb_image, "--resume", tmp_path / "p" / "model.npz", "-e", "5", "-q")
+    assert r.exit_code == 2 and "trains no further" in r.output and "--preset best" in r.output, r.output
+    assert run("train", rgb_image, *PATCH, "-e", "2", "-o", tmp_path / "n", "-q").exit_code == 0
+    r = run("train", rgb_image, "--resume", tmp_path / "n" / "model.npz", "--preset", "best", "-e", "4", "-q")
+    assert r.exit_code == 2 and "the model's preset (balanced), not best" in r.output, r.output
+    r = run("train", rgb_image, "--resume", tmp_path / "n" / "model.npz", "-e", "4", "-q")
+    assert r.exit_code == 0, r.output

@@ -466,8 +466,8 @@ def describe(settings, state):
            "start": ("the built-in prior" if settings.prior == "builtin" else
                      "nothing (learned from the image alone)" if settings.prior == "none" else settings.prior)}
     step = state.train_scale or settings.scale
-    if state.kept_epoch is not None:
-        out["finished"] = True  # a fine-tune checked on a held-out strip: --resume trains no further
+    if state.kept_epoch is not None or state.finetune == 0:
+        out["finished"] = True  # a fine-tune checked on a held-out strip, or the prior alone: --resume trains no further
     if state.kept_epoch:
         out["note"] = (f"fine-tuned: kept epoch {state.kept_epoch:.0f}, the one that rebuilt a held-out strip of "
                        f"the image best")

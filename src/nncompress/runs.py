@@ -377,10 +377,15 @@ def _check_resume(comp, img, settings):
     if comp.mode != settings.mode:
         raise SpecError(f"--resume model is a {comp.mode} model; drop --mode or use --mode {comp.mode}")
     was = comp.settings
-    if was.prior == "none" and settings.layers != was.layers:  # (a prior's run: the prior's network, not the layers)
-        raise SpecError(f"--resume goes on with the model's own network ({was.layers}), not {settings.layers}; "
+    if settings.layers != was.layers:
+        own = was.layers if was.prior == "none" else "the prior's"
+        raise SpecError(f"--resume goes on with the model's own network ({own}), not {settings.layers}; "
                         f"drop --layers (or the config's layers), or train a new model without --resume")
-    for name in ("seed", "optimizer", "prior"):
+    about = comp.describe()
+    if about.get("finished"):  # (the prior alone, or a fine-tune that a held-out strip ended): nothing to go on with
+        raise SpecError(f"the model is finished ({about['note']}): --resume trains no further; for more, train a "
+                        f"new run (--preset best, or --prior none to learn from the image alone)")
+    for name in ("seed", "optimizer", "prior", "preset"):
         if getattr(settings, name) != getattr(was, name) and not _same_file(getattr(settings, name), getattr(was, name)):
             raise SpecError(f"--resume goes on with the model's {name} ({getattr(was, name)}), not "
                             f"{getattr(settings, name)}; drop --{name} (or the config's {name}), or train a new model")
