@@ -253,19 +253,22 @@ def test_save_model_only_when_asked(tmp_path, tiny):
     (tmp_path / "keep" / "in_x2.npz").mkdir()  # a folder where --save-model's model goes
     r = run("upscale", "in.png", "--scale", 2, "--save-model", "-o", "keep", *tiny)
     assert r.exit_code == 2 and "a folder 'keep/in_x2.npz' is where --save-model keeps" in r.output, r.output
-    # a model's output, named only when it runs, never lands on another input or output of the call
+    # a model's output, named from its record before any work, never lands on another input or output of the call
     (tmp_path / "ov").mkdir()
     Image.fromarray(picture(20, 10, seed=5)).save(tmp_path / "ov" / "in_80x64.png")
     mine = (tmp_path / "ov" / "in_80x64.png").read_bytes()
     r = run("upscale", "in_x2.npz", "ov/in_80x64.png", "--scale", 2, "-o", "ov", *tiny)
-    assert r.exit_code == 1 and "which is another input or output of this call" in r.output, r.output
-    assert (tmp_path / "ov" / "in_80x64.png").read_bytes() == mine
+    assert r.exit_code == 2 and "would be written to 'ov/in_80x64.png', which is an input" in r.output, r.output
+    assert (tmp_path / "ov" / "in_80x64.png").read_bytes() == mine and len(list((tmp_path / "ov").iterdir())) == 1
     r = run("upscale", "in_x2.npz", "in_x2.npz.d/../in_x2.npz", "--scale", 2, "-o", "ov2", "-q")
     assert r.exit_code == 2 and "give each input once" in r.output, r.output
     import shutil
     shutil.copy(tmp_path / "in_x2.npz", tmp_path / "twin.npz")  # two models of one image: one output name
     r = run("upscale", "in_x2.npz", "twin.npz", "--scale", 2, "-o", "ov3", "-q")
-    assert r.exit_code == 1 and "which is another input or output of this call" in r.output, r.output
+    assert r.exit_code == 2 and "'in_x2.npz' and 'twin.npz' would both be written to 'ov3/in_80x64.png'" in r.output
+    assert not (tmp_path / "ov3").exists()  # refused before the first one was written
+    r = run("upscale", "in_x2.npz", "twin.npz", "-i", "in.png", "--scale", 2, "-o", "ov4", "-q")  # and with --input
+    assert r.exit_code == 2 and "would both be written to 'ov4/in_80x64.png'" in r.output and not (tmp_path / "ov4").exists()
     (tmp_path / "in_80x64.png").mkdir()  # a folder where a model's default output goes
     for more in ([], ["--skip-existing"]):
         r = run("upscale", "in_x2.npz", "--scale", 2, *more)
@@ -484,3 +487,26 @@ def test_a_locked_folder_or_a_folder_on_the_output_is_refused_before_any_work(tm
     assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
     r = run("evaluate", "a.png", "--methods", "bicubic", "-s", 2, "--save", "ro/ups")  # a folder to be made
     assert r.exit_code == 2 and "no permission to write in 'ro'" in r.output, r.output
+
+
+def test_an_upscale_never_lands_on_another_input_of_the_call(tmp_path, tiny):
+    """``upscale a.png a_x2.png`` wrote a.png's upscale over the user's
+    a_x2.png, then upscaled that: refused now, before any work."""
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    Image.fromarray(picture(seed=7)).save(tmp_path / "a_x2.png")
+    mine = (tmp_path / "a_x2.png").read_bytes()
+    r = run("upscale", "a.png", "a_x2.png", "--scale", 2, *tiny)
+    assert r.exit_code == 2 and "'a.png' would be written to 'a_x2.png', which is an input of this call" in r.output
+    assert (tmp_path / "a_x2.png").read_bytes() == mine and not (tmp_path / "a_x2_x2.png").exists()
+
+
+def test_a_models_output_size_from_its_header_is_upright(tmp_path):
+    """The name of a model's upscale of --input is made before the pixels
+    are read, from the header: an EXIF-rotated photo's upright size."""
+    im = Image.fromarray(picture(40, 32))
+    exif = im.getexif()
+    exif[0x0112] = 6  # shown turned a quarter: 32x40 upright
+    im.save(tmp_path / "turned.jpg", exif=exif)
+    assert imagefile.size_of(tmp_path / "turned.jpg") == (40, 32)
+    assert imagefile.load(tmp_path / "turned.jpg").pixels.shape[:2] == (40, 32)
+    assert imagefile.size_of(tmp_path / "missing.jpg") is None

@@ -14,6 +14,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import imagefile, upscaler
 from .atomic import check_file_target, check_folder_target
 from .errors import UserError
@@ -197,7 +199,7 @@ def plan(req: Request) -> list:
         elif kind == "model":
             model = os.path.join(path, "model.npz") if os.path.isdir(path) else path
             fmt = imagefile.format_of_suffix(out) if out_is_file else (req.format if req.format != "same" else "png")
-            jobs.append(Job("model", model, out if out_is_file else None, model, fmt))
+            jobs.append(Job("model", model, out if out_is_file else _peek_target(req, model, fmt), model, fmt))
         else:
             fmt = imagefile.format_of_suffix(out) if out_is_file else _format_for(req, path)
             stem, ext = os.path.splitext(os.path.basename(path))
@@ -205,8 +207,33 @@ def plan(req: Request) -> list:
             jobs.append(Job("image", path, target, os.path.basename(path), fmt))
     if not jobs:
         raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"], skip))
-    _check_targets(jobs, req.save_model)
+    _check_targets(jobs, req.save_model, req.input_image)
     return jobs
+
+
+def _model_target(req, model, source, size, fmt):
+    """A model's default output: ``STEM_WxH`` beside the model (or in -o's
+    folder), STEM the image it upscales (--input's, else its training
+    image's), ``size`` the output's (h, w)."""
+    stem = os.path.splitext(os.path.basename(req.input_image or source["name"]))[0]
+    folder = req.output or os.path.dirname(model)  # as the user gave it: relative stays relative
+    return os.path.join(folder, f"{stem}_{size[1]}x{size[0]}{imagefile.EXTENSION[fmt]}")
+
+
+def _peek_target(req, model, fmt):
+    """A model's default output, named before any work from the model's
+    record (and --input's header), so that it is checked with every other
+    output of the call; None when the file cannot be read that far (its
+    turn then says why)."""
+    import json
+    try:
+        with np.load(model, allow_pickle=False) as z:
+            source = json.loads(str(z["meta"]))["source"]
+        hw = imagefile.size_of(req.input_image) if req.input_image else (source["height"], source["width"])
+        size = upscaler.output_size(*hw, req.scale, req.width, req.height)
+        return _model_target(req, model, source, size, fmt)
+    except Exception:  # anything wrong with the file is reported by its load, at its turn
+        return None
 
 
 def _not_written(fmt):
@@ -230,7 +257,7 @@ def model_path(target):
     return os.path.splitext(target)[0] + ".npz"
 
 
-def _check_targets(jobs, save_model=False):
+def _check_targets(jobs, save_model=False, input_image=None):
     sources = {}
     for j in jobs:  # a model given as its run folder and as its model.npz, or a file given twice
         src = os.path.realpath(j.source)
@@ -246,6 +273,9 @@ def _check_targets(jobs, save_model=False):
         t = os.path.realpath(j.target)
         if t == os.path.realpath(j.source):
             raise BatchError(f"the output '{j.target}' would overwrite its input; choose another -o")
+        if t in sources or (input_image and t == os.path.realpath(input_image)):
+            raise BatchError(f"the upscale of '{j.source}' would be written to '{j.target}', which is an input of "
+                             f"this call; choose another -o")
         _check_target(j)
         if t in seen:
             raise BatchError(f"'{seen[t]}' and '{j.source}' would both be written to '{j.target}'; "
@@ -349,10 +379,8 @@ def _model_job(req, job, on_step, taken=None):
         image, icc, exif = pic.pixels, pic.icc, pic.exif
     h, w = comp.output_size(req.scale, req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
-    if job.target is None:
-        stem = os.path.splitext(os.path.basename(req.input_image or comp.meta["source"]["name"]))[0]
-        folder = req.output or os.path.dirname(job.source)  # as the user gave it: relative stays relative
-        job.target = os.path.join(folder, f"{stem}_{w}x{h}{imagefile.EXTENSION[job.format]}")
+    if job.target is None:  # (a model file plan could not read: it fails on load, above, unless it was replaced since)
+        job.target = _model_target(req, job.source, comp.meta["source"], (h, w), job.format)
         _check_target(job)  # named only now: checked only now, still before the work
         taken = set() if taken is None else taken
         if os.path.realpath(job.target) in taken:

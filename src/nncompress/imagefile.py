@@ -86,6 +86,18 @@ def load(path):
     return Picture(pixels, bits, fmt, icc, exif)
 
 
+def size_of(path):
+    """(h, w) of an image file as ``load`` turns it upright, from its header
+    (no pixels read); None when the file cannot be opened (``load`` says why)."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            turned = im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
+    except OSError:
+        return None
+    return (w, h) if turned else (h, w)
+
+
 def _transpose_array(a, orientation):
     """Apply an EXIF orientation (1..8) to an (H, W, C) array."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
