@@ -63,6 +63,11 @@ def test_choose_init_is_a_pure_function_of_the_layers():
     layers = [Input(2), Connected(8), Activation("sine", 7.0), Connected(8), Activation("relu"), Connected(1)]
     assert [choose_init(layers, i) for i in range(len(layers))] == [
         None, Init("siren_first", 7.0), None, Init("he"), None, Init("xavier")]
+    # SIREN's last layer: linear after a sine takes the SIREN rule with that sine's w0 (xavier: 30x too wide)
+    siren = [Input(2), Connected(8), Activation("sine", 7.0), Connected(8), Activation("sine", 12.0), Connected(1)]
+    assert [choose_init(siren, i) for i in (1, 3, 5)] == [Init("siren_first", 7.0), Init("siren", 12.0), Init("siren", 12.0)]
+    out_act = siren + [Activation("sigmoid")]  # an output activation keeps its own rule
+    assert choose_init(out_act, 5) == Init("xavier")
     assert all(l.init is None for l in layers if isinstance(l, Connected))  # untouched
 
 

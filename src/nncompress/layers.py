@@ -74,9 +74,10 @@ class Connected(Layer):
     """Y = X W + b, W (in, units), b (units,).
 
     init: "he" (relu family), "xavier" (sigmoid, tanh, linear), "siren"
-    (sine after a hidden layer: U(+-sqrt(6/in)/w0)), "siren_first" (sine
-    after the first layer: U(+-1/in)). None lets the network choose from
-    the activation that follows (``network.choose_init``).
+    (sine after a hidden layer, or a linear layer reading a sine:
+    U(+-sqrt(6/in)/w0)), "siren_first" (sine after the first layer:
+    U(+-1/in)). None lets the network choose from the activations around
+    it (``network.choose_init``).
     """
     has_weights = True
 
@@ -158,7 +159,10 @@ class Activation(Layer):
 
 class FourierFeatures(Layer):
     """Y = [sin(2 pi X B), cos(2 pi X B)] with B (in, features) ~ N(0, sigma^2)
-    drawn once from ``seed`` and kept fixed (Tancik et al. 2020)."""
+    drawn once from ``seed`` and kept fixed (Tancik et al. 2020).
+    X (N, in) -> Y (N, 2 features). Coords mode's coordinates span [-1, 1],
+    twice the paper's [0, 1], so a sigma here means twice the paper's
+    frequencies (sigma 5 here is the paper's 10)."""
 
     def __init__(self, features: int, sigma: float = 10.0, seed: int = 0):
         super().__init__()

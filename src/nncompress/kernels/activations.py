@@ -14,6 +14,10 @@ from numba import njit, prange
 
 # No 'nnan'/'ninf': sigmoid relies on exp(-z) overflowing to inf correctly.
 FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# These kernels sum nothing, so they lose nothing without 'reassoc', which
+# would undo fast_sin's range reduction ((x - q a) - q b into x - q (a + b):
+# float32 errors up to 1e-4 at |x| = 2000 instead of 2e-7).
+FM_EXACT = FM - {"reassoc"}
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, SINE = 0, 1, 2, 3, 4, 5
 
@@ -26,21 +30,18 @@ _0, _1, _2, _HALF = np.float32(0), np.float32(1), np.float32(2), np.float32(0.5)
 _PI_HI = np.float32(3.140625)
 _PI_LO = np.float32(9.6765358979323846e-04)
 _INV_PI = np.float32(0.31830988618379067)
-_HALF_PI = np.float32(1.5707963267948966)
 _TWO_PI = np.float32(2 * math.pi)
 # 1/15!, 1/13!, ..., 1/3!
 _C = tuple(np.float32(1.0 / math.factorial(k)) for k in (15, 13, 11, 9, 7, 5, 3))
 _C15, _C13, _C11, _C9, _C7, _C5, _C3 = _C
 
 
-@njit(cache=True, fastmath=FM, inline="always")
-def fast_sin(x):
-    """sin(x) by Cody-Waite range reduction to [-pi/2, pi/2] and an odd
-    degree-15 Taylor polynomial, with float32 constants: error below float32
-    rounding (< 3e-8) for |x| <= 2000. Branch-free, so loops over it
-    vectorise; np.sin in numba calls libm once per element."""
-    q = np.floor(x * _INV_PI + _HALF)
-    r = (x - q * _PI_HI) - q * _PI_LO
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
+def _sin_reduced(x, q, m):
+    """(-1)^q sin(x - m pi), for x - m pi in [-pi/2, pi/2]: Cody-Waite (m
+    times PI_HI is exact for |m| < 2^15, so the first subtraction is too),
+    then the odd polynomial."""
+    r = (x - m * _PI_HI) - m * _PI_LO
     r2 = r * r
     p = _C15
     p = p * r2 - _C13
@@ -56,9 +57,27 @@ def fast_sin(x):
     return s * (_1 - _2 * _2 * odd)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
+def fast_sin(x):
+    """sin(x) by Cody-Waite range reduction to [-pi/2, pi/2] and an odd
+    degree-15 Taylor polynomial, with float32 constants: for |x| <= 2000,
+    error < 3e-8 in float64 and < 2e-7 in float32 (float32's own rounding).
+    Branch-free, so loops over it vectorise; np.sin in numba calls libm once
+    per element. The reduction needs its two subtractions in order: inlined
+    into a kernel compiled with 'reassoc' (dense.py's fused small-network
+    kernels, which need it for their sums), float32 errors grow to 5e-6 at
+    |x| <= 100 and 1e-4 at 2000; so this module's kernels, which sum
+    nothing, are compiled without it (FM_EXACT)."""
+    q = np.floor(x * _INV_PI + _HALF)
+    return _sin_reduced(x, q, q)
+
+
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def fast_cos(x):
-    return fast_sin(x + _HALF_PI)
+    """cos(x) = sin(x + pi/2), reduced from x itself (adding pi/2 first
+    would round the argument: 6e-5 at |x| = 2000 in float32)."""
+    q = np.floor(x * _INV_PI + _1)
+    return _sin_reduced(x, q, q - _HALF)
 
 
 # Each activation as two inlined scalar functions: value f(z, a) and slope
@@ -68,57 +87,57 @@ def fast_cos(x):
 # Passing the function itself as a kernel argument would be neater, but
 # numba cannot cache such kernels across processes.
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def f_relu(z, a):
     return z if z > _0 else z * _0
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def g_relu(z, y, a):
     return z * _0 + (_1 if z > _0 else _0)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def f_leaky_relu(z, a):
     return z if z > _0 else a * z
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def g_leaky_relu(z, y, a):
     return z * _0 + (_1 if z > _0 else a)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def f_sigmoid(z, a):
     return _1 / (_1 + np.exp(-z))
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def g_sigmoid(z, y, a):
     return y * (_1 - y)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def f_tanh(z, a):
     return np.tanh(z)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def g_tanh(z, y, a):
     return _1 - y * y
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def f_sine(z, a):
     return fast_sin(a * z)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def g_sine(z, y, a):
     return a * fast_cos(a * z)
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def act_row(code, a, z, out, n):
     """out[:n] = act(z[:n]) for one row, the branch outside the loops."""
     if code == RELU:
@@ -141,7 +160,7 @@ def act_row(code, a, z, out, n):
             out[j] = z[j]
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def bias_act_row_inplace(code, a, z, b, n):
     """z[:n] = act(z[:n] + b[:n]) in place: one array read and written at the
     same index (act_row with out = z is two views of one array, which LLVM
@@ -166,7 +185,7 @@ def bias_act_row_inplace(code, a, z, b, n):
             z[j] += b[j]
 
 
-@njit(cache=True, fastmath=FM, inline="always")
+@njit(cache=True, fastmath=FM_EXACT, inline="always")
 def slope_row(code, a, z, y, d, n):
     """d[:n] *= act'(z[:n]) for one row (y = act(z))."""
     if code == RELU:
@@ -194,13 +213,13 @@ def slope_row(code, a, z, y, d, n):
 PARALLEL_MIN = 1 << 19  # elements
 
 
-@njit(cache=True, fastmath=FM)
+@njit(cache=True, fastmath=FM_EXACT)
 def _act_forward(code, a, Z, out):
     for r in range(Z.shape[0]):
         act_row(code, a, Z[r], out[r], Z.shape[1])
 
 
-@njit(cache=True, fastmath=FM)
+@njit(cache=True, fastmath=FM_EXACT)
 def _act_backward(code, a, Z, Y, dY, dZ):
     for r in range(Z.shape[0]):
         dz, dy = dZ[r], dY[r]
@@ -209,7 +228,7 @@ def _act_backward(code, a, Z, Y, dY, dZ):
         slope_row(code, a, Z[r], Y[r], dz, Z.shape[1])
 
 
-@njit(cache=True, fastmath=FM)
+@njit(cache=True, fastmath=FM_EXACT)
 def _bias_act(code, Z, b, a, out):
     """Z += b; out = act(Z), row by row (out may be Z)."""
     for r in range(Z.shape[0]):
@@ -219,7 +238,7 @@ def _bias_act(code, Z, b, a, out):
         act_row(code, a, z, out[r], Z.shape[1])
 
 
-@njit(cache=True, fastmath=FM)
+@njit(cache=True, fastmath=FM_EXACT)
 def _bias_act_inplace(code, Z, b, a):
     for r in range(Z.shape[0]):
         bias_act_row_inplace(code, a, Z[r], b, Z.shape[1])
@@ -228,7 +247,7 @@ def _bias_act_inplace(code, Z, b, a):
 _BLOCKS = 16
 
 
-@njit(cache=True, fastmath=FM, parallel=True)
+@njit(cache=True, fastmath=FM_EXACT, parallel=True)
 def _act_forward_par(code, a, Z, out):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
@@ -236,7 +255,7 @@ def _act_forward_par(code, a, Z, out):
         _act_forward(code, a, Z[r0:r1], out[r0:r1])
 
 
-@njit(cache=True, fastmath=FM, parallel=True)
+@njit(cache=True, fastmath=FM_EXACT, parallel=True)
 def _act_backward_par(code, a, Z, Y, dY, dZ):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
@@ -244,7 +263,7 @@ def _act_backward_par(code, a, Z, Y, dY, dZ):
         _act_backward(code, a, Z[r0:r1], Y[r0:r1], dY[r0:r1], dZ[r0:r1])
 
 
-@njit(cache=True, fastmath=FM, parallel=True)
+@njit(cache=True, fastmath=FM_EXACT, parallel=True)
 def _bias_act_par(code, Z, b, a, out):
     n = Z.shape[0]
     for k in prange(_BLOCKS):
@@ -267,7 +286,7 @@ def bias_activation(Z, b, code, a, out):
     (_bias_act_par if Z.size >= PARALLEL_MIN else _bias_act)(code, Z, b, a, out)
 
 
-@njit(cache=True, fastmath=FM, parallel=True)
+@njit(cache=True, fastmath=FM_EXACT, parallel=True)
 def _bias_act_inplace_par(code, Z, b, a):
     n = Z.shape[0]
     for k in prange(_BLOCKS):

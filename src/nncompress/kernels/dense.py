@@ -12,7 +12,7 @@ weight of layer l is ``params[w_off[l]:].reshape(sizes[l], sizes[l+1])``
 import numpy as np
 from numba import njit, prange
 
-from .activations import FM, _0, _2, _TWO_PI, act_row, fast_cos, fast_sin, slope_row
+from .activations import FM, FM_EXACT, _0, _2, _TWO_PI, act_row, fast_cos, fast_sin, slope_row
 
 MSE, BCE = 0, 1
 ROWS = 8  # rows the small kernels take at a time (written out below): each weight row loaded serves all eight
@@ -32,7 +32,7 @@ def loss_output_grad(loss_code, Zout, P, T, scale, dZ):
     """Loss summed over the rows given, and dL/dZ of the output layer, times
     ``scale`` (1 / elements in the whole batch).
 
-    MSE:  sum (p - t)^2,                       dZ = 2 (p - t) act'(z) * scale
+    MSE:  sum (p - t)^2,                       dZ = 2 (p - t) * scale
     BCE:  sum softplus(z) - t z (stable in z), dZ = (p - t) * scale
           (BCE always follows a sigmoid; the network checks that.)
     The MSE derivative through the output activation is the caller's job:
@@ -295,7 +295,7 @@ def predict_small(X, params, sizes, w_off, b_off, codes, alphas, out):
                 out[r0 + r, j] = A[L, r, j]
 
 
-@njit(cache=True, fastmath=FM, parallel=True)
+@njit(cache=True, fastmath=FM_EXACT, parallel=True)  # (fast_sin's range reduction needs the order kept)
 def fourier_features(X, B, out):
     """out = [sin(2 pi X B), cos(2 pi X B)]; X (N, in), B (in, F), out (N, 2F)."""
     F = B.shape[1]
