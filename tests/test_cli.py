@@ -62,7 +62,7 @@ def test_a_useless_result_says_so_and_still_exits_0(tmp_path, digit):
             "--lr", "1e6", "-q", "-o", tmp_path / "u")
     assert r.exit_code == 0, r.output
     assert "no better than a flat image of the mean colour" in r.output
-    assert "smaller --lr (now 1e+06)" in r.output and "more --epochs" in r.output
+    assert "another --lr (now 1e+06; smaller if the loss jumps about)" in r.output and "more --epochs" in r.output
 
 
 def test_plain_progress_when_not_a_terminal(tmp_path, digit):

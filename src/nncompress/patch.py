@@ -5,16 +5,23 @@ is in ``internal.py``, this module is the mode.
 
     image -> Y of YCbCr (Cb, Cr back-projected bicubic, alpha bicubic)
           -> the network: the built-in prior's (or a fresh one, --prior none)
-          -> self-validation one scale down (on the most detailed window):
-             the image shrunk by S is rebuilt with the prior alone and with
-             a probe fine-tuned on that copy, for each detail gain alpha;
-             the best decides alpha and whether to fine-tune at all
+          -> how far to fine-tune, on the most detailed window:
+             a prior that ends in shuffle:2 is fine-tuned on the image less
+             a held-out strip, and the epoch that rebuilds the strip best
+             from its own 1/2 shrink is kept (or none); a network on the
+             bicubic upscale (--prior none) is checked one scale down (the
+             image shrunk by S rebuilt with the network as it is and with a
+             probe fine-tuned on that copy, for each detail gain alpha);
+             the x4 prior is used as trained
           -> fine-tuning on random crops of pairs from the image and its
-             shrunk copies: the bicubic upscale of a 1/S shrink, and the
-             residual the real pixels add to it
-          -> upscale: bicubic + alpha x learned residual in x2 steps, each
-             averaged over the 8 rotations/flips and back-projected onto
-             the input
+             shrunk copies: the network sees the 1/S shrink itself (a prior
+             in low-resolution space) or its bicubic upscale, and learns the
+             residual the real pixels add to that upscale
+          -> upscale: bicubic + alpha x learned residual, in one step of up
+             to 1.05 S for a prior ending in shuffle:S (larger scales in
+             equal steps of at most S; a network on the bicubic upscale in
+             steps of at most 2), each averaged over the 8 rotations/flips
+             and back-projected onto the input
 
 Textures that do not repeat across scales get a small alpha instead of
 being over-sharpened, and fine-tuning never replaces a prior that rebuilt

@@ -326,8 +326,9 @@ def warn_if_useless(comp, img, settings):
     if got is not None and np.isfinite(floor) and got < floor + USELESS_MARGIN_DB:  # (a flat image: nothing to miss)
         adam = "" if settings.optimizer == "adam" else " or --optimizer adam"
         warnings.warn(f"the result ({got:.2f} dB) is no better than a flat image of the mean colour "
-                      f"({floor:.2f} dB): training did not learn the image. Try a smaller --lr (now "
-                      f"{settings.lr:g}), more --epochs (now {settings.epochs}){adam}", stacklevel=2)
+                      f"({floor:.2f} dB): training did not learn the image. Try more --epochs (now "
+                      f"{settings.epochs}), another --lr (now {settings.lr:g}; smaller if the loss jumps about)"
+                      f"{adam}", stacklevel=2)
 
 
 def check_resume_start(was, flags, config):

@@ -28,6 +28,7 @@ from .checkpoint import Checkpoint
 from .losses import get_loss
 from .network import Network
 from .optimizers import Optimizer, get_optimizer, schedule as lr_at
+from .registry import lookup
 
 CHUNK = 65536      # rows per chunk in the blas engine: large GEMMs run near peak (8192 rows: 1.5x slower)
 SMALL_WORK = 8192  # batch x widest layer below which the fused kernel beats BLAS (measured)
@@ -44,28 +45,49 @@ class History:
     loss: list = field(default_factory=list)  # mean loss of each epoch
 
 
+ENGINES = ("small", "blas", "layers")
+
+
 def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "mse",
-        optimizer: str | Optimizer = "sgd", lr: float = 0.01, schedule: str = "constant",
+        optimizer: str | Optimizer = "sgd", lr: float | None = None, schedule: str = "constant",
         rng: np.random.Generator | None = None, callback=None, checkpoint: Checkpoint | None = None,
         engine: str | None = None) -> History:
     """Train ``net`` on X (N, in) -> Y (N, out) up to ``epochs`` epochs in all.
 
-    batch_size 0 (or >= N) is full-batch gradient descent. ``callback(epoch,
-    loss, seconds)`` runs after each epoch and stops training by returning
-    True. ``checkpoint`` (see ``run_epochs``) continues a stopped run exactly
-    and is kept up to date. Raises TrainingDiverged on a NaN/inf loss, with
+    batch_size 0 (or >= N) is full-batch gradient descent. ``optimizer`` is a
+    name (with ``lr``, 0.01 if not given) or an Optimizer, whose own rate is
+    used unless ``lr`` is given. ``callback(epoch, loss, seconds)`` runs
+    after each epoch and stops training by returning True. ``checkpoint``
+    (see ``run_epochs``) continues a stopped run exactly and is kept up to
+    date. ``engine`` picks the training loop ("small", "blas", "layers";
+    chosen by size if None). Raises TrainingDiverged on a NaN/inf loss, with
     the last good weights restored.
     """
     X = np.ascontiguousarray(X, dtype=net.dtype)
     Y = np.ascontiguousarray(Y, dtype=net.dtype)
-    if X.ndim != 2 or X.shape[1] != net.in_size:
-        raise ValueError(f"X must have shape (N, {net.in_size}), got {X.shape}")
+    if X.ndim != 2 or X.shape[1] != net.in_size or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (N, {net.in_size}) with N >= 1, got {X.shape}")
     if Y.shape != (X.shape[0], net.out_size):
         raise ValueError(f"Y must have shape ({X.shape[0]}, {net.out_size}), got {Y.shape}")
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1 (the total, with a checkpoint), got {epochs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+        raise ValueError(f"batch_size must be a whole number >= 0 (0: the whole set), got {batch_size!r}")
+    if engine is not None:
+        lookup(ENGINES, engine, "engine")
     loss_code, _ = get_loss(loss)
     if loss == "bce" and not (isinstance(net.layers[-1], Activation) and net.layers[-1].name == "sigmoid"):
         raise ValueError("bce loss needs a network that ends in a sigmoid activation")
-    opt = get_optimizer(optimizer, lr) if isinstance(optimizer, str) else optimizer
+    if loss == "bce" and (Y.min() < 0 or Y.max() > 1):
+        raise ValueError(f"bce targets must lie in [0, 1], got {Y.min():g} to {Y.max():g}")
+    if isinstance(optimizer, str):
+        lr = 0.01 if lr is None else lr
+        opt = get_optimizer(optimizer, lr)
+    else:
+        opt = optimizer
+        lr = opt.lr if lr is None else lr
+    if not (isinstance(lr, (int, float, np.floating)) and np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
     if getattr(opt, "m", None) is None or opt.m.shape != net.params.shape:
         opt.init_state(net.n_params, net.dtype)
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -75,6 +97,8 @@ def fit(net: Network, X, Y, *, epochs: int, batch_size: int = 0, loss: str = "ms
     stack = net.dense_stack()
     if engine is None:
         engine = "layers" if stack is None else ("small" if batch * stack.max_width < SMALL_WORK else "blas")
+    elif stack is None and engine != "layers":
+        raise ValueError(f"engine '{engine}' trains Connected and Activation layers only; this network needs 'layers'")
     engine_epoch = {"small": _SmallEngine, "blas": _BlasEngine, "layers": _LayerEngine}[engine](
         net, stack, X, Y, loss_code, opt, batch)
 
