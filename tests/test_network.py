@@ -145,3 +145,19 @@ def test_damaged_files_are_refused(tmp_path, damage, message):
         _rewrite(good, bad, replace={"config": np.array('{"layers": [{"type": "conected"}]}')})
     with pytest.raises(ModelFileError, match=message):
         Network.load(bad)
+
+
+def test_the_readmes_library_example_runs(tmp_path, monkeypatch):
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    code = re.search(r"## The network as a library.*?```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "xor.npz").exists()
+
+
+def test_a_wrong_input_width_is_named():
+    with pytest.raises(ValueError, match=r"X must have 2 values on its last axis .* got shape \(4, 3\)"):
+        small_net().forward(np.zeros((4, 3), np.float32))

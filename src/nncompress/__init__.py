@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _API = {
     "ACTIVATIONS": "activations", "get_activation": "activations",
     "LAYERS": "layers", "Activation": "layers", "Connected": "layers", "FourierFeatures": "layers",
-    "Input": "layers",
+    "Input": "layers", "Conv2D": "layers", "PixelShuffle": "layers",
     "LOSSES": "losses", "get_loss": "losses",
     "UserError": "errors", "SpecError": "errors", "ImageError": "errors", "ModelFileError": "errors",
     "Network": "network",

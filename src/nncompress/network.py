@@ -109,15 +109,28 @@ class Network:
         return int(self.params.size)
 
     def summary(self) -> list[tuple[str, str, int]]:
-        """(layer, output width, parameters) per layer."""
-        return [(repr(l), str(w), sum(p.size for p in l.params.values())) for l, w in zip(self.layers, self.widths)]
+        """(layer, output width, parameters) per layer; a layer whose init
+        the network chose says which (``init=auto: he``)."""
+        rows = []
+        for i, (layer, w) in enumerate(zip(self.layers, self.widths)):
+            text = repr(layer)
+            if layer.has_weights and getattr(layer, "init", "") is None:
+                chosen = choose_init(self.layers, i)
+                rule = f"{chosen.rule}, w0 {chosen.w0:g}" if chosen.rule.startswith("siren") else chosen.rule
+                text = text.replace("init=None", f"init=auto: {rule}")
+            rows.append((text, str(w), sum(p.size for p in layer.params.values())))
+        return rows
 
     # ------------------------------------------------------- generic passes
     def forward(self, X):
-        """Layer-by-layer forward, caching for ``backward``. X (N, in) -> (N, out).
-        A ReLU after a convolution is applied by the convolution, block by
-        block while in cache (one pass over memory less); the ReLU layer
-        keeps that output for its backward pass."""
+        """Layer-by-layer forward, caching for ``backward``. X (N, in) -> (N,
+        out) for dense layers; (B, H, W, C) images for convolutions. A ReLU
+        after a convolution is applied by the convolution, block by block
+        while in cache (one pass over memory less); the ReLU layer keeps
+        that output for its backward pass."""
+        if np.ndim(X) < 2 or np.shape(X)[-1] != self.in_size:
+            raise ValueError(f"X must have {self.in_size} values on its last axis (N, {self.in_size}) or "
+                             f"(B, H, W, {self.in_size}); got shape {np.shape(X)}")
         layers, i = self.layers, 0
         while i < len(layers):
             layer = layers[i]
