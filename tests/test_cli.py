@@ -336,3 +336,27 @@ def test_drawing_the_frames_is_timed_apart_from_training(tmp_path, digit):
     assert facts["seconds_frames"] >= 0 and facts["seconds_training"] >= 0  # (each a few ms here: rounded, maybe 0)
     run("train", digit, *TINY, "--frames", 0, "-o", tmp_path / "none")
     assert "seconds_frames" not in json.loads(run("info", tmp_path / "none", "--json").output)
+
+
+def test_animate_captions_each_panel_and_warns_of_mixed_modes(tmp_path, digit, monkeypatch):
+    """Each panel says its own epoch out of its run's last, and 'done' with
+    the model's PSNR once it has finished (a shorter run holds its last
+    frame); runs of different modes are compared with a warning."""
+    from nncompress import runs
+    run("train", digit, *TINY, "-o", tmp_path / "a")
+    run("train", digit, "-l", "8:relu,out:sigmoid", "-e", 2, "--frames", 2, "-q", "-o", tmp_path / "short")
+    mode, psnr = runs._run_record(tmp_path / "a")
+    assert mode == "coords" and psnr > 0 and runs._run_record(tmp_path / "none") == (None, None)
+    seen = []
+    monkeypatch.setattr(runs.ImageDraw.ImageDraw, "text", lambda self, xy, text, **kw: seen.append(text))
+    r = run("animate", tmp_path / "a", tmp_path / "short", "-o", tmp_path / "c.gif", "--size", 64)
+    assert r.exit_code == 0, r.output
+    last = max(int(t.split("/")[1].split(",")[0]) for t in seen if t.startswith("epoch ") and "/" in t)
+    assert f"epoch {last}/{last}, done: {psnr:.2f} dB" in seen and any(t.startswith("epoch 2/2, done: ") for t in seen)
+    meta = tmp_path / "p"
+    meta.mkdir()
+    (meta / "frames").mkdir()
+    Image.open(next((tmp_path / "a" / "frames").iterdir())).save(meta / "frames" / "epoch_000001.png")
+    monkeypatch.setattr(runs, "_run_record", lambda d: ("patch", None) if str(d).endswith("p") else ("coords", 30.0))
+    r = run("animate", tmp_path / "a", meta, "-o", tmp_path / "d.gif", "--size", 64)
+    assert r.exit_code == 0 and "different modes (coords, patch)" in r.output, r.output

@@ -3,11 +3,13 @@ side-by-side comparison GIF of several runs. Reports through callbacks."""
 
 import csv
 import io
+import json
 import os
 import re
 import shlex
 import shutil
 import warnings
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -452,6 +454,18 @@ def read_frames(run_dir):
     return found
 
 
+def _run_record(run_dir):
+    """(mode, PSNR of the finished model) from RUN_DIR/model.npz's record;
+    (None, None) where there is none (a stopped run, or frames alone)."""
+    try:
+        with np.load(os.path.join(run_dir, "model.npz"), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        psnr = meta.get("psnr")
+        return meta.get("mode"), (float(psnr) if isinstance(psnr, (int, float)) and np.isfinite(psnr) else None)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None, None
+
+
 def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
     """One GIF, each run a labelled panel, frames aligned by epoch: at each
     epoch any run shows its latest frame at or before it. ``on_progress(what,
@@ -460,6 +474,11 @@ def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
         raise SpecError(f"--labels has {len(labels)} names for {len(run_dirs)} runs")
     runs = [read_frames(d) for d in run_dirs]
     labels = labels or [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+    records = [_run_record(d) for d in run_dirs]
+    modes = sorted({m for m, _ in records if m})
+    if len(modes) > 1:
+        warnings.warn(f"the runs are of different modes ({', '.join(modes)}): an epoch of one is not an epoch of "
+                      f"another, so panels side by side compare their frames, not their speed")
     epochs = sorted({e for run in runs for e, _ in run})
     cache = {}
 
@@ -471,21 +490,26 @@ def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
                                     Image.NEAREST if f >= 2 else Image.LANCZOS)
         return cache[path]
 
-    pad, top = 6, 18
+    pad, top = 6, 30
     out = []
     for e in epochs:
-        shown = []
-        for run in runs:
-            earlier = [p for ep, p in run if ep <= e]
-            shown.append(panel(earlier[-1] if earlier else run[0][1]))
+        shown, captions = [], []
+        for run, (_, psnr) in zip(runs, records):
+            earlier = [(ep, p) for ep, p in run if ep <= e] or run[:1]
+            ep, path = earlier[-1]
+            shown.append(panel(path))
+            last = run[-1][0]
+            done = f", done{'' if psnr is None else f': {psnr:.2f} dB'}" if ep == last and e >= last else ""
+            captions.append(f"epoch {ep}/{last}{done}")  # a finished run holds its last frame
         W = sum(p.width for p in shown) + pad * (len(shown) + 1)
         H = max(p.height for p in shown) + top + pad
         canvas = Image.new("RGB", (W, H), "white")
         d = ImageDraw.Draw(canvas)
         x = pad
-        for p, name in zip(shown, labels):
+        for p, name, caption in zip(shown, labels, captions):
             canvas.paste(p, (x, top))
             d.text((x, 3), name, fill="black")
+            d.text((x, 15), caption, fill=(90, 90, 90))
             x += p.width + pad
         out.append(imaging.label_frame(canvas, f"epoch {e}"))
         if on_progress:
