@@ -360,3 +360,21 @@ def test_animate_captions_each_panel_and_warns_of_mixed_modes(tmp_path, digit, m
     monkeypatch.setattr(runs, "_run_record", lambda d: ("patch", None) if str(d).endswith("p") else ("coords", 30.0))
     r = run("animate", tmp_path / "a", meta, "-o", tmp_path / "d.gif", "--size", 64)
     assert r.exit_code == 0 and "different modes (coords, patch)" in r.output, r.output
+
+
+def test_evaluate_keeps_two_images_of_one_name_apart(tmp_path):
+    """cc/rocket.jpg and mixed/rocket.jpg were one row (the mean wrong) and
+    one saved file; a file given twice is evaluated once."""
+    import json
+    rng = np.random.default_rng(0)
+    for d in ("cc", "mixed"):
+        (tmp_path / d).mkdir()
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / d / "rocket.png")
+    again = tmp_path / "cc" / ".." / "cc" / "rocket.png"
+    r = run("evaluate", tmp_path / "cc" / "rocket.png", tmp_path / "mixed" / "rocket.png", again, "--methods", "bicubic",
+            "--json", tmp_path / "r.json", "--save", tmp_path / "s")
+    assert r.exit_code == 0 and "evaluated once" in r.output, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert list(report["images"]) == ["cc/rocket.png", "mixed/rocket.png"]
+    assert report["images"]["cc/rocket.png"]["size"] == [48, 40] and report["preset"] == "balanced"
+    assert sorted(os.listdir(tmp_path / "s")) == ["cc_rocket_x2_bicubic.png", "mixed_rocket_x2_bicubic.png"]

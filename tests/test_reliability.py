@@ -348,7 +348,10 @@ def test_a_bug_is_reported_as_internal_not_as_bad_input(monkeypatch, digit):
     line = one_line_error(cli("train", digit, *TINY), code=1, match="internal error")
     assert "--debug" in line and "boom" in line
     r = cli("--debug", "train", digit, *TINY)
-    assert isinstance(r.exception, ValueError)  # the traceback, not a one-liner
+    assert r.exit_code == 1 and "Traceback" in r.output and "boom" in r.output  # the traceback too, same code
+    r = cli("--debug", "upscale", "nothere.png")
+    assert r.exit_code == 2 and "Traceback" in r.output and "'nothere.png' does not exist" in r.output  # still 2
+    assert cli("upscale", "-h").exit_code == 0 and "Usage" in cli("-h").output
 
 
 def test_every_user_error_class_derives_from_user_error():

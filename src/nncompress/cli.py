@@ -56,6 +56,7 @@ MODE_DEFAULTS = {
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=Group,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Fit a neural network to one image: compress it, render it at any size, "
                        "or upscale it beyond bicubic.",
                   epilog=examples(
@@ -115,9 +116,9 @@ def errors():
         err.print("interrupted", highlight=False)
         raise typer.Exit(130)
     except Exception as e:
-        if STATE["debug"]:
-            raise
         code, message = describe_error(e)
+        if STATE["debug"]:  # the traceback, and the same exit code as without --debug
+            err.print_exception(show_locals=False)
         err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(code)
 
@@ -612,7 +613,7 @@ def evaluate(
 
         def on_image(name, row):
             parts = "  ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.4f}" for k, v in row.items() if k in METHODS)
-            secs = f"  ({row['seconds']['patch']:.0f}s patch)" if "patch" in row.get("seconds", {}) else ""
+            secs = f"  ({row['seconds']['patch']:.1f} s patch)" if "patch" in row.get("seconds", {}) else ""
             progress.print(f"{name}: {parts}{secs}")
 
         try:

@@ -4,6 +4,7 @@ would be), upscale it back with each method, score PSNR and SSIM on Y with
 S pixels shaved from each border."""
 
 import os
+import warnings
 import time
 from dataclasses import replace
 
@@ -62,14 +63,44 @@ def upscale_with(method, lr, size, settings: Settings, on_progress=None):
     lookup(METHODS, method, "method")  # raises: every method is handled above
 
 
+def unique_names(paths):
+    """{path: its name in the report}: the file name, or as many of its
+    last path parts as tell it from the other paths (``cc/rocket.jpg`` and
+    ``mixed/rocket.jpg``: two rows, not one overwriting the other)."""
+    parts = {p: os.path.abspath(p).split(os.sep) for p in paths}
+    out = {}
+    for p, mine in parts.items():
+        others = [o for q, o in parts.items() if q != p]
+        n = next((n for n in range(1, len(mine) + 1) if all(o[-n:] != mine[-n:] for o in others)), len(mine))
+        out[p] = "/".join(x for x in mine[-n:] if x)
+    return out
+
+
+def _once(paths):
+    """``paths`` with a file given twice (by two names) kept once, said."""
+    seen, kept = {}, []
+    for p in paths:
+        real = os.path.realpath(p)
+        if real in seen:
+            warnings.warn(f"'{p}' is '{seen[real]}' again; evaluated once")
+            continue
+        seen[real] = p
+        kept.append(p)
+    return kept
+
+
 def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None, on_progress=None):
     """Returns {"scale", "images": {name: {method: {psnr, ssim}}, "seconds"}, "mean"}.
     ``on_image(name, row)`` after each image; ``on_progress(what, done,
     total)`` as the learned methods train and upscale."""
+    from . import __version__
     report = {"scale": scale, "protocol": "MATLAB bicubic x1/S, PSNR/SSIM on Y (BT.601), border S",
+              "nncompress": __version__, "preset": settings.preset, "prior": settings.prior,
               "images": {}, "mean": {}}
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
+    paths = _once(paths)
+    names = unique_names(paths)
     for path in paths:
         hr, _ = imaging.read_image(path)
         if hr.shape[2] in (2, 4):
@@ -77,7 +108,7 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
         if min(hr.shape[:2]) < 8 * scale:
             raise ImageError(f"'{path}' is too small to evaluate at x{scale}; it needs {8 * scale}+ pixels a side")
         hr, lr = degrade(hr, scale)
-        name = os.path.basename(path)
+        name = names[path]
         row, secs = {}, {}
         for m in methods:
             t0 = time.perf_counter()
@@ -88,8 +119,10 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
             sr = np.round(np.clip(sr, 0, 1) * 255) / 255  # scored as the saved 8-bit PNG
             row[m] = {"psnr": psnr(sr, hr, scale), "ssim": ssim(sr, hr, scale)}
             if save_dir:
-                imaging.write_png(os.path.join(save_dir, f"{os.path.splitext(name)[0]}_x{scale}_{m}.png"), sr)
+                stem = os.path.splitext(name)[0].replace("/", "_")
+                imaging.write_png(os.path.join(save_dir, f"{stem}_x{scale}_{m}.png"), sr)
         row["seconds"] = secs
+        row["size"] = [hr.shape[1], hr.shape[0]]  # (width, height) scored, cut to a multiple of the scale
         report["images"][name] = row
         if on_image:
             on_image(name, row)

@@ -56,6 +56,14 @@ def read_image(path):
 
 def pil_to_array(im):
     """Pillow image -> ((H, W, C) float32 in [0, 1], bits)."""
+    if im.mode == "F":  # 32-bit float (TIFF): Pillow's convert would clip [0, 1] to black
+        a = np.asarray(im, dtype=np.float64)
+        top = float(a.max()) if a.size else 0.0
+        if not np.all(np.isfinite(a)) or a.min() < 0 or top > 65535:
+            raise ImageError(f"a 32-bit float image must hold values in 0..1 (or 0..255, 0..65535), got "
+                             f"{np.nanmin(a):g} to {np.nanmax(a):g}; convert it to 8 or 16 bits first")
+        span = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
+        return (a / span).astype(np.float32)[..., None], 16
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
         if im.mode == "I" and a.max() <= 255:
@@ -66,7 +74,7 @@ def pil_to_array(im):
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "PA":
         im = im.convert("RGBA")
-    elif im.mode in ("1", "F"):
+    elif im.mode == "1":
         im = im.convert("L")
     elif im.mode not in ("L", "LA", "RGB", "RGBA"):
         im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV
@@ -76,6 +84,38 @@ def pil_to_array(im):
     elif was_palette and np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
         a = a[..., [0] + ([3] if a.shape[2] == 4 else [])]  # a gray palette stays gray
     return np.ascontiguousarray(a), 8
+
+
+def fill_transparent(img):
+    """(H, W, C) with alpha last (C = 2 or 4) -> a copy whose colour under
+    fully transparent pixels is spread in from the visible ones (pull-push:
+    alpha-weighted 2x2 averages up a pyramid, then each level's holes
+    filled from the one above). Any resampling mixes neighbouring colours,
+    and the black (or any colour) an editor leaves under transparency
+    would otherwise bleed into the edges as a dark fringe. Visible pixels,
+    and alpha, are unchanged; other images are returned as they are."""
+    if img.shape[2] not in (2, 4):
+        return img
+    alpha = img[..., -1].astype(np.float64)
+    hole = alpha <= 0
+    if not hole.any() or hole.all():
+        return img
+    levels = [(img[..., :-1].astype(np.float64), alpha)]  # (colour, weight in [0, 1])
+    while max(levels[-1][1].shape) > 1:
+        col, w = levels[-1]
+        ph, pw = w.shape[0] % 2, w.shape[1] % 2  # odd sides: a zero-weight row/column
+        wp = np.pad(w, ((0, ph), (0, pw)))
+        cp = np.pad(col * w[..., None], ((0, ph), (0, pw), (0, 0)))
+        ws = wp[0::2, 0::2] + wp[1::2, 0::2] + wp[0::2, 1::2] + wp[1::2, 1::2]
+        cs = cp[0::2, 0::2] + cp[1::2, 0::2] + cp[0::2, 1::2] + cp[1::2, 1::2]
+        levels.append((cs / np.maximum(ws, 1e-12)[..., None], np.minimum(ws, 1.0)))
+    est = levels[-1][0]
+    for col, w in reversed(levels[:-1]):
+        up = np.repeat(np.repeat(est, 2, axis=0), 2, axis=1)[:w.shape[0], :w.shape[1]]
+        est = w[..., None] * col + (1 - w[..., None]) * up
+    out = img.copy()
+    out[..., :-1][hole] = est[hole].astype(img.dtype)
+    return out
 
 
 def to_uint(img, bits=8):

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from .compresser import Compresser, output_size  # noqa: F401 (batch asks upscaler for it)
-from .imaging import to_uint
+from .imaging import fill_transparent, to_uint
 from .resize import imresize
 from . import internal, patch
 from .spec import make_settings
@@ -121,7 +121,7 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     MATLAB-style bicubic."""
     h0, w0 = img.shape[:2]
     if size[0] <= h0 and size[1] <= w0:
-        return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
+        return to_uint(np.clip(imresize(fill_transparent(img), size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
     if not patch.ensemble_affordable(comp.net, (h0, w0), size, comp.settings, comp.state):  # for the whole output, not per tile
         comp.settings = replace(comp.settings, ensemble=1)
