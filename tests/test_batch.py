@@ -560,3 +560,47 @@ def test_a_float_tiff_keeps_its_values(tmp_path):
     Image.fromarray(a - 1).save(tmp_path / "h.tif")
     with pytest.raises(ImageError, match="32-bit float image must hold values in 0..1"):
         read_image(tmp_path / "h.tif")
+
+
+def test_an_output_too_large_for_its_format_is_refused_first(tmp_path, tiny):
+    """A 4200-pixel-wide WebP at x4 failed after the work as an internal
+    error (libwebp holds 16383 pixels a side)."""
+    Image.new("RGB", (4200, 8)).save(tmp_path / "wide.webp", lossless=True)
+    r = run("upscale", "wide.webp", "--scale", 4, *tiny)
+    assert r.exit_code == 2 and "WEBP holds at most 16383 pixels a side; use --format png" in r.output, r.output
+    assert not (tmp_path / "wide_x4.webp").exists()
+
+
+def test_a_folders_links_and_earlier_upscales_are_not_upscaled_again(tmp_path, tiny):
+    """A link beside its file refused the whole folder ('given twice'); and
+    `upscale .` puts FOLDER_x2 inside the folder, which a later -r run
+    upscaled again (FOLDER_x3/FOLDER_x2/...)."""
+    shots = folder(tmp_path / "shots", ["a.png", "b.png"])
+    os.symlink("a.png", shots / "link.png")
+    os.chdir(shots)
+    r = run("upscale", ".", "-r", "--scale", 2, *tiny[:2])
+    assert r.exit_code == 0 and "'./link.png' is './a.png' again (a link); upscaled once" in r.output, r.output
+    assert sorted(os.listdir(shots / "shots_x2")) == ["a.png", "b.png"]
+    r = run("upscale", ".", "-r", "--scale", 3, *tiny[:2])
+    assert r.exit_code == 0 and "left out './shots_x2': an earlier upscale of this folder" in r.output, r.output
+    assert sorted(os.listdir(shots / "shots_x3")) == ["a.png", "b.png"]
+
+
+def test_skip_existing_redoes_an_upscale_of_another_size(tmp_path, tiny):
+    """Into one -o folder, an x2 and then an x4 run write the same names:
+    --skip-existing skipped the x4 as done, leaving x2 images."""
+    folder(tmp_path / "shots", ["a.png"])
+    assert run("upscale", "shots", "--scale", 2, "-o", "pp", *tiny).exit_code == 0
+    assert Image.open(tmp_path / "pp" / "a.png").size == (80, 64)
+    r = run("upscale", "shots", "--scale", 4, "-o", "pp", "--skip-existing", *tiny)
+    assert r.exit_code == 0 and Image.open(tmp_path / "pp" / "a.png").size == (160, 128), r.output
+    r = run("upscale", "shots", "--scale", 4, "-o", "pp", "--skip-existing")
+    assert r.exit_code == 0 and "skipped" in r.output, r.output
+
+
+def test_width_and_height_together_warn_when_they_stretch(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png"])  # 40x32
+    r = run("upscale", "shots", "--width", 120, "--height", 40, *tiny)
+    assert r.exit_code == 0 and "change the shape of 1 of 1 image(s)" in r.output, r.output
+    r = run("upscale", "shots", "--width", 80, "--height", 64, "-o", "same", *tiny)
+    assert r.exit_code == 0 and "change the shape" not in r.output, r.output

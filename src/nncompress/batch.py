@@ -10,6 +10,7 @@ made leaves nothing behind). Progress goes through callbacks.
 """
 
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -131,15 +132,38 @@ def classify(path):
     return "model" if path.lower().endswith(".npz") else "image"
 
 
+# the tag of an upscale's default folder name (``photos_x2``, ``photos_1920x1080``, ``photos_w1920``)
+OUTPUT_TAG = r"(x\d+(\.\d+)?|\d+x\d+|w\d+|h\d+)"
+
+
 def find_images(folder, recursive, skip=()):
     """Image files in ``folder`` (sorted; hidden files and folders and any
-    folder in ``skip``, e.g. the output, left out)."""
-    found = []
+    folder in ``skip``, e.g. the output, left out; so are the folder's own
+    earlier upscales, ``FOLDER_x2`` inside it, where ``upscale .`` puts
+    them, and a second name for a file already found, a link)."""
+    base = os.path.basename(os.path.normpath(os.path.abspath(folder)))
+    own = re.compile(rf"^{re.escape(base)}_{OUTPUT_TAG}$")
+    found, seen = [], {}
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and os.path.realpath(os.path.join(root, d)) not in skip) if recursive else []
-        found += [os.path.join(root, f) for f in sorted(files)
-                  if not f.startswith(".") and imagefile.is_image_name(f)]
+        if not recursive:
+            dirs[:] = []
+        else:
+            earlier = [d for d in dirs if root == folder and own.match(d)]
+            if earlier:
+                warnings.warn(f"left out {', '.join(repr(os.path.join(root, d)) for d in sorted(earlier))}: an "
+                              f"earlier upscale of this folder")
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in earlier
+                             and os.path.realpath(os.path.join(root, d)) not in skip)
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            if f.startswith(".") or not imagefile.is_image_name(f):
+                continue
+            real = os.path.realpath(path)
+            if real in seen:
+                warnings.warn(f"'{path}' is '{seen[real]}' again (a link); upscaled once")
+                continue
+            seen[real] = path
+            found.append(path)
     return found
 
 
@@ -208,7 +232,29 @@ def plan(req: Request) -> list:
     if not jobs:
         raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"], skip))
     _check_targets(jobs, req.save_model, req.input_image)
+    stretched = 0
+    for j in jobs:
+        hw = imagefile.size_of(j.source) if j.kind == "image" else None
+        if hw:
+            size = upscaler.output_size(*hw, req.scale, req.width, req.height)
+            _check_format_limit(j, size)
+            stretched += bool(req.width and req.height and abs(size[1] / size[0] / (hw[1] / hw[0]) - 1) > 0.01)
+    if stretched:
+        warnings.warn(f"--width and --height together change the shape of {stretched} of {len(jobs)} image(s) "
+                      f"(stretched to {req.width}x{req.height}); give one of them to keep each image's shape")
     return jobs
+
+
+# the largest side each written format holds (libwebp 16383; libjpeg 65500)
+FORMAT_LIMITS = {"webp": 16383, "jpg": 65500}
+
+
+def _check_format_limit(job, size):
+    """Refuse, before any work, an output too large for its format."""
+    limit = FORMAT_LIMITS.get(job.format)
+    if limit and max(size) > limit:
+        raise BatchError(f"the upscale of '{job.source}' would be {size[1]}x{size[0]}, but {job.format.upper()} "
+                         f"holds at most {limit} pixels a side; use --format png, or a smaller --scale")
 
 
 def _model_target(req, model, source, size, fmt):
@@ -231,9 +277,11 @@ def _peek_target(req, model, fmt):
             source = json.loads(str(z["meta"]))["source"]
         hw = imagefile.size_of(req.input_image) if req.input_image else (source["height"], source["width"])
         size = upscaler.output_size(*hw, req.scale, req.width, req.height)
-        return _model_target(req, model, source, size, fmt)
+        target = _model_target(req, model, source, size, fmt)
     except Exception:  # anything wrong with the file is reported by its load, at its turn
         return None
+    _check_format_limit(Job("model", model, target, model, fmt), size)
+    return target
 
 
 def _not_written(fmt):
@@ -329,7 +377,7 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_erro
                 on_file(i, len(jobs), job)
             t0 = time.perf_counter()
             try:
-                if req.skip_existing and job.target and os.path.exists(job.target):
+                if req.skip_existing and job.target and os.path.exists(job.target) and _finished(req, job):
                     outcome = Outcome(job, "skipped", message="exists")
                 else:
                     outcome = (_model_job(req, job, on_step, taken) if job.kind == "model"
@@ -347,6 +395,17 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_erro
     except KeyboardInterrupt:
         raise BatchInterrupted(outcomes) from None
     return outcomes
+
+
+def _finished(req, job):
+    """Whether ``job.target`` is this job's output already (for
+    --skip-existing): a model's carries its size in its name; an image's
+    must be the size this call would make (an upscale at another scale
+    into the same -o folder has the same name, and is redone)."""
+    if job.kind != "image":
+        return True
+    hw, there = imagefile.size_of(job.source), imagefile.size_of(job.target)
+    return hw is None or there == upscaler.output_size(*hw, req.scale, req.width, req.height)
 
 
 def _image_job(req, job, on_step):
@@ -379,6 +438,7 @@ def _model_job(req, job, on_step, taken=None):
         image, icc, exif = pic.pixels, pic.icc, pic.exif
     h, w = comp.output_size(req.scale, req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
+    _check_format_limit(job, (h, w))
     if job.target is None:  # (a model file plan could not read: it fails on load, above, unless it was replaced since)
         job.target = _model_target(req, job.source, comp.meta["source"], (h, w), job.format)
         _check_target(job)  # named only now: checked only now, still before the work

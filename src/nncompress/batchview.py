@@ -4,6 +4,7 @@ tiles); otherwise plain lines. At the end a table: file, size in -> size
 out, seconds. Failures go to stderr as one line each, even with --quiet.
 The library reports through ``batch.run``'s callbacks; rich lives here."""
 
+import os
 import time
 
 from rich.console import Console
@@ -125,7 +126,14 @@ class BatchView:
         self.out.print(t)
         counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
         left = total - len(outcomes)
-        line = (f"{counts['done']} written, {counts['skipped']} skipped, {counts['failed']} failed"
+        targets = [o.job.target for o in outcomes if o.status == "done" and o.job.target]
+        where = ""
+        if len(targets) == 1:
+            where = f" (to {targets[0]})"
+        elif targets:  # the folder that holds them all
+            common = os.path.commonpath([os.path.abspath(t) for t in targets])
+            where = f" (into {os.path.relpath(common) if not os.path.isabs(targets[0]) else common}{os.sep})"
+        line = (f"{counts['done']} written{where}, {counts['skipped']} skipped, {counts['failed']} failed"
                 + (f", {left} not finished" if interrupted and left else "")
                 + f" in {_clock(time.perf_counter() - self.start)}")
         self.out.print(line, highlight=False)
