@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
-from nncompress import imagefile, pngio, upscaler
+from nncompress import imagefile, internal, pngio, upscaler
 from nncompress.cli import app
 
 runner = CliRunner()
@@ -308,13 +308,15 @@ def test_tiles_meet_without_seams(monkeypatch):
     assert np.abs(upscaler.apply(up, img, (256, 384)).astype(int) - whole).max() > 1
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 4, 2.5, 1.5, 8])
 def test_tiles_meet_without_seams_with_the_builtin_prior(monkeypatch, scale):
     """TILE_PAD also covers the deepest built-in prior (the x2 prior reaches
-    13 input pixels, then back-projection spreads), one pass each side."""
+    13 input pixels, then back-projection spreads), one pass each side; at
+    a fractional scale p/q the tiles' edges fall on multiples of q (x2.5:
+    x2, then x1.25 of that; x8: x4, then x2)."""
     img = picture(96, 64).astype(np.float32) / 255
     comp = upscaler.train(img, 8, upscaler.patch_settings(scale, preset="fast"))
-    size = (64 * scale, 96 * scale)
+    size = (round(64 * scale), round(96 * scale))
 
     def up(part, size):
         return comp.upscale(*size, image=part)
@@ -322,7 +324,9 @@ def test_tiles_meet_without_seams_with_the_builtin_prior(monkeypatch, scale):
     whole = upscaler.apply(up, img, size).astype(int)
     monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)
     monkeypatch.setattr(upscaler, "TILE", 32)
-    assert upscaler.tile_plan(64, 96, size) is not None
+    assert internal.stages_on_grid(comp.net, (64, 96), size, comp.state.train_scale)
+    plan = upscaler.tile_plan(64, 96, size)
+    assert plan is not None and len(plan) == 6
     assert np.abs(upscaler.apply(up, img, size).astype(int) - whole).max() <= 1
 
 

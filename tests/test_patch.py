@@ -35,7 +35,12 @@ def test_dihedral_and_its_inverse():
 def test_stage_sizes():
     assert internal.stage_sizes((10, 20), (40, 80), 2.0) == [(20, 40), (40, 80)]
     assert internal.stage_sizes((10, 20), (20, 40), 2.0) == [(20, 40)]
-    assert internal.stage_sizes((10, 10), (25, 25), 2.0) == [(16, 16), (25, 25)]
+    # whole steps first, the rest in one (so every stage but the last is on the input's grid: tiles line up)
+    assert internal.stage_sizes((10, 10), (25, 25), 2.0) == [(20, 20), (25, 25)]
+    assert internal.stage_sizes((10, 10), (21, 21), 2.0, slack=1.05) == [(21, 21)]  # a shuffle:2 network: x2.1 in one
+    assert internal.stage_sizes((10, 10), (80, 80), 4.0, slack=1.05) == [(40, 40), (80, 80)]  # x8: x4, then x2
+    # --prior none at x2.5 learns equal steps of sqrt(2.5)
+    assert internal.stage_sizes((10, 10), (25, 25), 2.5 ** 0.5) == [(16, 16), (25, 25)]
 
 
 def test_the_self_ensemble_is_kept_while_the_network_is_cheap_enough():

@@ -452,8 +452,11 @@ def _model_job(req, job, on_step, taken=None):
     if req.input_image and os.path.realpath(job.target) == os.path.realpath(req.input_image):
         raise BatchError("the output would overwrite the input image; choose another -o")
     bits = comp.meta["source"]["bits"]
-    pixels = comp.upscale(h, w, image=image, bits=bits,
-                          on_progress=(lambda what, done, total: on_step(what, done, total, {})) if on_step else None)
+    if comp.impl.TAKES_IMAGE:  # in tiles when large, as an image's upscale is
+        pixels = upscaler.upscale_with(comp, comp.source if image is None else image, (h, w), bits, on_step)
+    else:
+        pixels = comp.upscale(h, w, image=image, bits=bits,
+                              on_progress=(lambda what, done, total: on_step(what, done, total, {})) if on_step else None)
     if os.path.dirname(job.target):
         os.makedirs(os.path.dirname(job.target), exist_ok=True)
     saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality)

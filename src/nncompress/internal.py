@@ -298,13 +298,21 @@ def _with_residual(lr, base, res, alpha, size):
     return up if up.shape == tuple(size) else imresize(up, size=size)
 
 
-def stage_sizes(shape, size, step):
-    """Sizes passed through from ``shape`` to ``size`` in steps of at most
-    ``step`` (the scale the network learned)."""
+def stage_sizes(shape, size, step, slack=1.0):
+    """Sizes passed through from ``shape`` to ``size``: whole steps of
+    ``step`` (the scale the network learned) while more is left than one
+    pass takes (``step`` x ``slack``), then the rest in one (x2.5 with an
+    x2 network: x2, then x1.25). A whole step keeps every stage on a grid
+    of whole multiples of the input, so a fractional scale can be made in
+    tiles (``upscaler.tile_plan``). Measured at x2.5 on the six photos with
+    the x2 prior: +2.32 dB over bicubic against +2.33 for two equal steps
+    of 1.58 (five photos up 0.01-0.16, brick down 0.40)."""
     ratio = max(size[0] / shape[0], size[1] / shape[1])
-    n = max(1, math.ceil(math.log(ratio) / math.log(step) - 1e-6)) if ratio > 1 else 1
-    return [(round(shape[0] * (size[0] / shape[0]) ** (i / n)), round(shape[1] * (size[1] / shape[1]) ** (i / n)))
-            for i in range(1, n)] + [tuple(size)]
+    out, k = [], 1
+    while ratio / step ** (k - 1) > step * slack * (1 + 1e-9):
+        out.append((round(shape[0] * step ** k), round(shape[1] * step ** k)))
+        k += 1
+    return out + [tuple(size)]
 
 
 LOWRES_SLACK = 1.05  # a network that upscales by f takes up to 1.05 f in one pass (then a small resize)
@@ -313,7 +321,14 @@ LOWRES_SLACK = 1.05  # a network that upscales by f takes up to 1.05 f in one pa
 def stages(net, shape, size, step):
     """``stage_sizes`` for ``net``: one that ends in a pixel shuffle goes
     to a size a few percent past its scale in one pass, not two."""
-    return stage_sizes(shape, size, step * (LOWRES_SLACK if upsampling(net) > 1 else 1.0))
+    return stage_sizes(shape, size, step, LOWRES_SLACK if upsampling(net) > 1 else 1.0)
+
+
+def stages_on_grid(net, shape, size, step):
+    """Whether every stage before the last is a whole multiple of
+    ``shape``: then a tile of the input maps onto each stage exactly."""
+    return all(h % shape[0] == 0 and w % shape[1] == 0 and h // shape[0] == w // shape[1]
+               for h, w in stages(net, shape, size, step)[:-1])
 
 
 def pass_flops(net, shape, size, step):

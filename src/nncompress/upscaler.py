@@ -8,6 +8,7 @@ files or terminals (``batch.py`` and the CLI do).
 """
 
 from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from .spec import make_settings
 # of the network over the whole image). The window with the most gradient
 # energy is used: texture teaches more than flat sky.
 TRAIN_SIDE = 512
-# Outputs above this many pixels are made tile by tile (integer scales).
+# Outputs above this many pixels are made tile by tile.
 TILE_ABOVE = 4_000_000
 TILE = 512      # input pixels per tile side: the padding costs (560/512)^2 = 1.2x the work (256: 1.4x)
 # Input pixels of context around each tile, cut off after. An output pixel
@@ -72,32 +73,44 @@ def train(img, bits, settings, on_step=None, name="image"):
     return comp
 
 
-def tile_plan(h0, w0, size, tile=None, pad=None):
-    """Tiles [(in rows, in cols, out rows, out cols, core offset)] for an
-    integer scale, or None when the output is small or the scale is not a
-    whole number (then the image is upscaled whole). Each tile is upscaled
-    with ``pad`` pixels of context; at an integer scale f the input pixel r
-    lands at output f*r in every tile, so tiles meet without seams."""
+# A fractional scale p/q tiles on input rows and columns that are multiples
+# of q (there every stage's grid starts on a whole pixel); beyond this q,
+# e.g. --width 1921 of a 1500-pixel photo, the image is upscaled whole.
+MAX_GRID = 64
+
+
+def tile_plan(h0, w0, size, tile=None, pad=None, on_grid=True):
+    """Tiles [(in rows, in cols, out rows, out cols, core offset)], or None
+    when the output is small, or its scale cannot be tiled (then the image
+    is upscaled whole). Each tile is upscaled with ``pad`` pixels of
+    context. A scale S = p/q (per axis; a whole number: q = 1) puts input
+    pixel r at output S*r in every tile whose edges are multiples of q, so
+    tiles meet without seams, given ``on_grid``: every stage before the
+    last a whole multiple of the input (``internal.stages_on_grid``)."""
     tile, pad = tile or TILE, TILE_PAD if pad is None else pad
     H, W = size
-    f = H // h0
-    if H * W <= TILE_ABOVE or H != f * h0 or W != f * w0 or f < 1:
+    sh, sw = Fraction(H, h0), Fraction(W, w0)
+    qh, qw = sh.denominator, sw.denominator
+    if H * W <= TILE_ABOVE or sh < 1 or sw < 1 or max(qh, qw) > MAX_GRID or not on_grid:
         return None
+    th, tw = max(qh, tile - tile % qh), max(qw, tile - tile % qw)
+    ph, pw = -(-pad // qh) * qh, -(-pad // qw) * qw
     out = []
-    for r0 in range(0, h0, tile):
-        for c0 in range(0, w0, tile):
-            r1, c1 = min(h0, r0 + tile), min(w0, c0 + tile)
-            p0, q0 = max(0, r0 - pad), max(0, c0 - pad)
-            p1, q1 = min(h0, r1 + pad), min(w0, c1 + pad)
-            out.append(((p0, p1), (q0, q1), (f * r0, f * r1), (f * c0, f * c1), (f * (r0 - p0), f * (c0 - q0))))
+    for r0 in range(0, h0, th):
+        for c0 in range(0, w0, tw):
+            r1, c1 = min(h0, r0 + th), min(w0, c0 + tw)
+            p0, q0 = max(0, r0 - ph), max(0, c0 - pw)
+            p1, q1 = min(h0, r1 + ph), min(w0, c1 + pw)
+            out.append(((p0, p1), (q0, q1), (int(sh * r0), int(sh * r1)), (int(sw * c0), int(sw * c1)),
+                        (int(sh * (r0 - p0)), int(sw * (c0 - q0)))))
     return out
 
 
-def apply(upscale, img, size, bits=8, on_step=None):
+def apply(upscale, img, size, bits=8, on_step=None, on_grid=True):
     """``upscale(img, size) -> float (h, w, C)`` over ``img`` (H, W, C) to
     ``size``, tile by tile when ``tile_plan`` says so. Returns uint8 or
     uint16 (H', W', C): a quarter (or half) of a float output's memory."""
-    plan = tile_plan(img.shape[0], img.shape[1], size)
+    plan = tile_plan(img.shape[0], img.shape[1], size, on_grid=on_grid)
     if plan is None:
         if on_step:
             on_step("upscale", 0, 1, {})
@@ -105,10 +118,10 @@ def apply(upscale, img, size, bits=8, on_step=None):
         if on_step:
             on_step("upscale", 1, 1, {})
         return out
-    f = size[0] // img.shape[0]
+    sh, sw = Fraction(size[0], img.shape[0]), Fraction(size[1], img.shape[1])
     out = np.empty((size[0], size[1], img.shape[2]), np.uint16 if bits == 16 else np.uint8)
     for i, ((p0, p1), (q0, q1), (o0, o1), (u0, u1), (dy, dx)) in enumerate(plan):
-        part = upscale(np.ascontiguousarray(img[p0:p1, q0:q1]), ((p1 - p0) * f, (q1 - q0) * f))
+        part = upscale(np.ascontiguousarray(img[p0:p1, q0:q1]), (int(sh * (p1 - p0)), int(sw * (q1 - q0))))
         out[o0:o1, u0:u1] = to_uint(part[dy:dy + o1 - o0, dx:dx + u1 - u0], bits)
         if on_step:
             on_step("upscale", i + 1, len(plan), {})
@@ -123,9 +136,17 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     if size[0] <= h0 and size[1] <= w0:
         return to_uint(np.clip(imresize(fill_transparent(img), size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
-    if not patch.ensemble_affordable(comp.net, (h0, w0), size, comp.settings, comp.state):  # for the whole output, not per tile
+    return upscale_with(comp, img, size, bits, on_step), comp
+
+
+def upscale_with(comp, img, size, bits=8, on_step=None):
+    """A trained patch-mode Compresser's upscale of ``img`` to ``size``, in
+    tiles when large (uint8 or uint16). The self-ensemble is decided for
+    the whole output, not per tile."""
+    if not patch.ensemble_affordable(comp.net, img.shape[:2], size, comp.settings, comp.state):
         comp.settings = replace(comp.settings, ensemble=1)
-    return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step), comp
+    on_grid = internal.stages_on_grid(comp.net, img.shape[:2], size, comp.state.train_scale or comp.settings.scale)
+    return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step, on_grid)
 
 
 def scale_for(h0, w0, size):
