@@ -608,3 +608,20 @@ def test_width_and_height_together_warn_when_they_stretch(tmp_path, tiny):
     assert r.exit_code == 0 and "change the shape of 1 of 1 image(s)" in r.output, r.output
     r = run("upscale", "shots", "--width", 80, "--height", 64, "-o", "same", *tiny)
     assert r.exit_code == 0 and "change the shape" not in r.output, r.output
+
+
+def test_a_lossless_webp_stays_lossless(tmp_path, tiny):
+    from nncompress.imagefile import _webp_lossless
+    Image.fromarray(picture()).save(tmp_path / "l.webp", lossless=True)
+    Image.fromarray(picture()).save(tmp_path / "y.webp", quality=80)
+    assert _webp_lossless(tmp_path / "l.webp") and not _webp_lossless(tmp_path / "y.webp")
+    assert run("upscale", "l.webp", "y.webp", "--scale", 2, *tiny).exit_code == 0
+    assert _webp_lossless(tmp_path / "l_x2.webp") and not _webp_lossless(tmp_path / "y_x2.webp")
+    assert run("upscale", "l.webp", "--scale", 2, "--quality", 90, "-o", "q.webp", *tiny).exit_code == 0
+    assert not _webp_lossless(tmp_path / "q.webp")  # a quality asked for: lossy
+
+
+def test_a_broken_link_says_so(tmp_path, tiny):
+    os.symlink("gone.png", tmp_path / "link.png")
+    r = run("upscale", "link.png", "--scale", 2, *tiny)
+    assert r.exit_code == 2 and "'link.png' is a link to 'gone.png', which does not exist" in r.output, r.output

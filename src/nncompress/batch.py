@@ -126,6 +126,8 @@ def classify(path):
     if path == "-" and not os.path.exists(path):
         raise BatchError("'-': reading standard input is not supported; give an image file, a folder or a model")
     if not os.path.exists(path):
+        if os.path.islink(path):
+            raise BatchError(f"'{path}' is a link to '{os.readlink(path)}', which does not exist")
         raise BatchError(f"'{path}' does not exist")
     if os.path.isdir(path):
         return "model" if os.path.isfile(os.path.join(path, "model.npz")) else "folder"
@@ -420,7 +422,7 @@ def _image_job(req, job, on_step):
     folder = os.path.dirname(job.target)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    saved = imagefile.save(job.target, pixels, job.format, pic.bits, pic.icc, pic.exif, req.quality)
+    saved = imagefile.save(job.target, pixels, job.format, pic.bits, pic.icc, pic.exif, req.quality, pic.lossless)
     if req.save_model and comp is not None:
         comp.save(model_path(job.target), checkpoint=False)  # a model to upscale with, not to resume
     return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,

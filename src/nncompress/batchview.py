@@ -62,11 +62,15 @@ class BatchView:
     def on_step(self, phase, done, total, info):
         what = {"train": "training", "upscale": "upscaling"}.get(phase, phase)
         detail = f"loss {info['loss']:.3g}" if "loss" in info else ""
+        now = time.perf_counter()
+        if done == 0 or getattr(self, "_phase", None) != (phase, total):
+            self._phase, self._phase_start = (phase, total), now
+        elif total and done < total:  # the phase's own rate so far
+            detail = " ".join(p for p in (detail, f"eta {_clock((now - self._phase_start) / done * (total - done))}") if p)
         if self.live:
             self.bar.update(self.step, description=f"  {self.name}: {what}", completed=done, total=total,
                             info=detail)
             return
-        now = time.perf_counter()
         if done == 0:  # a phase starting: nothing to report yet
             return
         if not self.quiet and (now - self.last_line >= PLAIN_EVERY or (done == total and phase == "train")):

@@ -37,6 +37,7 @@ class Picture:
     format: str | None        # "png", "jpg", "webp", or None for others (GIF, BMP, TIFF, ...)
     icc: bytes | None = None
     exif: bytes | None = None  # orientation already applied and reset to 1
+    lossless: bool = False     # a lossless WebP (VP8L): its upscale as WebP stays lossless
 
 
 @dataclass
@@ -83,7 +84,7 @@ def load(path):
         except (ValueError, OSError, zlib.error) as e:
             raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
         bits = 16
-    return Picture(pixels, bits, fmt, icc, exif)
+    return Picture(pixels, bits, fmt, icc, exif, fmt == "webp" and _webp_lossless(path))
 
 
 def size_of(path):
@@ -98,6 +99,19 @@ def size_of(path):
     return (w, h) if turned else (h, w)
 
 
+def _webp_lossless(path):
+    """Whether a WebP file's image is VP8L (lossless), from its RIFF chunks."""
+    with open(path, "rb") as f:
+        if f.read(12)[8:] != b"WEBP":
+            return False
+        while len(head := f.read(8)) == 8:
+            kind, size = head[:4], int.from_bytes(head[4:], "little")
+            if kind in (b"VP8L", b"VP8 "):
+                return kind == b"VP8L"
+            f.seek(size + size % 2, 1)
+    return False
+
+
 def _transpose_array(a, orientation):
     """Apply an EXIF orientation (1..8) to an (H, W, C) array."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
@@ -106,10 +120,11 @@ def _transpose_array(a, orientation):
     return np.ascontiguousarray(ops.get(orientation, lambda x: x)(a))
 
 
-def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None):
+def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=False):
     """Write (H, W, C) pixels (float in [0, 1], uint8 or uint16) as ``fmt``
     ('png', 'jpg', 'webp') at ``path``, atomically. PNG keeps 16 bits when
-    ``bits`` is 16; JPEG and WebP are 8-bit formats. Returns SavedImage."""
+    ``bits`` is 16; JPEG and WebP are 8-bit formats; ``lossless`` WebP
+    (when no quality is given). Returns SavedImage."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
     c = pixels.shape[2]
@@ -136,7 +151,9 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None):
         kw["icc_profile"] = icc
     if exif:
         kw["exif"] = exif
-    if fmt in ("jpg", "webp"):
+    if fmt == "webp" and lossless and quality is None:
+        kw["lossless"] = True
+    elif fmt in ("jpg", "webp"):
         kw["quality"] = DEFAULT_QUALITY if quality is None else int(quality)
     if fmt == "jpg":
         kw["subsampling"] = 0 if kw["quality"] >= 90 else 2  # 4:4:4 for high quality, as photo tools do

@@ -21,6 +21,8 @@ def read_image(path):
     """Returns (img (H, W, C) float32 in [0, 1], bits)."""
     path = os.fspath(path)
     if not os.path.exists(path):
+        if os.path.islink(path):
+            raise ImageError(f"'{path}' is a link to '{os.readlink(path)}', which does not exist")
         raise ImageError(f"image '{path}' does not exist")
     if os.path.isdir(path):
         raise ImageError(f"'{path}' is a folder; give an image file (PNG, JPEG, GIF, ...)")
