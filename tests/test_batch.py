@@ -625,3 +625,14 @@ def test_a_broken_link_says_so(tmp_path, tiny):
     os.symlink("gone.png", tmp_path / "link.png")
     r = run("upscale", "link.png", "--scale", 2, *tiny)
     assert r.exit_code == 2 and "'link.png' is a link to 'gone.png', which does not exist" in r.output, r.output
+
+
+def test_exif_image_size_tags_follow_the_upscale(tmp_path, tiny):
+    im = Image.fromarray(picture())
+    ex = im.getexif()
+    ex[0x010F] = "Camera maker"
+    ex.get_ifd(0x8769).update({0xA002: 40, 0xA003: 32})
+    im.save(tmp_path / "e.jpg", exif=ex)
+    assert run("upscale", "e.jpg", "--scale", 2, *tiny).exit_code == 0
+    out = Image.open(tmp_path / "e_x2.jpg").getexif()
+    assert out.get_ifd(0x8769)[0xA002] == 80 and out.get_ifd(0x8769)[0xA003] == 64 and out[0x010F] == "Camera maker"

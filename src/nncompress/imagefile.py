@@ -135,7 +135,7 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=
         notes.append(f"16-bit depth written as 8-bit ({fmt.upper()} has 8 bits a channel; --format png keeps 16)")
     if fmt == "png" and bits == 16:
         deep = pixels if pixels.dtype == np.uint16 else imaging.to_uint(pixels, 16)
-        data = pngio.encode16(deep, icc=icc, exif=exif)
+        data = pngio.encode16(deep, icc=icc, exif=_exif_sized(exif, deep.shape[1], deep.shape[0]) if exif else None)
         atomic_write(path, lambda f: f.write(data))
         return SavedImage(os.fspath(path), len(data), notes)
     q8 = _to_uint8(pixels)
@@ -150,7 +150,7 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=
     if icc:
         kw["icc_profile"] = icc
     if exif:
-        kw["exif"] = exif
+        kw["exif"] = _exif_sized(exif, pil.width, pil.height)
     if fmt == "webp" and lossless and quality is None:
         kw["lossless"] = True
     elif fmt in ("jpg", "webp"):
@@ -159,6 +159,24 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=
         kw["subsampling"] = 0 if kw["quality"] >= 90 else 2  # 4:4:4 for high quality, as photo tools do
     atomic_write(path, lambda f: pil.save(f, format=FORMATS[fmt], **kw))  # encoded straight into the file
     return SavedImage(os.fspath(path), os.path.getsize(path), notes)
+
+
+EXIF_IFD, PIXEL_X, PIXEL_Y = 0x8769, 0xA002, 0xA003  # the Exif sub-IFD and its image-size tags
+
+
+def _exif_sized(exif, width, height):
+    """EXIF bytes with PixelXDimension/PixelYDimension, where present, set
+    to the size written (they kept the input's)."""
+    ex = Image.Exif()
+    try:
+        ex.load(exif)
+        ifd = ex.get_ifd(EXIF_IFD)
+        if PIXEL_X not in ifd and PIXEL_Y not in ifd:
+            return exif
+        ifd.update({PIXEL_X: width, PIXEL_Y: height})
+        return ex.tobytes()
+    except Exception:  # a maker's odd EXIF: kept as it came, not lost
+        return exif
 
 
 def _to_uint8(pixels):
