@@ -505,8 +505,8 @@ def test_an_upscale_never_lands_on_another_input_of_the_call(tmp_path, tiny):
 
 
 def test_a_models_output_size_from_its_header_is_upright(tmp_path):
-    """The name of a model's upscale of --input is made before the pixels
-    are read, from the header: an EXIF-rotated photo's upright size."""
+    """``size_of``, which names a model's upscale of --input before the
+    pixels are read, gives an EXIF-rotated photo's upright size."""
     im = Image.fromarray(picture(40, 32))
     exif = im.getexif()
     exif[0x0112] = 6  # shown turned a quarter: 32x40 upright
@@ -636,3 +636,87 @@ def test_exif_image_size_tags_follow_the_upscale(tmp_path, tiny):
     assert run("upscale", "e.jpg", "--scale", 2, *tiny).exit_code == 0
     out = Image.open(tmp_path / "e_x2.jpg").getexif()
     assert out.get_ifd(0x8769)[0xA002] == 80 and out.get_ifd(0x8769)[0xA003] == 64 and out[0x010F] == "Camera maker"
+
+
+def _header_only_png(path, w, h):
+    """A PNG that claims w x h pixels and holds none (its header is all a size check reads)."""
+    import struct
+    import zlib
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IEND", b""))
+
+
+def test_sizes_of_big_images_are_read_from_their_headers(tmp_path, tiny):
+    """Pillow refuses headers above ~179 MP (DecompressionBombError, not an
+    OSError): a finished 16000x12000 upscale broke --skip-existing (an
+    internal error), and a 20000x20000 input was no longer refused as bad
+    input."""
+    _header_only_png(tmp_path / "out.png", 16000, 12000)
+    assert imagefile.size_of(tmp_path / "out.png") == (12000, 16000)
+    _header_only_png(tmp_path / "huge.png", 20000, 20000)
+    r = run("upscale", "huge.png", "--scale", 2, *tiny)
+    assert r.exit_code == 2 and "claims 20000x20000 pixels, over the limit" in r.output, r.output
+
+
+def test_a_transparent_image_in_tiles_equals_one_pass(monkeypatch):
+    """The colour under transparent pixels is filled once for the whole
+    image: filled per tile, pull-push (not local) differed at the seams by
+    up to 12 levels on opaque pixels."""
+    img = picture(96, 64).astype(np.float32) / 255
+    alpha = np.zeros((64, 96, 1), np.float32)
+    alpha[10:50, 20:80] = 1
+    alpha[30:34, 40:90] = 0.5
+    img = np.concatenate([img * (alpha > 0), alpha], -1)
+    comp = upscaler.train(img, 8, upscaler.patch_settings(2, preset="fast"))
+    whole = upscaler.upscale_with(comp, img, (128, 192)).astype(int)
+    monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)
+    monkeypatch.setattr(upscaler, "TILE", 32)
+    tiled = upscaler.upscale_with(comp, img, (128, 192)).astype(int)
+    seen = whole[..., 3] > 0
+    assert np.abs(tiled - whole)[seen].max() <= 1
+
+
+def test_skip_existing_redoes_a_models_file_of_another_size(tmp_path, tiny):
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    assert run("upscale", "in.png", "--scale", 2, "--save-model", *tiny).exit_code == 0
+    assert run("upscale", "in_x2.npz", "--scale", 2, "-o", "up.png", "-q").exit_code == 0
+    r = run("upscale", "in_x2.npz", "--scale", 3, "-o", "up.png", "--skip-existing", "-q")
+    assert r.exit_code == 0 and Image.open(tmp_path / "up.png").size == (120, 96), r.output
+
+
+def test_only_an_upscales_own_folder_names_are_left_out(tmp_path, tiny):
+    shots = folder(tmp_path / "wall", ["a.png", "wall_1920x1080/b.png", "wall_x2/c.png"])
+    os.symlink(shots, tmp_path / "link")
+    from nncompress.batch import find_images
+    with pytest.warns(UserWarning, match="earlier upscale"):
+        assert [os.path.relpath(p, shots) for p in find_images(str(shots), True)] == ["a.png", "wall_1920x1080/b.png"]
+    with pytest.warns(UserWarning, match="earlier upscale"):  # through a link, the folder's own name still counts
+        assert len(find_images(str(tmp_path / "link"), True)) == 2
+
+
+def test_the_eta_counts_from_when_a_phase_was_first_heard_of(monkeypatch):
+    from rich.console import Console
+    from nncompress import batchview
+    from nncompress.batch import Job
+    clock = [0.0]
+    monkeypatch.setattr(batchview.time, "perf_counter", lambda: clock[0])
+    out = io.StringIO()
+    view = batchview.BatchView(lambda e: (1, str(e)), Console(file=out), Console(file=io.StringIO()))
+    monkeypatch.setattr(batchview, "PLAIN_EVERY", 0)
+    for f in range(2):
+        view.on_file(f, 2, Job("image", "a.png", "b.png", "a.png", "png"))
+        for done in (1, 2, 3):  # tiles of 2 s each, first heard of when the first one ends
+            clock[0] += 2
+            view.on_step("upscale", done, 4, {})
+    lines = [l.strip() for l in out.getvalue().splitlines() if "tile" in l]
+    assert lines == ["upscaling tile 1/4", "upscaling tile 2/4 eta 4s", "upscaling tile 3/4 eta 2s"] * 2, lines
+
+
+def test_a_float_tiff_that_overshoots_one_a_little_is_still_zero_to_one(tmp_path):
+    from nncompress.imaging import read_image
+    a = np.linspace(0, 1, 120, dtype=np.float32).reshape(10, 12)
+    a[0, 0] = 1.001
+    Image.fromarray(a).save(tmp_path / "f.tif")
+    img = read_image(tmp_path / "f.tif")[0][..., 0]
+    assert img.max() == 1 and abs(img[5, 5] - a[5, 5]) < 1e-6

@@ -345,8 +345,8 @@ def test_animate_captions_each_panel_and_warns_of_mixed_modes(tmp_path, digit, m
     from nncompress import runs
     run("train", digit, *TINY, "-o", tmp_path / "a")
     run("train", digit, "-l", "8:relu,out:sigmoid", "-e", 2, "--frames", 2, "-q", "-o", tmp_path / "short")
-    mode, psnr = runs._run_record(tmp_path / "a")
-    assert mode == "coords" and psnr > 0 and runs._run_record(tmp_path / "none") == (None, None)
+    mode, psnr, planned = runs._run_record(tmp_path / "a")
+    assert mode == "coords" and psnr > 0 and planned == 6 and runs._run_record(tmp_path / "none") == (None,) * 3
     seen = []
     monkeypatch.setattr(runs.ImageDraw.ImageDraw, "text", lambda self, xy, text, **kw: seen.append(text))
     r = run("animate", tmp_path / "a", tmp_path / "short", "-o", tmp_path / "c.gif", "--size", 64)
@@ -357,7 +357,7 @@ def test_animate_captions_each_panel_and_warns_of_mixed_modes(tmp_path, digit, m
     meta.mkdir()
     (meta / "frames").mkdir()
     Image.open(next((tmp_path / "a" / "frames").iterdir())).save(meta / "frames" / "epoch_000001.png")
-    monkeypatch.setattr(runs, "_run_record", lambda d: ("patch", None) if str(d).endswith("p") else ("coords", 30.0))
+    monkeypatch.setattr(runs, "_run_record", lambda d: ("patch", None, 2) if str(d).endswith("p") else ("coords", 30.0, 6))
     r = run("animate", tmp_path / "a", meta, "-o", tmp_path / "d.gif", "--size", 64)
     assert r.exit_code == 0 and "different modes (coords, patch)" in r.output, r.output
 

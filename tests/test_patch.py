@@ -41,6 +41,10 @@ def test_stage_sizes():
     assert internal.stage_sizes((10, 10), (80, 80), 4.0, slack=1.05) == [(40, 40), (80, 80)]  # x8: x4, then x2
     # --prior none at x2.5 learns equal steps of sqrt(2.5)
     assert internal.stage_sizes((10, 10), (25, 25), 2.5 ** 0.5) == [(16, 16), (25, 25)]
+    # a size rounded to whole pixels is not one more stage (one at the final size applied the residual twice)
+    assert internal.stage_sizes((101, 67), (152, 100), 1.5) == [(152, 100)]
+    assert internal.stage_sizes((101, 103), (252, 258), 2.5 ** 0.5) == [(160, 163), (252, 258)]
+    assert internal.stage_sizes((64, 64), (129, 129), 2.0) == [(129, 129)]
 
 
 def test_the_self_ensemble_is_kept_while_the_network_is_cheap_enough():

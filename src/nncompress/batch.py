@@ -104,6 +104,7 @@ class Job:
     target: str | None  # None: a model's default name, known once it is loaded
     name: str           # what the user sees: the path below the input folder
     format: str         # png, jpg, webp
+    size: tuple | None = None  # the output's (h, w) when known before the work (for --skip-existing)
 
 
 @dataclass
@@ -134,8 +135,9 @@ def classify(path):
     return "model" if path.lower().endswith(".npz") else "image"
 
 
-# the tag of an upscale's default folder name (``photos_x2``, ``photos_1920x1080``, ``photos_w1920``)
-OUTPUT_TAG = r"(x\d+(\.\d+)?|\d+x\d+|w\d+|h\d+)"
+# the tag of an upscale's default folder name (``photos_x2``, ``photos_w1920``; not ``photos_1920x1080``,
+# which is as likely a user's own folder)
+OUTPUT_TAG = r"(x\d+(\.\d+)?|w\d+|h\d+)"
 
 
 def find_images(folder, recursive, skip=()):
@@ -143,8 +145,8 @@ def find_images(folder, recursive, skip=()):
     folder in ``skip``, e.g. the output, left out; so are the folder's own
     earlier upscales, ``FOLDER_x2`` inside it, where ``upscale .`` puts
     them, and a second name for a file already found, a link)."""
-    base = os.path.basename(os.path.normpath(os.path.abspath(folder)))
-    own = re.compile(rf"^{re.escape(base)}_{OUTPUT_TAG}$")
+    names = {os.path.basename(os.path.normpath(os.path.abspath(folder))), os.path.basename(os.path.realpath(folder))}
+    own = re.compile(rf"^({'|'.join(re.escape(n) for n in names)})_{OUTPUT_TAG}$")
     found, seen = [], {}
     for root, dirs, files in os.walk(folder):
         if not recursive:
@@ -225,7 +227,8 @@ def plan(req: Request) -> list:
         elif kind == "model":
             model = os.path.join(path, "model.npz") if os.path.isdir(path) else path
             fmt = imagefile.format_of_suffix(out) if out_is_file else (req.format if req.format != "same" else "png")
-            jobs.append(Job("model", model, out if out_is_file else _peek_target(req, model, fmt), model, fmt))
+            target, size = _peek_target(req, model, fmt)
+            jobs.append(Job("model", model, out if out_is_file else target, model, fmt, size))
         else:
             fmt = imagefile.format_of_suffix(out) if out_is_file else _format_for(req, path)
             stem, ext = os.path.splitext(os.path.basename(path))
@@ -234,15 +237,15 @@ def plan(req: Request) -> list:
     if not jobs:
         raise BatchError(_nothing_found(req, [p for p, k in kinds if k == "folder"], skip))
     _check_targets(jobs, req.save_model, req.input_image)
-    stretched = 0
-    for j in jobs:
-        hw = imagefile.size_of(j.source) if j.kind == "image" else None
+    stretched, images = 0, [j for j in jobs if j.kind == "image"]
+    for j in images:
+        hw = imagefile.size_of(j.source)
         if hw:
-            size = upscaler.output_size(*hw, req.scale, req.width, req.height)
-            _check_format_limit(j, size)
-            stretched += bool(req.width and req.height and abs(size[1] / size[0] / (hw[1] / hw[0]) - 1) > 0.01)
+            j.size = upscaler.output_size(*hw, req.scale, req.width, req.height)
+            _check_format_limit(j, j.size)
+            stretched += bool(req.width and req.height and abs(j.size[1] / j.size[0] / (hw[1] / hw[0]) - 1) > 0.01)
     if stretched:
-        warnings.warn(f"--width and --height together change the shape of {stretched} of {len(jobs)} image(s) "
+        warnings.warn(f"--width and --height together change the shape of {stretched} of {len(images)} image(s) "
                       f"(stretched to {req.width}x{req.height}); give one of them to keep each image's shape")
     return jobs
 
@@ -269,10 +272,10 @@ def _model_target(req, model, source, size, fmt):
 
 
 def _peek_target(req, model, fmt):
-    """A model's default output, named before any work from the model's
-    record (and --input's header), so that it is checked with every other
-    output of the call; None when the file cannot be read that far (its
-    turn then says why)."""
+    """(A model's default output, its (h, w)), named before any work from
+    the model's record (and --input's header), so that it is checked with
+    every other output of the call; (None, None) when the file cannot be
+    read that far (its turn then says why)."""
     import json
     try:
         with np.load(model, allow_pickle=False) as z:
@@ -281,9 +284,9 @@ def _peek_target(req, model, fmt):
         size = upscaler.output_size(*hw, req.scale, req.width, req.height)
         target = _model_target(req, model, source, size, fmt)
     except Exception:  # anything wrong with the file is reported by its load, at its turn
-        return None
+        return None, None
     _check_format_limit(Job("model", model, target, model, fmt), size)
-    return target
+    return target, size
 
 
 def _not_written(fmt):
@@ -401,13 +404,10 @@ def run(req: Request, jobs, on_file=None, on_done=None, on_step=None, raise_erro
 
 def _finished(req, job):
     """Whether ``job.target`` is this job's output already (for
-    --skip-existing): a model's carries its size in its name; an image's
-    must be the size this call would make (an upscale at another scale
-    into the same -o folder has the same name, and is redone)."""
-    if job.kind != "image":
-        return True
-    hw, there = imagefile.size_of(job.source), imagefile.size_of(job.target)
-    return hw is None or there == upscaler.output_size(*hw, req.scale, req.width, req.height)
+    --skip-existing): it must be the size this call would make (an upscale
+    at another scale into the same -o folder or file has the same name,
+    and is redone). A size not known before the work: taken as done."""
+    return job.size is None or imagefile.size_of(job.target) == tuple(job.size)
 
 
 def _image_job(req, job, on_step):
@@ -432,12 +432,12 @@ def _image_job(req, job, on_step):
 def _model_job(req, job, on_step, taken=None):
     from .compresser import Compresser
     comp = Compresser.load(job.source)
-    image, icc, exif = None, None, None
+    image, icc, exif, lossless = None, None, None, False
     if req.input_image:
         if not comp.impl.TAKES_IMAGE:
             raise BatchError(f"--input needs a model of a mode that upscales images; a {comp.mode} model is its own image")
         pic = imagefile.load(req.input_image)
-        image, icc, exif = pic.pixels, pic.icc, pic.exif
+        image, icc, exif, lossless = pic.pixels, pic.icc, pic.exif, pic.lossless
     h, w = comp.output_size(req.scale, req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
     _check_format_limit(job, (h, w))
@@ -461,7 +461,7 @@ def _model_job(req, job, on_step, taken=None):
                               on_progress=(lambda what, done, total: on_step(what, done, total, {})) if on_step else None)
     if os.path.dirname(job.target):
         os.makedirs(os.path.dirname(job.target), exist_ok=True)
-    saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality)
+    saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality, lossless)
     src = comp.meta["source"]
     return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
                    size_in=(src["width"], src["height"]), size_out=(w, h), message="; ".join(saved.notes))

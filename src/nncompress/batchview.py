@@ -38,6 +38,7 @@ class BatchView:
         self.done = 0
         self.name = ""
         self.last_line = 0.0
+        self.phase = None
         if self.live:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=out)
@@ -52,6 +53,7 @@ class BatchView:
     # ------------------------------------------------------ callbacks
     def on_file(self, i, n, job):
         self.name = job.name
+        self.phase = None  # ((phase, total), when first heard of, done then): a new file starts its own
         if self.live:
             self.bar.update(self.files, total=n, completed=i, info=self.eta(n))
             self.bar.update(self.step, description=f"  {job.name}", completed=0, total=None, info="")
@@ -63,10 +65,12 @@ class BatchView:
         what = {"train": "training", "upscale": "upscaling"}.get(phase, phase)
         detail = f"loss {info['loss']:.3g}" if "loss" in info else ""
         now = time.perf_counter()
-        if done == 0 or getattr(self, "_phase", None) != (phase, total):
-            self._phase, self._phase_start = (phase, total), now
-        elif total and done < total:  # the phase's own rate so far
-            detail = " ".join(p for p in (detail, f"eta {_clock((now - self._phase_start) / done * (total - done))}") if p)
+        if self.phase is None or self.phase[0] != (phase, total) or done < self.phase[2]:
+            self.phase = ((phase, total), now, done)  # first heard of at ``done``: the rate counts from there
+        elif total and self.phase[2] < done < total:  # the phase's own rate so far
+            (_, t0, d0) = self.phase
+            left = (now - t0) / (done - d0) * (total - done)
+            detail = " ".join(p for p in (detail, f"eta {_clock(left)}") if p)
         if self.live:
             self.bar.update(self.step, description=f"  {self.name}: {what}", completed=done, total=total,
                             info=detail)

@@ -87,7 +87,7 @@ def main_options(
 @contextlib.contextmanager
 def errors():
     """Library exceptions -> one line on stderr + exit code (``--debug``:
-    the traceback instead)."""
+    the traceback too, and the same exit code)."""
     from .runs import RunInterrupted
     for console in (out, err):  # piped output is never wrapped or cut: one report, one line; tables in full
         console.width = None
@@ -119,6 +119,7 @@ def errors():
         code, message = describe_error(e)
         if STATE["debug"]:  # the traceback, and the same exit code as without --debug
             err.print_exception(show_locals=False)
+            message = message.replace(" (run with --debug for the traceback)", "")
         err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(code)
 
@@ -165,7 +166,7 @@ def train(
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale of the upscaled PNG written at the end.", show_default=MODE_DEFAULTS["scale"])] = None,
     frames: Annotated[Optional[int], typer.Option("--frames", help="GIF frames to record (up to; epochs that coincide share one); 0 = none.", show_default=MODE_DEFAULTS["frames"])] = None,
     out_dir: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder.", show_default="runs/IMAGE-NAME; with --resume, the model's folder")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this model.npz exactly where it stopped, with its settings (--epochs, --lr, --frames and the like may change; its network, seed and optimizer may not).", show_default="none")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this model.npz exactly where it stopped, with its settings (--epochs, --lr, --frames and the like may change; its network, seed, optimizer, mode, prior and preset may not; a model with nothing left to train, such as the prior alone, is refused).", show_default="none")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a run already in the output folder (its model stays if this run fails); write the upscale even if it looks too large for memory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):

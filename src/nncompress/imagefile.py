@@ -90,11 +90,24 @@ def load(path):
 def size_of(path):
     """(h, w) of an image file as ``load`` turns it upright, from its header
     (no pixels read); None when the file cannot be opened (``load`` says why)."""
+    import warnings
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            turned = im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8)
-    except OSError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the header of a big photo is no bomb
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+                    if im.format == "PNG":  # getexif() would decode the pixels to look past them
+                        ex = Image.Exif()
+                        if im.info.get("exif"):
+                            ex.load(im.info["exif"])
+                    else:
+                        ex = im.getexif()
+                    turned = ex.get(ORIENTATION, 1) in (5, 6, 7, 8)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     return (w, h) if turned else (h, w)
 

@@ -61,11 +61,12 @@ def pil_to_array(im):
     if im.mode == "F":  # 32-bit float (TIFF): Pillow's convert would clip [0, 1] to black
         a = np.asarray(im, dtype=np.float64)
         top = float(a.max()) if a.size else 0.0
-        if not np.all(np.isfinite(a)) or a.min() < 0 or top > 65535:
+        if not np.all(np.isfinite(a)) or a.min() < -0.05 or top > 65535:
             raise ImageError(f"a 32-bit float image must hold values in 0..1 (or 0..255, 0..65535), got "
                              f"{np.nanmin(a):g} to {np.nanmax(a):g}; convert it to 8 or 16 bits first")
-        span = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
-        return (a / span).astype(np.float32)[..., None], 16
+        # (a resampled [0, 1] image overshoots a little: 1.001 is still 0..1, not 0..255)
+        span = 1.0 if top <= 1.05 else 255.0 if top <= 255 * 1.05 else 65535.0
+        return np.clip(a / span, 0, 1).astype(np.float32)[..., None], 16
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         a = np.asarray(im, dtype=np.float64)
         if im.mode == "I" and a.max() <= 255:

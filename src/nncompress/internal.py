@@ -309,7 +309,8 @@ def stage_sizes(shape, size, step, slack=1.0):
     of 1.58 (five photos up 0.01-0.16, brick down 0.40)."""
     ratio = max(size[0] / shape[0], size[1] / shape[1])
     out, k = [], 1
-    while ratio / step ** (k - 1) > step * slack * (1 + 1e-9):
+    tol = 1 + 1 / min(shape)  # a size rounded to whole pixels is not more to do (67 -> 100 at x1.5 is x1.49)
+    while ratio / step ** (k - 1) > step * slack * tol:
         out.append((round(shape[0] * step ** k), round(shape[1] * step ** k)))
         k += 1
     return out + [tuple(size)]

@@ -124,8 +124,6 @@ _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5
 def split_channels(img, color):
     """(H, W, C) -> (list of (H, W) channels to learn, list of (H, W)
     channels for the base upscale / bicubic, how to recombine)."""
-    from .imaging import fill_transparent
-    img = fill_transparent(img)  # no dark fringe from the colour under transparent pixels
     c = img.shape[2]
     colour, alpha = (img[..., :3], img[..., 3:]) if c >= 3 else (img[..., :1], img[..., 1:])
     if colour.shape[2] == 3 and color == "luma":

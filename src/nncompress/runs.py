@@ -20,6 +20,7 @@ from .atomic import atomic_write
 from .checkpoint import path_for
 from .compresser import Compresser
 from .metrics import psnr_rgb
+from .modes import get_mode
 from .spec import Settings, SpecError
 from .timing import Phases
 from .training import TrainingDiverged
@@ -192,6 +193,8 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         image_path = recorded_image(comp, image_path)
     with phases("reading"):
         img, bits = imaging.read_image(image_path)
+        if get_mode(settings.mode).TAKES_IMAGE:  # an upscaler: no dark fringe at alpha edges
+            img = imaging.fill_transparent(img)
     stem = os.path.splitext(os.path.basename(image_path))[0]
     out_dir = out_dir or (os.path.dirname(resume) or "." if resume else os.path.join("runs", stem))
     paths = RunPaths(out_dir, stem, settings.scale)
@@ -455,15 +458,18 @@ def read_frames(run_dir):
 
 
 def _run_record(run_dir):
-    """(mode, PSNR of the finished model) from RUN_DIR/model.npz's record;
-    (None, None) where there is none (a stopped run, or frames alone)."""
+    """(mode, PSNR of the model, epochs planned) from RUN_DIR/model.npz's
+    record, the PSNR only if the run trained all its epochs (a run stopped
+    by Ctrl-C is not done); Nones where there is no record (frames alone)."""
     try:
         with np.load(os.path.join(run_dir, "model.npz"), allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-        psnr = meta.get("psnr")
-        return meta.get("mode"), (float(psnr) if isinstance(psnr, (int, float)) and np.isfinite(psnr) else None)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None, None
+        psnr, planned = meta.get("psnr"), (meta.get("settings") or {}).get("epochs")
+        done = isinstance(planned, int) and meta.get("epochs", 0) >= planned
+        ok = done and isinstance(psnr, (int, float)) and np.isfinite(psnr)
+        return meta.get("mode"), (float(psnr) if ok else None), (planned if isinstance(planned, int) else None)
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None, None, None
 
 
 def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
@@ -475,7 +481,7 @@ def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
     runs = [read_frames(d) for d in run_dirs]
     labels = labels or [os.path.basename(os.path.normpath(d)) for d in run_dirs]
     records = [_run_record(d) for d in run_dirs]
-    modes = sorted({m for m, _ in records if m})
+    modes = sorted({m for m, _, _ in records if m})
     if len(modes) > 1:
         warnings.warn(f"the runs are of different modes ({', '.join(modes)}): an epoch of one is not an epoch of "
                       f"another, so panels side by side compare their frames, not their speed")
@@ -494,13 +500,13 @@ def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
     out = []
     for e in epochs:
         shown, captions = [], []
-        for run, (_, psnr) in zip(runs, records):
+        for run, (_, psnr, planned) in zip(runs, records):
             earlier = [(ep, p) for ep, p in run if ep <= e] or run[:1]
             ep, path = earlier[-1]
             shown.append(panel(path))
             last = run[-1][0]
-            done = f", done{'' if psnr is None else f': {psnr:.2f} dB'}" if ep == last and e >= last else ""
-            captions.append(f"epoch {ep}/{last}{done}")  # a finished run holds its last frame
+            done = f", done: {psnr:.2f} dB" if psnr is not None and ep == last and e >= last else ""
+            captions.append(f"epoch {ep}/{planned or last}{done}")  # a finished (or stopped) run holds its last frame
         W = sum(p.width for p in shown) + pad * (len(shown) + 1)
         H = max(p.height for p in shown) + top + pad
         canvas = Image.new("RGB", (W, H), "white")

@@ -133,8 +133,9 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     Compresser or None). Shrinking (or keeping the size) needs no learning:
     MATLAB-style bicubic."""
     h0, w0 = img.shape[:2]
+    img = fill_transparent(img)  # no dark fringe from the colour under transparent pixels (once, not per tile)
     if size[0] <= h0 and size[1] <= w0:
-        return to_uint(np.clip(imresize(fill_transparent(img), size=tuple(size)), 0, 1), bits), None
+        return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
     return upscale_with(comp, img, size, bits, on_step), comp
 
@@ -142,7 +143,10 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
 def upscale_with(comp, img, size, bits=8, on_step=None):
     """A trained patch-mode Compresser's upscale of ``img`` to ``size``, in
     tiles when large (uint8 or uint16). The self-ensemble is decided for
-    the whole output, not per tile."""
+    the whole output, not per tile; so is the colour under transparent
+    pixels (``fill_transparent``: pull-push is not local, so per tile it
+    would differ at the seams)."""
+    img = fill_transparent(img)
     if not patch.ensemble_affordable(comp.net, img.shape[:2], size, comp.settings, comp.state):
         comp.settings = replace(comp.settings, ensemble=1)
     on_grid = internal.stages_on_grid(comp.net, img.shape[:2], size, comp.state.train_scale or comp.settings.scale)
