@@ -720,3 +720,43 @@ def test_a_float_tiff_that_overshoots_one_a_little_is_still_zero_to_one(tmp_path
     Image.fromarray(a).save(tmp_path / "f.tif")
     img = read_image(tmp_path / "f.tif")[0][..., 0]
     assert img.max() == 1 and abs(img[5, 5] - a[5, 5]) < 1e-6
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmp:Rating="5" xmlns:xmp="http://ns.adobe.com/xap/1.0/"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("src,out", [("jpg", "jpg"), ("png", "png"), ("webp", "webp"), ("jpg", "png"), ("png16", "png")])
+def test_xmp_text_comment_and_dpi_are_kept(tmp_path, tiny, src, out):
+    """A photographer's ratings and keywords (XMP), PNG text, a JPEG
+    comment and the DPI were dropped; each is kept where the output
+    format holds it (the DPI as it was: the print grows with the pixels)."""
+    from PIL import PngImagePlugin
+    pixels = picture()
+    name = f"m.{'png' if src == 'png16' else src}"
+    if src == "jpg":
+        Image.fromarray(pixels).save(tmp_path / name, xmp=XMP, comment=b"taken at dawn", dpi=(300, 300))
+    elif src == "webp":
+        Image.fromarray(pixels).save(tmp_path / name, xmp=XMP, lossless=True)
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Title", "a cat")
+        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+        if src == "png16":
+            (tmp_path / name).write_bytes(pngio.encode16(pixels.astype(np.uint16) * 257, text={"Title": "a cat",
+                                          "XML:com.adobe.xmp": XMP.decode()}, dpi=(300, 300)))
+        else:
+            Image.fromarray(pixels).save(tmp_path / name, pnginfo=info, dpi=(300, 300))
+    r = run("upscale", name, "--scale", 2, "-o", f"up.{out}", *tiny)
+    assert r.exit_code == 0, r.output
+    got = Image.open(tmp_path / f"up.{out}")
+    xmp = got.info.get("xmp") or got.info.get("XML:com.adobe.xmp")
+    assert xmp and (xmp.encode() if isinstance(xmp, str) else xmp) == XMP
+    if src in ("png", "png16"):
+        assert got.info["Title"] == "a cat"
+    if src == "jpg":
+        assert (got.info.get("comment") or got.info.get("Comment", "").encode()) == b"taken at dawn"
+    if src != "webp":
+        assert np.allclose(got.info["dpi"], (300, 300), atol=0.01)
+    if src == "png16":
+        assert pngio.is_deep_png(tmp_path / "up.png")

@@ -422,7 +422,8 @@ def _image_job(req, job, on_step):
     folder = os.path.dirname(job.target)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    saved = imagefile.save(job.target, pixels, job.format, pic.bits, pic.icc, pic.exif, req.quality, pic.lossless)
+    saved = imagefile.save(job.target, pixels, job.format, pic.bits, pic.icc, pic.exif, req.quality, pic.lossless,
+                           pic.meta)
     if req.save_model and comp is not None:
         comp.save(model_path(job.target), checkpoint=False)  # a model to upscale with, not to resume
     return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
@@ -432,12 +433,12 @@ def _image_job(req, job, on_step):
 def _model_job(req, job, on_step, taken=None):
     from .compresser import Compresser
     comp = Compresser.load(job.source)
-    image, icc, exif, lossless = None, None, None, False
+    image, icc, exif, lossless, meta = None, None, None, False, None
     if req.input_image:
         if not comp.impl.TAKES_IMAGE:
             raise BatchError(f"--input needs a model of a mode that upscales images; a {comp.mode} model is its own image")
         pic = imagefile.load(req.input_image)
-        image, icc, exif, lossless = pic.pixels, pic.icc, pic.exif, pic.lossless
+        image, icc, exif, lossless, meta = pic.pixels, pic.icc, pic.exif, pic.lossless, pic.meta
     h, w = comp.output_size(req.scale, req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
     _check_format_limit(job, (h, w))
@@ -461,7 +462,7 @@ def _model_job(req, job, on_step, taken=None):
                               on_progress=(lambda what, done, total: on_step(what, done, total, {})) if on_step else None)
     if os.path.dirname(job.target):
         os.makedirs(os.path.dirname(job.target), exist_ok=True)
-    saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality, lossless)
+    saved = imagefile.save(job.target, pixels, job.format, bits, icc, exif, req.quality, lossless, meta)
     src = comp.meta["source"]
     return Outcome(job, "done", bytes_in=os.path.getsize(job.source), bytes_out=saved.bytes,
                    size_in=(src["width"], src["height"]), size_out=(w, h), message="; ".join(saved.notes))

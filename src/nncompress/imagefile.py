@@ -38,6 +38,8 @@ class Picture:
     icc: bytes | None = None
     exif: bytes | None = None  # orientation already applied and reset to 1
     lossless: bool = False     # a lossless WebP (VP8L): its upscale as WebP stays lossless
+    meta: dict = field(default_factory=dict)  # carried over where the format holds it: xmp (bytes),
+                                              # text ({key: str}, PNG), comment (bytes, JPEG), dpi ((x, y))
 
 
 @dataclass
@@ -67,6 +69,7 @@ def load(path):
             fmt = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}.get(im.format)
             icc = im.info.get("icc_profile") or None
             ex = im.getexif()
+            meta = _metadata(im)
     except OSError as e:
         raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
     orientation = ex.get(ORIENTATION, 1)
@@ -84,7 +87,33 @@ def load(path):
         except (ValueError, OSError, zlib.error) as e:
             raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
         bits = 16
-    return Picture(pixels, bits, fmt, icc, exif, fmt == "webp" and _webp_lossless(path))
+    return Picture(pixels, bits, fmt, icc, exif, fmt == "webp" and _webp_lossless(path), meta)
+
+
+XMP_KEY = "XML:com.adobe.xmp"  # PNG's iTXt keyword for an XMP packet
+_NOT_TEXT = {XMP_KEY, "icc_profile", "exif", "xmp", "dpi", "gamma", "transparency", "aspect", "srgb", "chromaticity"}
+
+
+def _metadata(im):
+    """What a photo carries besides pixels, EXIF and ICC, that its upscale
+    keeps: the XMP packet (ratings, keywords, captions from photo tools),
+    PNG text chunks (those before the pixels: Pillow reads no further
+    without decoding), a JPEG comment, and the DPI (kept as it is: the
+    print grows with the pixels, as a resample in a photo editor does)."""
+    info, meta = im.info, {}
+    xmp = info.get("xmp") or info.get(XMP_KEY)
+    if xmp:
+        meta["xmp"] = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    if im.format == "PNG":
+        text = {k: str(v) for k, v in info.items() if isinstance(v, str) and k not in _NOT_TEXT}
+        if text:
+            meta["text"] = text
+    if isinstance(info.get("comment"), bytes) and info["comment"]:
+        meta["comment"] = info["comment"]
+    dpi = info.get("dpi")
+    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(d, (int, float)) and d > 0 for d in dpi):
+        meta["dpi"] = tuple(round(float(d), 2) for d in dpi)
+    return meta
 
 
 def size_of(path):
@@ -133,11 +162,13 @@ def _transpose_array(a, orientation):
     return np.ascontiguousarray(ops.get(orientation, lambda x: x)(a))
 
 
-def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=False):
+def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=False, meta=None):
     """Write (H, W, C) pixels (float in [0, 1], uint8 or uint16) as ``fmt``
     ('png', 'jpg', 'webp') at ``path``, atomically. PNG keeps 16 bits when
     ``bits`` is 16; JPEG and WebP are 8-bit formats; ``lossless`` WebP
-    (when no quality is given). Returns SavedImage."""
+    (when no quality is given). ``meta`` (``Picture.meta``) goes where the
+    format holds it. Returns SavedImage."""
+    meta = meta or {}
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
     c = pixels.shape[2]
@@ -148,7 +179,8 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=
         notes.append(f"16-bit depth written as 8-bit ({fmt.upper()} has 8 bits a channel; --format png keeps 16)")
     if fmt == "png" and bits == 16:
         deep = pixels if pixels.dtype == np.uint16 else imaging.to_uint(pixels, 16)
-        data = pngio.encode16(deep, icc=icc, exif=_exif_sized(exif, deep.shape[1], deep.shape[0]) if exif else None)
+        data = pngio.encode16(deep, icc=icc, exif=_exif_sized(exif, deep.shape[1], deep.shape[0]) if exif else None,
+                              text=_png_text(meta), dpi=meta.get("dpi"))
         atomic_write(path, lambda f: f.write(data))
         return SavedImage(os.fspath(path), len(data), notes)
     q8 = _to_uint8(pixels)
@@ -164,6 +196,17 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=
         kw["icc_profile"] = icc
     if exif:
         kw["exif"] = _exif_sized(exif, pil.width, pil.height)
+    if meta.get("xmp") and fmt in ("jpg", "webp"):
+        kw["xmp"] = meta["xmp"]
+    if meta.get("dpi") and fmt in ("jpg", "png"):
+        kw["dpi"] = meta["dpi"]
+    if fmt == "jpg" and meta.get("comment"):
+        kw["comment"] = meta["comment"]
+    if fmt == "png" and _png_text(meta):
+        from PIL import PngImagePlugin
+        kw["pnginfo"] = PngImagePlugin.PngInfo()
+        for k, v in _png_text(meta).items():
+            kw["pnginfo"].add_itxt(k, v)
     if fmt == "webp" and lossless and quality is None:
         kw["lossless"] = True
     elif fmt in ("jpg", "webp"):
@@ -172,6 +215,17 @@ def save(path, pixels, fmt, bits=8, icc=None, exif=None, quality=None, lossless=
         kw["subsampling"] = 0 if kw["quality"] >= 90 else 2  # 4:4:4 for high quality, as photo tools do
     atomic_write(path, lambda f: pil.save(f, format=FORMATS[fmt], **kw))  # encoded straight into the file
     return SavedImage(os.fspath(path), os.path.getsize(path), notes)
+
+
+def _png_text(meta):
+    """PNG text chunks for ``meta``: its own, the XMP packet under PNG's
+    keyword, a JPEG comment as 'Comment'."""
+    text = dict(meta.get("text") or {})
+    if meta.get("xmp"):
+        text[XMP_KEY] = meta["xmp"].decode("utf-8", "replace")
+    if meta.get("comment") and "Comment" not in text:
+        text["Comment"] = meta["comment"].decode("utf-8", "replace")
+    return text
 
 
 EXIF_IFD, PIXEL_X, PIXEL_Y = 0x8769, 0xA002, 0xA003  # the Exif sub-IFD and its image-size tags

@@ -104,7 +104,7 @@ def _chunk(kind, body):
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def encode16(img, icc=None, exif=None, level=6):
+def encode16(img, icc=None, exif=None, level=6, text=None, dpi=None):
     """uint16 (H, W, C) -> PNG bytes at 16 bits per sample, with an ICC
     profile and EXIF (TIFF bytes, with or without the 'Exif\\0\\0' prefix)
     when given. Rows use the Sub filter (a vectorised difference), which
@@ -121,5 +121,9 @@ def encode16(img, icc=None, exif=None, level=6):
         parts.append(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:
         parts.append(_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if dpi:  # pixels per metre
+        parts.append(_chunk(b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)))
+    for key, value in (text or {}).items():  # iTXt: UTF-8, uncompressed
+        parts.append(_chunk(b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")))
     parts += [_chunk(b"IDAT", zlib.compress(filt.tobytes(), level)), _chunk(b"IEND", b"")]
     return b"".join(parts)
