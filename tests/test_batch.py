@@ -308,7 +308,7 @@ def test_tiles_meet_without_seams(monkeypatch):
     assert np.abs(upscaler.apply(up, img, (256, 384)).astype(int) - whole).max() > 1
 
 
-@pytest.mark.parametrize("scale", [2, 4, 2.5, 1.5, 8])
+@pytest.mark.parametrize("scale", [2, 4, 2.5, 1.5, 8, 2.125])
 def test_tiles_meet_without_seams_with_the_builtin_prior(monkeypatch, scale):
     """TILE_PAD also covers the deepest built-in prior (the x2 prior reaches
     13 input pixels, then back-projection spreads), one pass each side; at
@@ -689,10 +689,14 @@ def test_only_an_upscales_own_folder_names_are_left_out(tmp_path, tiny):
     shots = folder(tmp_path / "wall", ["a.png", "wall_1920x1080/b.png", "wall_x2/c.png"])
     os.symlink(shots, tmp_path / "link")
     from nncompress.batch import find_images
-    with pytest.warns(UserWarning, match="earlier upscale"):
-        assert [os.path.relpath(p, shots) for p in find_images(str(shots), True)] == ["a.png", "wall_1920x1080/b.png"]
-    with pytest.warns(UserWarning, match="earlier upscale"):  # through a link, the folder's own name still counts
-        assert len(find_images(str(tmp_path / "link"), True)) == 2
+    import warnings
+    for where in (shots, tmp_path / "link"):  # through a link, the folder's own name still counts
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            assert [os.path.relpath(p, where) for p in find_images(str(where), True)] == ["a.png", "wall_1920x1080/b.png"]
+        said = [str(w.message) for w in said]
+        assert any("wall_x2': an earlier upscale" in m for m in said), said
+        assert any("wall_1920x1080' may be an earlier --width/--height upscale" in m for m in said), said
 
 
 def test_the_eta_counts_from_when_a_phase_was_first_heard_of(monkeypatch):
@@ -760,3 +764,37 @@ def test_xmp_text_comment_and_dpi_are_kept(tmp_path, tiny, src, out):
         assert np.allclose(got.info["dpi"], (300, 300), atol=0.01)
     if src == "png16":
         assert pngio.is_deep_png(tmp_path / "up.png")
+
+
+def test_size_of_turns_as_read_image_does(tmp_path):
+    """A PNG's eXIf after its pixels and a TIFF's orientation (which Pillow
+    applies as it opens the file) gave sizes other than the upscale's."""
+    import struct
+    import zlib
+    from nncompress.imaging import read_image
+    im = Image.fromarray(picture(40, 20))
+    ex = im.getexif()
+    ex[0x0112] = 6
+    im.save(tmp_path / "o.tif", exif=ex)
+    im.save(tmp_path / "early.png", exif=ex)
+    im.save(tmp_path / "late.png")
+    data, body = (tmp_path / "late.png").read_bytes(), ex.tobytes()[6:]
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    end = data.rindex(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(data[:end] + chunk + data[end:])
+    for name in ("o.tif", "early.png", "late.png"):
+        assert imagefile.size_of(tmp_path / name) == read_image(tmp_path / name)[0].shape[:2] == (40, 20), name
+
+
+def test_a_models_source_is_filled_under_transparency(tmp_path):
+    """A model saved before the fill (its source unfilled) is filled as it
+    loads, so a resume or an upscale of it has no dark fringe either."""
+    from nncompress.compresser import Compresser
+    img = np.zeros((24, 24, 4), np.float32)
+    img[6:18, 6:18] = [1.0, 0.8, 0.0, 1.0]
+    comp, filled = Compresser.for_image(img, 8, upscaler.patch_settings(2, preset="fast"))
+    assert np.allclose(filled[0, 0, :3], [1.0, 0.8, 0.0]) and filled[0, 0, 3] == 0
+    comp.source = img  # as an older nncompress kept it
+    comp.save(tmp_path / "m.npz")
+    again = Compresser.load(tmp_path / "m.npz")
+    assert np.allclose(again.source[0, 0, :3], [1.0, 0.8, 0.0], atol=1 / 255)

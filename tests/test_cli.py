@@ -378,3 +378,13 @@ def test_evaluate_keeps_two_images_of_one_name_apart(tmp_path):
     assert list(report["images"]) == ["cc/rocket.png", "mixed/rocket.png"]
     assert report["images"]["cc/rocket.png"]["size"] == [48, 40] and report["preset"] == "balanced"
     assert sorted(os.listdir(tmp_path / "s")) == ["cc_rocket_x2_bicubic.png", "mixed_rocket_x2_bicubic.png"]
+
+
+def test_animate_calls_a_patch_run_its_mode_ended_done(tmp_path, rgb_image):
+    """A prior alone (or a fine-tune a held-out strip stopped) is done
+    though it trained fewer epochs than planned."""
+    from nncompress import runs
+    r = run("train", rgb_image, "--mode", "patch", "--scale", 2, "--preset", "fast", "--frames", 2, "-q", "-o", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    mode, psnr, planned = runs._run_record(tmp_path / "p")
+    assert mode == "patch" and psnr is not None and planned is None

@@ -147,6 +147,7 @@ def find_images(folder, recursive, skip=()):
     them, and a second name for a file already found, a link)."""
     names = {os.path.basename(os.path.normpath(os.path.abspath(folder))), os.path.basename(os.path.realpath(folder))}
     own = re.compile(rf"^({'|'.join(re.escape(n) for n in names)})_{OUTPUT_TAG}$")
+    sized_like = re.compile(rf"^({'|'.join(re.escape(n) for n in names)})_\d+x\d+$")
     found, seen = [], {}
     for root, dirs, files in os.walk(folder):
         if not recursive:
@@ -156,6 +157,11 @@ def find_images(folder, recursive, skip=()):
             if earlier:
                 warnings.warn(f"left out {', '.join(repr(os.path.join(root, d)) for d in sorted(earlier))}: an "
                               f"earlier upscale of this folder")
+            sized = [d for d in dirs if root == folder and sized_like.match(d) and d not in earlier
+                     and os.path.realpath(os.path.join(root, d)) not in skip]
+            if sized:
+                warnings.warn(f"{', '.join(repr(os.path.join(root, d)) for d in sorted(sized))} may be an earlier "
+                              f"--width/--height upscale of this folder; it is upscaled too (move it out if so)")
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in earlier
                              and os.path.realpath(os.path.join(root, d)) not in skip)
         for f in sorted(files):

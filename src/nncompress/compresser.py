@@ -98,6 +98,8 @@ class Compresser:
     def for_image(cls, img, bits, settings: Settings, name="image"):
         h, w, c = img.shape
         impl = get_mode(settings.mode)
+        if impl.TAKES_IMAGE:  # an upscaler: the colour under transparent pixels filled, so no dark fringe
+            img = imaging.fill_transparent(img)
         net = impl.network(settings, c)
         meta = {"mode": settings.mode, "source": {"name": name, "height": h, "width": w, "channels": c, "bits": bits},
                 "epochs": 0, "train_seconds": 0.0, "loss": None, "psnr": None}
@@ -214,7 +216,8 @@ class Compresser:
             src = extras.get("source")
             if src is None or src.ndim != 3:
                 raise ModelFileError(f"'{name}' is a {meta['mode']} model without its source image")
-            source = src.astype(np.float32) / (65535 if src.dtype == np.uint16 else 255)
+            # (a model saved before round 10 holds the colour under transparent pixels unfilled)
+            source = imaging.fill_transparent(src.astype(np.float32) / (65535 if src.dtype == np.uint16 else 255))
         comp = cls(net, meta, settings, state, source)
         comp.checkpoint.epoch = int(meta.get("epochs", 0))
         if resume:

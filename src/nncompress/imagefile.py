@@ -127,18 +127,36 @@ def size_of(path):
             try:
                 with Image.open(path) as im:
                     w, h = im.size
-                    if im.format == "PNG":  # getexif() would decode the pixels to look past them
-                        ex = Image.Exif()
-                        if im.info.get("exif"):
-                            ex.load(im.info["exif"])
+                    if im.format == "TIFF":  # Pillow turns a TIFF upright as it opens it
+                        orientation = 1
+                    elif im.format == "PNG":  # PNG's getexif() would decode the pixels to look past them
+                        orientation = Image.Image.getexif(im).get(ORIENTATION) or _late_png_orientation(path)
                     else:
-                        ex = im.getexif()
-                    turned = ex.get(ORIENTATION, 1) in (5, 6, 7, 8)
+                        orientation = im.getexif().get(ORIENTATION, 1)
+                    turned = orientation in (5, 6, 7, 8)
             finally:
                 Image.MAX_IMAGE_PIXELS = limit
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     return (w, h) if turned else (h, w)
+
+
+def _late_png_orientation(path):
+    """The EXIF orientation of an eXIf chunk after a PNG's pixels (which
+    ``read_image`` honours), found by walking the chunks; 1 if none."""
+    import struct
+    with open(path, "rb") as f:
+        f.seek(8)
+        while len(head := f.read(8)) == 8:
+            size, kind = struct.unpack(">I", head[:4])[0], head[4:]
+            if kind == b"eXIf":
+                ex = Image.Exif()
+                ex.load(b"Exif\x00\x00" + f.read(size))
+                return ex.get(ORIENTATION, 1)
+            if kind == b"IEND":
+                break
+            f.seek(size + 4, 1)
+    return 1
 
 
 def _webp_lossless(path):

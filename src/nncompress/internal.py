@@ -309,11 +309,13 @@ def stage_sizes(shape, size, step, slack=1.0):
     of 1.58 (five photos up 0.01-0.16, brick down 0.40)."""
     ratio = max(size[0] / shape[0], size[1] / shape[1])
     out, k = [], 1
-    tol = 1 + 1 / min(shape)  # a size rounded to whole pixels is not more to do (67 -> 100 at x1.5 is x1.49)
-    while ratio / step ** (k - 1) > step * slack * tol:
+    # 2% past one pass is still one pass: a size rounded to whole pixels (67 -> 100 at x1.5) or a little over
+    # the network's scale (x2.0156) is not a near-identity stage more, which would add the residual twice.
+    # The test is on the ratio alone, the same for every tile of an image (the tile's own shape would not be)
+    while ratio / step ** (k - 1) > step * slack * 1.02:
         out.append((round(shape[0] * step ** k), round(shape[1] * step ** k)))
         k += 1
-    return out + [tuple(size)]
+    return [s for s in out if s[0] < size[0] or s[1] < size[1]] + [tuple(size)]
 
 
 LOWRES_SLACK = 1.05  # a network that upscales by f takes up to 1.05 f in one pass (then a small resize)

@@ -3,13 +3,11 @@ side-by-side comparison GIF of several runs. Reports through callbacks."""
 
 import csv
 import io
-import json
 import os
 import re
 import shlex
 import shutil
 import warnings
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +17,7 @@ from . import imaging
 from .atomic import atomic_write
 from .checkpoint import path_for
 from .compresser import Compresser
+from .errors import UserError
 from .metrics import psnr_rgb
 from .modes import get_mode
 from .spec import Settings, SpecError
@@ -458,18 +457,24 @@ def read_frames(run_dir):
 
 
 def _run_record(run_dir):
-    """(mode, PSNR of the model, epochs planned) from RUN_DIR/model.npz's
-    record, the PSNR only if the run trained all its epochs (a run stopped
-    by Ctrl-C is not done); Nones where there is no record (frames alone)."""
-    try:
-        with np.load(os.path.join(run_dir, "model.npz"), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-        psnr, planned = meta.get("psnr"), (meta.get("settings") or {}).get("epochs")
-        done = isinstance(planned, int) and meta.get("epochs", 0) >= planned
-        ok = done and isinstance(psnr, (int, float)) and np.isfinite(psnr)
-        return meta.get("mode"), (float(psnr) if ok else None), (planned if isinstance(planned, int) else None)
-    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+    """(mode, PSNR of the model, epochs planned) from RUN_DIR/model.npz,
+    the PSNR only if the run is done: all its epochs, or ended by its mode
+    (a fine-tune a held-out strip stopped; the planned count is then None,
+    the last frame's epoch stands for it); a run stopped by Ctrl-C is not
+    done. Nones where there is no model (frames alone)."""
+    path = os.path.join(run_dir, "model.npz")
+    if not os.path.isfile(path):
         return None, None, None
+    try:
+        comp = Compresser.load(path)
+    except UserError:
+        return None, None, None
+    meta, planned = comp.meta, comp.settings.epochs
+    psnr = meta.get("psnr")
+    # done: all its epochs, or a run its mode ended sooner (a fine-tune a held-out strip stopped, the prior alone)
+    done = meta.get("epochs", 0) >= planned or bool(comp.describe().get("finished"))
+    ok = done and isinstance(psnr, (int, float)) and np.isfinite(psnr)
+    return comp.mode, (float(psnr) if ok else None), (None if comp.describe().get("finished") else planned)
 
 
 def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):

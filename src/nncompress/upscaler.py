@@ -137,16 +137,16 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     if size[0] <= h0 and size[1] <= w0:
         return to_uint(np.clip(imresize(img, size=tuple(size)), 0, 1), bits), None
     comp = train(img, bits, settings, on_step, name)
-    return upscale_with(comp, img, size, bits, on_step), comp
+    return upscale_with(comp, img, size, bits, on_step, filled=True), comp
 
 
-def upscale_with(comp, img, size, bits=8, on_step=None):
+def upscale_with(comp, img, size, bits=8, on_step=None, filled=False):
     """A trained patch-mode Compresser's upscale of ``img`` to ``size``, in
     tiles when large (uint8 or uint16). The self-ensemble is decided for
     the whole output, not per tile; so is the colour under transparent
     pixels (``fill_transparent``: pull-push is not local, so per tile it
-    would differ at the seams)."""
-    img = fill_transparent(img)
+    would differ at the seams; ``filled``: done already)."""
+    img = img if filled else fill_transparent(img)
     if not patch.ensemble_affordable(comp.net, img.shape[:2], size, comp.settings, comp.state):
         comp.settings = replace(comp.settings, ensemble=1)
     on_grid = internal.stages_on_grid(comp.net, img.shape[:2], size, comp.state.train_scale or comp.settings.scale)
