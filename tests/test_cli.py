@@ -388,3 +388,13 @@ def test_animate_calls_a_patch_run_its_mode_ended_done(tmp_path, rgb_image):
     assert r.exit_code == 0, r.output
     mode, psnr, planned = runs._run_record(tmp_path / "p")
     assert mode == "patch" and psnr is not None and planned is None
+
+
+def test_patch_options_without_mode_patch_are_refused(tmp_path, digit):
+    """train --prior mine.npz --preset fast (no --mode patch) trained a
+    coords network for 300 epochs and exited 0: the options were dropped."""
+    for flags, said in [(["--prior", "builtin"], "--prior is a patch-mode option; add --mode patch"),
+                        (["--preset", "fast", "--steps", "5"], "--preset, --steps are patch-mode options")]:
+        r = run("train", digit, *flags, "-o", tmp_path / "r", "-q")
+        assert r.exit_code == 2 and said in r.output, r.output
+        assert not (tmp_path / "r").exists()

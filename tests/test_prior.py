@@ -173,8 +173,9 @@ def test_held_back_images_stay_held_back_when_the_folder_changes(tmp_path, folde
     assert [os.path.basename(p) for p in prior.split(prior.find_images([str(folder)]))[1]] == ["0.png"]
     r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "p.npz", "-e", 3)
     assert r.exit_code == 0, r.output
-    assert "the folders hold 4 training images; the prior trained on 3" in r.output, r.output  # said, not refused
-    assert meta("p.npz")["val_images"] == ["imgs/a.png"] and meta("p.npz")["train_images"] == 4  # 0, b, c and broken
+    assert "the folders hold 3 training images; the prior trained on 2" in r.output, r.output  # said, not refused
+    # the images it can train on are counted and recorded: 0, b and c (broken.png is skipped)
+    assert meta("p.npz")["val_images"] == ["imgs/a.png"] and meta("p.npz")["train_images"] == 3
     r = run("pretrain", folder, *TINY, "--init", tmp_path / "p.npz", "-o", tmp_path / "g.npz")
     assert r.exit_code == 0, r.output
     assert meta("g.npz")["val_images"] == ["imgs/a.png"]
@@ -493,3 +494,17 @@ def test_held_back_names_are_found_whatever_other_folders_are_given(tmp_path):
     said = []
     val = prior.split(prior.find_images([y]), ["x/imgs/000.png", "y/imgs/020.png"], said.append, [y], own=False)[1]
     assert [os.path.basename(p) for p in val] == ["020.png"] and "1 of the 2" in said[0]
+
+
+def test_pretrain_never_replaces_a_prior_unasked(tmp_path, folder):
+    """A second pretrain to the same -o replaced a 20-epoch prior, its
+    history and checkpoint, with a 1-epoch one, and said 'wrote'."""
+    target = tmp_path / "p.npz"
+    assert run("pretrain", folder, *TINY, "-o", target).exit_code == 0
+    before = target.read_bytes()
+    r = run("pretrain", folder, *TINY, "-o", target)
+    assert r.exit_code == 2 and f"'{target}' already exists (2 epochs); go on with it with --resume" in r.output, r.output
+    assert target.read_bytes() == before
+    assert run("pretrain", folder, "-s", 2, "--resume", target, "-e", 3, "-q").exit_code == 0  # its own resume: fine
+    r = run("pretrain", folder, *TINY, "-o", target, "--force")
+    assert r.exit_code == 0 and json.loads(str(np.load(target)["meta"]))["epochs"] == 2, r.output

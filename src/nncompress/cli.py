@@ -349,6 +349,7 @@ def pretrain(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed: the same seed gives the same crops and prior.", show_default="0")] = None,
     half: Annotated[Optional[bool], typer.Option("--half/--no-half", help="Store the prior's weights as float16: half the file (its checkpoint keeps them exactly, for --resume).", show_default="no")] = None,
     average: Annotated[Optional[list[str]], typer.Option("--average", help="Train nothing: write one prior whose output is the mean of these (give it twice or more; same layer kinds, e.g. one trained with --loss mse and one with l1), validated on the folders' held-back images.", show_default="none")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing prior file at -o (and its history and checkpoint).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
 ):
     """Train a prior: patch mode's network on many images (nncompress upscale --prior FILE uses it)."""
@@ -370,6 +371,7 @@ def pretrain(
                                 "or more" + (f", without {', '.join(given)}" if given else ""))
             target = output or f"prior_x{scale}.npz"
             check_file_target(target)
+            _check_prior_target(target, None, force)
             r = average_priors(folders, scale, target, average, command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]),
                                half=half, warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True))
             parts = ", ".join(f"{f} {g:+.2f} dB" if g is not None and not math.isnan(g) else f for f, g in r["parts"])
@@ -380,6 +382,7 @@ def pretrain(
             return
         target = output or resume or f"prior_x{scale}.npz"
         check_file_target(target)
+        _check_prior_target(target, resume, force)
         report = Reporter(out, quiet)
         t0 = time.perf_counter()
 
@@ -389,13 +392,13 @@ def pretrain(
             gain = rec["val_gain_db"]
             val = _validation_text(gain)
             report.print(f"epoch {rec['epoch']}/{total}  loss {rec['loss']:.4g}  {val}  "
-                         f"{rec['crops_per_s']:.0f} crops/s  eta {left / 60:.0f} min")
+                         f"{rec['crops_per_s']:.0f} crops/s  {rec['seconds']:.0f} s an epoch  eta {_clock(left)}")
 
         def on_start(facts):
             small = (f"; {facts['small']} smaller than {facts['side']} pixels a side (the crop and its margins) "
                      f"left out" if facts["small"] else "")
             bad = f"; {facts['bad']} unreadable, skipped" if facts["bad"] else ""
-            report.print(f"training on {facts['train'] - facts['small'] - facts['bad']} images ({facts['val']} held "
+            report.print(f"training on {facts['train']} images ({facts['val']} held "
                          f"back for validation{small}{bad})")
             if facts["before"] is not None and facts["before"] != facts["train"]:
                 err.print(f"warning: the folders hold {facts['train']} training images; the prior trained on "
@@ -423,6 +426,30 @@ def pretrain(
             report.close()
         n = r["epochs"]
         report.print(f"wrote {target} ({n} epoch{'' if n == 1 else 's'}, {r['seconds']:.0f} s) and {history_path(target)}")
+
+
+def _clock(seconds):
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _check_prior_target(target, resume, force):
+    """A prior file at ``target`` is replaced only by its own --resume or
+    with --force: priors take the better part of an hour to train."""
+    from .errors import SpecError
+    from .runs import _same_file
+    if not os.path.exists(target) or force or (resume and _same_file(resume, target)):
+        return
+    held = ""
+    try:
+        import json
+        import numpy as np
+        with np.load(target, allow_pickle=False) as z:
+            held = f" ({json.loads(str(z['meta'])).get('epochs', '?')} epochs)"
+    except Exception:  # not a prior we can read: still the user's file
+        pass
+    raise SpecError(f"'{target}' already exists{held}; go on with it with --resume {target}, write elsewhere with "
+                    f"-o, or replace it with --force")
 
 
 def _validation_text(gain):

@@ -114,10 +114,11 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         raise UserError(f"the network ends in shuffle:{f}, so it upscales by {f}; pass --scale {f}")
     rng = np.random.default_rng(cfg["seed"])
     sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn, lowres=f > 1)
+    side = sampler.crop + 2 * sampler.margin
+    small, bad = prior.unusable(train_paths, side)
+    usable = len(train_paths) - small - bad  # what it trains on (and records), not what the folders hold
     if on_start:
-        side = sampler.crop + 2 * sampler.margin
-        small, bad = prior.unusable(train_paths, side)
-        on_start({"train": len(train_paths), "val": len(val_paths), "side": side, "small": small, "bad": bad,
+        on_start({"train": usable, "val": len(val), "side": side, "small": small, "bad": bad,
                   "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
     opt.init_state(net.n_params, net.dtype)
@@ -133,7 +134,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         history.append(rec)
         meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
-                "train_images": len(train_paths), "val_images": [prior.held_name(p, folders) for p in val_paths]}
+                "train_images": usable, "val_images": [prior.held_name(p, folders) for p in val_paths]}
         half = bool(cfg.get("half"))
         if half and not fits_half(net.params):
             from .training import TrainingDiverged

@@ -340,6 +340,13 @@ def make_settings(config: dict | None = None, *, check_files=True, **overrides) 
     config = config or {}
     given = {k: v for k, v in overrides.items() if v is not None}
     mode = get_mode(given.get("mode", config.get("mode", "coords")))
+    from .modes import MODES
+    for name in MODES:  # a flag only another mode uses would be dropped unsaid (--prior without --mode patch)
+        theirs = [k for k in getattr(get_mode(name), "OWN_SETTINGS", ()) if k in given]
+        if name != mode.NAME and theirs and not set(theirs) <= set(getattr(mode, "OWN_SETTINGS", ())):
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in theirs)
+            raise SpecError(f"{flags} {'is a' if len(theirs) == 1 else 'are'} {name}-mode option"
+                            f"{'' if len(theirs) == 1 else 's'}; add --mode {name} (this is {mode.NAME} mode)")
     preset = given.get("preset", config.get("preset", Settings.preset))
     presets = getattr(mode, "PRESETS", {})
     if presets:
