@@ -259,8 +259,9 @@ def test_frames_0_writes_no_frames_folder_and_info_reads_plainly(tmp_path):
     facts = [l for l in shown.splitlines() if re.match(r"\s*(learned|psnr)", l)]
     assert facts and not any("None" in l or re.search(r"\d\.0\b|\d{6}", l) for l in facts), facts
     r = run("train", img, "--mode", "patch", "--preset", "fast", "--frames", 0, "-q", "-o", tmp_path / "big")
-    shown = run("info", tmp_path / "big" / "model.npz").output  # the x2 prior on 576 pixels: ~14,000 bits a pixel
-    assert r.exit_code == 0 and re.search(r"bits per pixel file\s+\d{5}", shown), shown
+    shown = run("info", tmp_path / "big" / "model.npz").output  # an upscaler: its bits per pixel measure nothing
+    assert r.exit_code == 0 and "bits per pixel" not in shown and re.search(r"file bytes\s+\d", shown), shown
+    assert "trained with                      nothing trained" in shown and "learned: detail gain" in shown, shown
 
 
 def test_layers_and_a_prior_as_flags_contradict(tmp_path):
@@ -398,3 +399,17 @@ def test_patch_options_without_mode_patch_are_refused(tmp_path, digit):
         r = run("train", digit, *flags, "-o", tmp_path / "r", "-q")
         assert r.exit_code == 2 and said in r.output, r.output
         assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_quiet_keeps_its_results_and_methods_count_once(tmp_path, digit):
+    r = run("evaluate", digit, "--methods", "bicubic,bicubic,nearest", "-q")
+    assert r.exit_code == 0 and "bicubic" in r.output and "mean" in r.output, r.output
+    header = next(l for l in r.output.splitlines() if "bicubic" in l)
+    assert header.count("bicubic") == 1 and "nearest" in header
+
+
+def test_upscaling_a_prior_file_says_what_it_is(tmp_path):
+    from nncompress.prior import builtin_path
+    r = run("upscale", builtin_path(2), "-s", 2, "-o", tmp_path / "x.png")
+    assert r.exit_code == 2 and "is a prior (nncompress pretrain), not a model of one image" in r.output, r.output
+    assert "nncompress upscale IMAGE --prior" in r.output

@@ -356,3 +356,22 @@ def test_a_resume_refuses_what_it_would_only_record(tmp_path, rgb_image):
     assert r.exit_code == 2 and "the model's preset (balanced), not best" in r.output, r.output
     r = run("train", rgb_image, "--resume", tmp_path / "n" / "model.npz", "-e", "4", "-q")
     assert r.exit_code == 0, r.output
+
+
+def test_ctrl_c_while_a_frame_renders_keeps_the_history_whole(tmp_path, digit, monkeypatch):
+    """The saved model is the last whole epoch; its history.csv row was
+    written after the frame, so Ctrl-C while one rendered left the history
+    one epoch short (and a gap after --resume)."""
+    from nncompress.compresser import Compresser
+    calls, original = [0], Compresser.preview
+
+    def preview(self, img):
+        calls[0] += 1
+        if calls[0] == 3:  # epoch 0's frame, the next, then Ctrl-C in the third
+            raise KeyboardInterrupt
+        return original(self, img)
+    monkeypatch.setattr(Compresser, "preview", preview)
+    r = run("train", digit, *SMALL[:-2], "--frames", 6, "-e", 6, "-o", tmp_path / "r", "-q")
+    assert r.exit_code == 130, r.output
+    epochs = json.loads(str(np.load(tmp_path / "r" / "model.npz")["meta"]))["epochs"]
+    assert epochs >= 2 and int(history(tmp_path / "r" / "history.csv")[-1]["epoch"]) == epochs

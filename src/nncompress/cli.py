@@ -107,8 +107,8 @@ def errors():
         err.print(f"interrupted at epoch {e.epoch} of {e.epochs}: saved {e.paths.model}", highlight=False,
                   markup=False, soft_wrap=True)
         if e.finished:  # a fine-tune checked on a held-out strip ends at its best epoch so far
-            err.print(f"{e.finished}; it is finished (--resume trains no further)", highlight=False, markup=False,
-                      soft_wrap=True)
+            err.print(f"{e.finished}; it is finished (--resume trains no further); its upscale: nncompress upscale "
+                      f"{e.paths.model} -s {e.paths.scale:g}", highlight=False, markup=False, soft_wrap=True)
         else:
             err.print(f"go on with: {e.resume_command()}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
@@ -196,6 +196,9 @@ def train(
             report.unit = getattr(comp.impl, "SAMPLES", "rows")
             report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({network_text(comp.net)}) -> {paths.out}/")
             # a prior is fine-tuned only as far as self-validation or a held-out strip says (or not at all)
+            if getattr(settings, "steps", None) == 0 and comp.impl.TAKES_IMAGE:  # (fast: the prior alone)
+                report.print(f"{comp.meta['source']['name']}: the prior alone, nothing to train")
+                return
             report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs,
                           at_most=settings.prior != "none")
 
@@ -481,14 +484,17 @@ def info(
         comp = Compresser.load(model, loaded=loaded)
         m, src = comp.meta, comp.meta["source"]
         bpp_file, bpp_weights = comp.bits_per_pixel(model)
-        facts = {
-            "mode": m["mode"], "parameters": comp.net.n_params, "file_bytes": os.path.getsize(model),
-            "bits_per_pixel_file": round(bpp_file, 4), "bits_per_pixel_weights": round(bpp_weights, 4),
+        facts = {"mode": m["mode"], "parameters": comp.net.n_params, "file_bytes": os.path.getsize(model)}
+        if not comp.impl.TAKES_IMAGE:  # the network is the image: its size per pixel (an upscaler's is no measure)
+            facts.update(bits_per_pixel_file=round(bpp_file, 4), bits_per_pixel_weights=round(bpp_weights, 4))
+        rate = getattr(comp.impl, "training_rate", lambda s: s.lr)(comp.settings)
+        facts.update({
             "source": f"{src['name']} {src['width']}x{src['height']}, {src['channels']} channel(s), {src['bits']}-bit",
             "layers": network_text(comp.net), "epochs": m["epochs"],
             "loss": m["loss"], "psnr_db": m["psnr"],
-            "trained_with": _training_text(comp.settings),
-        }
+            "trained_with": _training_text(comp.settings, rate) if m["epochs"] or m["loss"] is not None
+            else "nothing trained",
+        })
         seconds = m.get("seconds") or {"training": m["train_seconds"]}  # older files kept the epochs' time only
         facts.update({f"seconds_{k}": round(v, 2) for k, v in seconds.items()})
         from .checkpoint import path_for
@@ -498,7 +504,12 @@ def info(
             facts["started_from"] = about["start"]
         if "note" in about:
             facts["note"] = about["note"]
-        facts.update({f"learned_{k}": v for k, v in about["learned"].items()})
+        labels, flags = getattr(comp.impl, "STATE_LABELS", {}), getattr(comp.impl, "FLAGS", ())
+        learned = {k: (("yes" if v else "no") if k in flags and v is not None else v) for k, v in about["learned"].items()}
+        if as_json:
+            facts.update({f"learned_{k}": v for k, v in about["learned"].items()})
+        else:
+            facts.update({f"learned_{labels.get(k, k)}": v for k, v in learned.items()})
         if as_json:
             print(json.dumps(facts, indent=2))
             return
@@ -523,9 +534,11 @@ def info(
                 v = f"{v:.1f}" if v >= 10 else f"{v:.3g}"  # a tiny model's 0.0102 must not read 0.0
             elif k.startswith("learned_") and isinstance(v, float):
                 v = f"{v:.0f}" if v.is_integer() else f"{v:.4g}"  # e.g. kept epoch 7, mean 0.4415
+                if k == "learned_scale of one step":
+                    v = f"x{v}"
             elif v is None:
                 v = "-"
-            kv.append((k.replace("_", " "), str(v)))
+            kv.append((k.replace("_", " ") if not k.startswith("learned_") else "learned: " + k[8:], str(v)))
         _print_facts(kv)
 
 
@@ -536,9 +549,11 @@ def _loss_text(loss, noted, name="mse"):
     return "none (nothing was trained; see the note)" if noted else "none (no epochs yet)"
 
 
-def _training_text(s):
-    """'adam, lr 0.003 (cosine), batch 256, mse': how a model was trained."""
-    return (f"{s.optimizer}, lr {s.lr:g} ({s.schedule}), batch {s.batch_size or 'full'}"
+def _training_text(s, rate=None):
+    """'adam, lr 0.003 (cosine), batch 256, mse': how a model was trained
+    (``rate``: the one it ran at, when the mode lowers --lr)."""
+    lr = f"lr {s.lr:g}" if rate is None or rate == s.lr else f"lr {rate:g} (--lr {s.lr:g}, lowered to fine-tune a prior)"
+    return (f"{s.optimizer}, {lr} ({s.schedule}), batch {s.batch_size or 'full'}"
             f"{f', {s.steps} steps an epoch' if s.steps else ''}, {s.loss}")
 
 
@@ -613,7 +628,7 @@ def evaluate(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.", show_default="0")] = None,
     json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.", show_default="none")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.", show_default="none")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and warnings.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the results table alone (no progress, no per-image lines).")] = False,
 ):
     """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic, upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
     from .evaluate import METHODS, evaluate_images
@@ -625,7 +640,8 @@ def evaluate(
     with errors():
         if scale < 2 or scale > 8:
             raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
-        chosen = [lookup(METHODS, m.strip(), "method", SpecError) for m in methods.split(",") if m.strip()]
+        chosen = list(dict.fromkeys(lookup(METHODS, m.strip(), "method", SpecError) for m in methods.split(",")
+                                    if m.strip()))  # each once
         if not chosen:
             lookup(METHODS, methods, "method", SpecError)
         cfg = load_config(config) if config else {}
@@ -652,15 +668,16 @@ def evaluate(
         if json_path:
             from .atomic import atomic_write
             atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
-        if not quiet:
-            t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}")
-            t.add_column("image", no_wrap=True, min_width=max(len(n) for n in report["images"]))
-            for m in chosen:
-                t.add_column(m, justify="right")
-            for name, row in report["images"].items():
-                t.add_row(name, *[f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.4f}" for m in chosen])
-            t.add_row("[bold]mean[/]", *[f"[bold]{report['mean'][m]['psnr']:.2f} / {report['mean'][m]['ssim']:.4f}[/]" for m in chosen])
-            out.print(t)
+        # the results are evaluate's output, as info's table is info's: --quiet keeps them
+        learned = f", {settings.preset}, prior {settings.prior}" if {"patch", "prior"} & set(chosen) else ""
+        t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}{learned}")
+        t.add_column("image", no_wrap=True, min_width=max(len(n) for n in report["images"]))
+        for m in chosen:
+            t.add_column(m, justify="right")
+        for name, row in report["images"].items():
+            t.add_row(name, *[f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.4f}" for m in chosen])
+        t.add_row("[bold]mean[/]", *[f"[bold]{report['mean'][m]['psnr']:.2f} / {report['mean'][m]['ssim']:.4f}[/]" for m in chosen])
+        out.print(t)
 
 
 def main():

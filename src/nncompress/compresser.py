@@ -126,9 +126,12 @@ class Compresser:
             self.meta["epochs"] = e + 1
             self.meta["loss"] = float(loss)
             self.meta["train_seconds"] += dt
+            # the epoch's record first, then its frame: Ctrl-C while a frame renders (the slow part) then
+            # leaves the saved epoch recorded, not a history one epoch short of the model
+            stop = bool(on_epoch and on_epoch(e + 1, settings.epochs, loss, dt, samples))
             if on_frame and e + 1 in frames:
                 on_frame(e + 1, lambda: self.preview(img))
-            return bool(on_epoch and on_epoch(e + 1, settings.epochs, loss, dt, samples))
+            return stop
 
         self.settings = settings
         history = self.impl.train(self.net, img, settings, self.state, checkpoint=ck, on_start=on_start,
@@ -195,6 +198,9 @@ class Compresser:
         net, meta, extras = loaded or Network.load(path)
         name = os.path.basename(path)
         if meta.get("mode") not in MODES or "source" not in meta or not isinstance(meta.get("settings"), dict):
+            if meta.get("kind") == "prior":  # made by nncompress pretrain: a start for images, not a model of one
+                raise ModelFileError(f"'{name}' is a prior (nncompress pretrain), not a model of one image; upscale "
+                                     f"images with it: nncompress upscale IMAGE --prior {path}")
             raise ModelFileError(f"'{name}' is a network file without nncompress image metadata")
         impl = get_mode(meta["mode"])
         if extras["format_version"] < 2 and impl.TAKES_IMAGE:

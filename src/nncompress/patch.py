@@ -116,6 +116,18 @@ class State(_State):
     kept_epoch: float | None = None   # its fine-tune, checked on a held-out strip: the epoch kept (0: none)
 
 
+# How ``info`` names the learned state, and shows a value: 0/1 flags as no/yes, None as "-".
+STATE_LABELS = {"mean": "input mean", "spread": "input spread", "alpha": "detail gain",
+                "train_scale": "scale of one step", "finetune": "fine-tuned on the image",
+                "lowres": "works in low resolution", "kept_epoch": "fine-tune epoch kept"}
+FLAGS = ("finetune", "lowres")
+
+
+def training_rate(settings):
+    """The rate training runs at (``info`` says it): a prior fine-tunes at a quarter of --lr."""
+    return _lr(settings)
+
+
 # ------------------------------------------------------------------- colour
 
 _RGB_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
