@@ -37,7 +37,8 @@ def _pillow(lr, size, method):
 # The learned methods, each a mode: trained with the run's settings (None),
 # the run's settings changed by a function (prior: the built-in prior, or the
 # run's, with no fine-tuning), or these (coords: a small Fourier-feature
-# network given ~10 s an image).
+# network, 40 epochs of 256-row batches: ~10 s on a 128x128 input, under a
+# second on a 32x32 one, where so few epochs leave it noise).
 LEARNED = {"patch": None,
            "prior": lambda s: replace(s, steps=0, prior="builtin" if s.prior == "none" else s.prior).validate(),
            "coords": dict(mode="coords", epochs=40, frames=0, batch_size=256, lr=0.003,
