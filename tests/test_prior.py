@@ -508,3 +508,14 @@ def test_pretrain_never_replaces_a_prior_unasked(tmp_path, folder):
     assert run("pretrain", folder, "-s", 2, "--resume", target, "-e", 3, "-q").exit_code == 0  # its own resume: fine
     r = run("pretrain", folder, *TINY, "-o", target, "--force")
     assert r.exit_code == 0 and json.loads(str(np.load(target)["meta"]))["epochs"] == 2, r.output
+
+
+def test_pretrain_reports_the_steps_within_an_epoch(tmp_path, folder):
+    """An epoch of 400 steps takes a minute or more: a terminal shows its
+    steps go by, not only a line when it ends."""
+    from nncompress.pretrain import pretrain
+    seen = []
+    pretrain([str(folder)], 2, str(tmp_path / "p.npz"), warn=lambda m: None, epochs=2, steps=3, batch_size=2, crop=16,
+             layers="conv3:4:relu,conv3:out", on_progress=lambda what, done, total: seen.append((what, done, total)))
+    assert seen == [("epoch 1/2", 1, 3), ("epoch 1/2", 2, 3), ("epoch 1/2", 3, 3),
+                    ("epoch 2/2", 1, 3), ("epoch 2/2", 2, 3), ("epoch 2/2", 3, 3)]

@@ -414,7 +414,7 @@ def pretrain(
                     warn=lambda m: err.print(f"warning: {m}", highlight=False, markup=False, soft_wrap=True),
                     command=" ".join(["nncompress", "pretrain", *sys.argv[2:]]), layers=layers, epochs=epochs,
                     steps=steps, batch_size=batch_size, crop=crop, lr=lr, loss=loss, init=init, seed=seed,
-                    half=half)
+                    half=half, on_progress=report if report.tty else None)  # (a log gets one line an epoch)
         except KeyboardInterrupt:
             report.close()
             saved = target if done and os.path.isfile(target) else resume  # what holds the last whole epoch

@@ -222,12 +222,18 @@ def train(net, sampler, stop, batch, lr, start=0, total=None, optimizer=None, on
     return opt
 
 
-def train_epoch(net, sampler, epoch, steps, batch, lr, total, opt, loss="mse"):
-    """Steps [epoch*steps, (epoch+1)*steps) of a run of ``total``; the mean loss."""
+def train_epoch(net, sampler, epoch, steps, batch, lr, total, opt, loss="mse", tick=None):
+    """Steps [epoch*steps, (epoch+1)*steps) of a run of ``total``; the mean
+    loss. ``tick(done, steps)`` after each step (a progress display)."""
     losses = []
+
+    def step(i, value, dt):
+        losses.append(value)
+        if tick:
+            tick(len(losses), steps)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run: its loss says so (run_epochs handles it)
         train(net, sampler, (epoch + 1) * steps, batch, lr, start=epoch * steps, total=total, optimizer=opt,
-              on_step=lambda i, value, dt: losses.append(value), loss=loss)
+              on_step=step, loss=loss)
     return float(np.mean(losses))
 
 

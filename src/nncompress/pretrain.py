@@ -47,7 +47,8 @@ def history_path(out):
     return os.path.splitext(out)[0] + ".history.csv"
 
 
-def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command="", on_start=None, **overrides):
+def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command="", on_start=None, on_progress=None,
+             **overrides):
     """Train (or go on training, ``resume``: a prior file) a prior for
     ``scale`` on the images under ``folders``; writes ``out``, its
     checkpoint sidecar and ``<out>.history.csv`` after every epoch.
@@ -55,7 +56,8 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     ("train"), holds back ("val"), leaves out as smaller than a crop with
     its margins ("small", "side") or unreadable ("bad") and, resuming, found
     before ("before");
-    ``on_epoch(record)`` gets each epoch's history record."""
+    ``on_epoch(record)`` gets each epoch's history record;
+    ``on_progress(what, done, total)`` hears of each step within an epoch."""
     from .spec import build_network
     paths = prior.find_images(folders)
     held = None  # the held-back images a prior this run goes on from recorded: they stay held back
@@ -126,7 +128,8 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
 
     def step_epoch(e):
         sampler.refresh()
-        return internal.train_epoch(net, sampler, e, K, cfg["batch_size"], cfg["lr"], total, opt, cfg["loss"])
+        tick = (lambda done, steps: on_progress(f"epoch {e + 1}/{cfg['epochs']}", done, steps)) if on_progress else None
+        return internal.train_epoch(net, sampler, e, K, cfg["batch_size"], cfg["lr"], total, opt, cfg["loss"], tick)
 
     def after_epoch(e, loss, dt):
         rec = {"epoch": e + 1, "loss": loss, "val_gain_db": prior.validation_gain(net, val, scale),
