@@ -331,3 +331,18 @@ def test_the_self_test_rebuilds_an_aligned_shrink(S):
     net = patch.network(s, 1)
     internal.zero_last(net)
     assert patch.score(net, ramp, s, patch.State(mean=0.5, spread=0.25, train_scale=2.0)) > 60
+
+
+def test_a_scale_ending_in_a_part_step_takes_the_prior_as_it_is():
+    """The held-out strip checks a fine-tune on whole x2 steps; at x3 (x2,
+    then x1.5) the fine-tune cost brick 1.3 dB, so x2.5 and x3 take the x2
+    prior as it is (and say so), x2 and x4 through it are fine-tuned."""
+    from nncompress.prior import builtin_path
+    assert [patch._whole_steps(s, 2.0) for s in (2, 2.05, 4, 2.5, 3)] == [True, True, True, False, False]
+    assert os.path.basename(builtin_path(3)) == "x2.npz" and os.path.basename(builtin_path(3.5)) == "x4.npz"
+    lr = read_image(shared_image("camera.png"))[0][128:256, 128:256]
+    s = make_settings(dict(patch.DEFAULTS), scale=3.0, frames=0, seed=0, ensemble=1)
+    comp, _ = Compresser.for_image(lr, 8, s)
+    comp.train(lr, s)
+    assert comp.state.finetune == 0 and comp.checkpoint.epoch == 0
+    assert "ends in a part step of the x2 prior" in patch.describe(comp.settings, comp.state)["note"]
