@@ -148,7 +148,7 @@ def find_images(folder, recursive, skip=()):
     names = {os.path.basename(os.path.normpath(os.path.abspath(folder))), os.path.basename(os.path.realpath(folder))}
     own = re.compile(rf"^({'|'.join(re.escape(n) for n in names)})_{OUTPUT_TAG}$")
     sized_like = re.compile(rf"^({'|'.join(re.escape(n) for n in names)})_\d+x\d+$")
-    found, seen = [], {}
+    found = []
     for root, dirs, files in os.walk(folder):
         if not recursive:
             dirs[:] = []
@@ -164,17 +164,9 @@ def find_images(folder, recursive, skip=()):
                               f"--width/--height upscale of this folder; it is upscaled too (move it out if so)")
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in earlier
                              and os.path.realpath(os.path.join(root, d)) not in skip)
-        for f in sorted(files):
-            path = os.path.join(root, f)
-            if f.startswith(".") or not imagefile.is_image_name(f):
-                continue
-            real = os.path.realpath(path)
-            if real in seen:
-                warnings.warn(f"'{path}' is '{seen[real]}' again (a link); upscaled once")
-                continue
-            seen[real] = path
-            found.append(path)
-    return found
+        found += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".") and imagefile.is_image_name(f)]
+    return imagefile.once_each(found, lambda p, first: warnings.warn(f"'{p}' is '{first}' again (a link); "
+                                                                     f"upscaled once"))
 
 
 def _format_for(req, source):

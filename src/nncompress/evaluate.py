@@ -77,19 +77,6 @@ def unique_names(paths):
     return out
 
 
-def _once(paths):
-    """``paths`` with a file given twice (by two names) kept once, said."""
-    seen, kept = {}, []
-    for p in paths:
-        real = os.path.realpath(p)
-        if real in seen:
-            warnings.warn(f"'{p}' is '{seen[real]}' again; evaluated once")
-            continue
-        seen[real] = p
-        kept.append(p)
-    return kept
-
-
 def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None, on_progress=None):
     """Returns {"scale", "images": {name: {method: {psnr, ssim}}, "seconds"}, "mean"}.
     ``on_image(name, row)`` after each image; ``on_progress(what, done,
@@ -100,7 +87,8 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
               "images": {}, "mean": {}}
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
-    paths = _once(paths)
+    from .imagefile import once_each
+    paths = once_each(paths, lambda p, first: warnings.warn(f"'{p}' is '{first}' again; evaluated once"))
     names = unique_names(paths)
     for path in paths:
         hr, _ = imaging.read_image(path)

@@ -116,6 +116,21 @@ def _metadata(im):
     return meta
 
 
+def once_each(paths, said=None):
+    """``paths`` with a file reached a second time (a link, or another name
+    for it) left out; ``said(path, first)`` hears of each one left out."""
+    seen, kept = {}, []
+    for p in paths:
+        real = os.path.realpath(p)
+        if real in seen:
+            if said:
+                said(p, seen[real])
+            continue
+        seen[real] = p
+        kept.append(p)
+    return kept
+
+
 def size_of(path):
     """(h, w) of an image file as ``load`` turns it upright, from its header
     (no pixels read); None when the file cannot be opened (``load`` says why)."""

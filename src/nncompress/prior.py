@@ -44,12 +44,8 @@ def find_images(folders):
             out += [os.path.join(root, f) for f in files if f.lower().endswith(EXTENSIONS)]
     if not out:
         raise UserError(f"no images found under {', '.join(folders)}")
-    seen, once = set(), []
-    for p in sorted(out):  # a folder given twice, or inside another given: each image once
-        if os.path.realpath(p) not in seen:
-            seen.add(os.path.realpath(p))
-            once.append(p)
-    return once
+    from .imagefile import once_each
+    return once_each(sorted(out))  # a folder given twice, or inside another given: each image once
 
 
 def _label(folder, folders):
