@@ -338,7 +338,7 @@ def test_a_scale_ending_in_a_part_step_takes_the_prior_as_it_is():
     then x1.5) the fine-tune cost brick 1.3 dB, so x2.5 and x3 take the x2
     prior as it is (and say so), x2 and x4 through it are fine-tuned."""
     from nncompress.prior import builtin_path
-    assert [patch._whole_steps(s, 2.0) for s in (2, 2.05, 4, 2.5, 3)] == [True, True, True, False, False]
+    assert [patch._whole_steps(s, 2.0) for s in (1.5, 2, 2.05, 2.14, 4, 3.8, 2.5, 3, 3.5)] == [True] * 6 + [False] * 3
     assert os.path.basename(builtin_path(3)) == "x2.npz" and os.path.basename(builtin_path(3.5)) == "x4.npz"
     lr = read_image(shared_image("camera.png"))[0][128:256, 128:256]
     s = make_settings(dict(patch.DEFAULTS), scale=3.0, frames=0, seed=0, ensemble=1)

@@ -503,7 +503,7 @@ def test_pretrain_never_replaces_a_prior_unasked(tmp_path, folder):
     assert run("pretrain", folder, *TINY, "-o", target).exit_code == 0
     before = target.read_bytes()
     r = run("pretrain", folder, *TINY, "-o", target)
-    assert r.exit_code == 2 and f"'{target}' already exists (2 epochs); go on with it with --resume" in r.output, r.output
+    assert r.exit_code == 2 and f"'{target}' already exists (a prior of 2 epochs); go on with it with --resume" in r.output, r.output
     assert target.read_bytes() == before
     assert run("pretrain", folder, "-s", 2, "--resume", target, "-e", 3, "-q").exit_code == 0  # its own resume: fine
     r = run("pretrain", folder, *TINY, "-o", target, "--force")
@@ -519,3 +519,15 @@ def test_pretrain_reports_the_steps_within_an_epoch(tmp_path, folder):
              layers="conv3:4:relu,conv3:out", on_progress=lambda what, done, total: seen.append((what, done, total)))
     assert seen == [("epoch 1/2", 1, 3), ("epoch 1/2", 2, 3), ("epoch 1/2", 3, 3),
                     ("epoch 2/2", 1, 3), ("epoch 2/2", 2, 3), ("epoch 2/2", 3, 3)]
+
+
+def test_replacing_an_average_is_not_offered_a_resume(tmp_path, folder):
+    for name in ("a.npz", "b.npz"):
+        assert run("pretrain", folder, *TINY, "-o", tmp_path / name).exit_code == 0
+    avg = ["pretrain", folder, "-s", 2, "--average", tmp_path / "a.npz", "--average", tmp_path / "b.npz", "-q"]
+    assert run(*avg, "-o", tmp_path / "m.npz").exit_code == 0
+    r = run(*avg, "-o", tmp_path / "m.npz")
+    assert r.exit_code == 2 and "(an average of priors); write elsewhere with -o, or replace it with --force" in r.output
+    (tmp_path / "photo.png").write_bytes(b"mine")
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "photo.png")
+    assert r.exit_code == 2 and "--resume" not in r.output and "already exists" in r.output, r.output

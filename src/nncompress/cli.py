@@ -196,7 +196,7 @@ def train(
             report.unit = getattr(comp.impl, "SAMPLES", "rows")
             report.print(f"{comp.mode} mode, {comp.net.n_params:,} parameters ({network_text(comp.net)}) -> {paths.out}/")
             # a prior is fine-tuned only as far as self-validation or a held-out strip says (or not at all)
-            if getattr(settings, "steps", None) == 0 and comp.impl.TAKES_IMAGE:  # (fast: the prior alone)
+            if getattr(settings, "steps", None) == 0 and comp.impl.TAKES_IMAGE and settings.prior != "none":  # fast
                 report.print(f"{comp.meta['source']['name']}: the prior alone, nothing to train")
                 return
             report.epochs(f"training {comp.meta['source']['name']}", comp.checkpoint.epoch, settings.epochs,
@@ -258,7 +258,7 @@ def upscale(
 ):
     """Upscale images, whole folders, or a trained model; metadata (EXIF, ICC), alpha and 16-bit depth are kept.
 
-    Images go through patch mode: the built-in prior nearest the scale (x2, or x4 for x3 and up; at x2 fine-tuned on the image while that rebuilds a held-out strip of it better), averaged over 8 rotations and flips (not --preset fast), back-projected onto the input; --prior none learns from each image instead."""
+    Images go through patch mode: the built-in prior for the scale (x2 up to x3, x4 above; up to x2.14 fine-tuned on the image while that rebuilds a held-out strip of it better), averaged over 8 rotations and flips (not --preset fast), back-projected onto the input; --prior none learns from each image instead."""
     from .batch import BatchInterrupted, Request, plan, run, single
     from .batchview import BatchView
     from .spec import load_config
@@ -403,7 +403,8 @@ def pretrain(
             bad = f"; {facts['bad']} unreadable, skipped" if facts["bad"] else ""
             report.print(f"training on {facts['train']} images ({facts['val']} held "
                          f"back for validation{small}{bad})")
-            if facts["before"] is not None and facts["before"] != facts["train"]:
+            if facts["before"] is not None and facts["before"] not in (facts["train"], facts["listed"]):  # (older
+                # priors recorded the files listed, small and unreadable ones too)
                 err.print(f"warning: the folders hold {facts['train']} training images; the prior trained on "
                           f"{facts['before']}, so this resume is not the run it would have been",
                           highlight=False, markup=False, soft_wrap=True)
@@ -443,16 +444,19 @@ def _check_prior_target(target, resume, force):
     from .runs import _same_file
     if not os.path.exists(target) or force or (resume and _same_file(resume, target)):
         return
-    held = ""
+    held, resumable = "", False
     try:
         import json
         import numpy as np
         with np.load(target, allow_pickle=False) as z:
-            held = f" ({json.loads(str(z['meta'])).get('epochs', '?')} epochs)"
+            meta = json.loads(str(z["meta"]))
+        if meta.get("kind") == "prior":
+            held = f" (a prior of {meta.get('epochs', '?')} epochs)" if "averaged" not in meta else " (an average of priors)"
+            resumable = "averaged" not in meta
     except Exception:  # not a prior we can read: still the user's file
         pass
-    raise SpecError(f"'{target}' already exists{held}; go on with it with --resume {target}, write elsewhere with "
-                    f"-o, or replace it with --force")
+    again = f"go on with it with --resume {target}, " if resumable else ""
+    raise SpecError(f"'{target}' already exists{held}; {again}write elsewhere with -o, or replace it with --force")
 
 
 def _validation_text(gain):
@@ -669,7 +673,9 @@ def evaluate(
             from .atomic import atomic_write
             atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
         # the results are evaluate's output, as info's table is info's: --quiet keeps them
-        learned = f", {settings.preset}, prior {settings.prior}" if {"patch", "prior"} & set(chosen) else ""
+        # (the prior column is the built-in prior under --prior none, so one run compares the two)
+        learned = (f", {settings.preset}, prior {settings.prior}" if "patch" in chosen else
+                   f", prior {'builtin' if settings.prior == 'none' else settings.prior}" if "prior" in chosen else "")
         t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}{learned}")
         t.add_column("image", no_wrap=True, min_width=max(len(n) for n in report["images"]))
         for m in chosen:

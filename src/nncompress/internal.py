@@ -318,13 +318,14 @@ def stage_sizes(shape, size, step, slack=1.0):
     # 2% past one pass is still one pass: a size rounded to whole pixels (67 -> 100 at x1.5) or a little over
     # the network's scale (x2.0156) is not a near-identity stage more, which would add the residual twice.
     # The test is on the ratio alone, the same for every tile of an image (the tile's own shape would not be)
-    while ratio / step ** (k - 1) > step * slack * 1.02:
+    while ratio / step ** (k - 1) > step * slack * ONE_PASS_EXTRA:
         out.append((round(shape[0] * step ** k), round(shape[1] * step ** k)))
         k += 1
     return [s for s in out if s[0] < size[0] or s[1] < size[1]] + [tuple(size)]
 
 
 LOWRES_SLACK = 1.05  # a network that upscales by f takes up to 1.05 f in one pass (then a small resize)
+ONE_PASS_EXTRA = 1.02  # and 2% past that is still one pass (a size rounded to whole pixels)
 
 
 def stages(net, shape, size, step):

@@ -120,7 +120,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     small, bad = prior.unusable(train_paths, side)
     usable = len(train_paths) - small - bad  # what it trains on (and records), not what the folders hold
     if on_start:
-        on_start({"train": usable, "val": len(val), "side": side, "small": small, "bad": bad,
+        on_start({"train": usable, "listed": len(train_paths), "val": len(val), "side": side, "small": small, "bad": bad,
                   "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
     opt.init_state(net.n_params, net.dtype)
