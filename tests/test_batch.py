@@ -798,3 +798,15 @@ def test_a_models_source_is_filled_under_transparency(tmp_path):
     comp.save(tmp_path / "m.npz")
     again = Compresser.load(tmp_path / "m.npz")
     assert np.allclose(again.source[0, 0, :3], [1.0, 0.8, 0.0], atol=1 / 255)
+
+
+def test_a_model_fine_tuned_for_x2_warns_at_x3(tmp_path):
+    """A fine-tune checked on whole x2 steps, used at x3 (x2, then x1.5):
+    the part step where it measured worse than the prior as trained."""
+    from nncompress import patch
+    from nncompress.spec import make_settings
+    s = make_settings(dict(patch.DEFAULTS), scale=2.0, frames=0)
+    state = patch.State(train_scale=2.0, lowres=1.0, finetune=1.0)
+    assert "ends in a part step" in patch.upscale_warning(s, state, 3.0)
+    assert patch.upscale_warning(s, state, 2.0) is None and patch.upscale_warning(s, state, 4.0) is None
+    assert patch.upscale_warning(s, patch.State(train_scale=2.0, lowres=1.0, finetune=0.0), 3.0) is None

@@ -531,3 +531,13 @@ def test_replacing_an_average_is_not_offered_a_resume(tmp_path, folder):
     (tmp_path / "photo.png").write_bytes(b"mine")
     r = run("pretrain", folder, *TINY, "-o", tmp_path / "photo.png")
     assert r.exit_code == 2 and "--resume" not in r.output and "already exists" in r.output, r.output
+
+
+def test_a_resume_counts_the_images_as_its_prior_did(tmp_path, folder):
+    """A prior made now records the images it can use: one of them turning
+    unreadable before a resume is said (it matched the files listed)."""
+    target = tmp_path / "p.npz"
+    assert run("pretrain", folder, *TINY, "-o", target).exit_code == 0
+    (folder / "sub" / "c.png").write_bytes(b"broken now")
+    r = run("pretrain", folder, "-s", 2, "--resume", target, "-e", 3)
+    assert r.exit_code == 0 and "the folders hold 1 training images; the prior trained on 2" in r.output, r.output

@@ -440,6 +440,10 @@ def _model_job(req, job, on_step, taken=None):
     h, w = comp.output_size(req.scale, req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
     _check_format_limit(job, (h, w))
+    src_h, src_w = (image if image is not None else comp.source).shape[:2] if comp.impl.TAKES_IMAGE else (h, w)
+    said = getattr(comp.impl, "upscale_warning", lambda *a: None)(comp.settings, comp.state, max(h / src_h, w / src_w))
+    if said:
+        warnings.warn(said)
     if job.target is None:  # (a model file plan could not read: it fails on load, above, unless it was replaced since)
         job.target = _model_target(req, job.source, comp.meta["source"], (h, w), job.format)
         _check_target(job)  # named only now: checked only now, still before the work

@@ -403,9 +403,8 @@ def pretrain(
             bad = f"; {facts['bad']} unreadable, skipped" if facts["bad"] else ""
             report.print(f"training on {facts['train']} images ({facts['val']} held "
                          f"back for validation{small}{bad})")
-            if facts["before"] is not None and facts["before"] not in (facts["train"], facts["listed"]):  # (older
-                # priors recorded the files listed, small and unreadable ones too)
-                err.print(f"warning: the folders hold {facts['train']} training images; the prior trained on "
+            if facts["before"] is not None and facts["before"] != facts["now"]:  # (counted as the prior counted)
+                err.print(f"warning: the folders hold {facts['now']} training images; the prior trained on "
                           f"{facts['before']}, so this resume is not the run it would have been",
                           highlight=False, markup=False, soft_wrap=True)
 
@@ -674,8 +673,10 @@ def evaluate(
             atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
         # the results are evaluate's output, as info's table is info's: --quiet keeps them
         # (the prior column is the built-in prior under --prior none, so one run compares the two)
-        learned = (f", {settings.preset}, prior {settings.prior}" if "patch" in chosen else
-                   f", prior {'builtin' if settings.prior == 'none' else settings.prior}" if "prior" in chosen else "")
+        column = "builtin" if settings.prior == "none" else settings.prior
+        learned = (f", {settings.preset}, prior {settings.prior}" + (f" (the prior column: {column})" if "prior" in chosen
+                   and column != settings.prior else "") if "patch" in chosen else
+                   f", prior {column}" if "prior" in chosen else "")
         t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}{learned}")
         t.add_column("image", no_wrap=True, min_width=max(len(n) for n in report["images"]))
         for m in chosen:

@@ -8,7 +8,9 @@ is in ``internal.py``, this module is the mode.
           -> how far to fine-tune, on the most detailed window:
              a prior that ends in shuffle:2 is fine-tuned on the image less
              a held-out strip, and the epoch that rebuilds the strip best
-             from its own 1/2 shrink is kept (or none); a network on the
+             from its own 1/2 shrink is kept (or none), for scales the
+             strip checks (one pass, or whole x2 steps; not x2.5 or x3,
+             which end in a part step); a network on the
              bicubic upscale (--prior none) is checked one scale down (the
              image shrunk by S rebuilt with the network as it is and with a
              probe fine-tuned on that copy, for each detail gain alpha);
@@ -18,16 +20,16 @@ is in ``internal.py``, this module is the mode.
              in low-resolution space) or its bicubic upscale, and learns the
              residual the real pixels add to that upscale
           -> upscale: bicubic + alpha x learned residual, in one step of up
-             to 1.05 S for a prior ending in shuffle:S (larger scales in
-             equal steps of at most S; a network on the bicubic upscale in
-             steps of at most 2), each averaged over the 8 rotations/flips
-             and back-projected onto the input
+             to 1.07 S for a prior ending in shuffle:S (larger scales in
+             whole steps of S, then the rest in one; a network on the
+             bicubic upscale in equal steps of at most 2), each averaged
+             over the 8 rotations/flips and back-projected onto the input
 
 Textures that do not repeat across scales get a small alpha instead of
 being over-sharpened, and fine-tuning never replaces a prior that rebuilt
-the shrunk copy better. A prior used alone (fast, x4, or kept by the
-held-out strip) takes its alpha the same way, one network pass for all
-of them (``prior_gain``).
+the shrunk copy better. A prior used alone (fast, x4, x2.5 or x3, or
+kept by the held-out strip) takes its alpha the same way, one network
+pass for all of them (``prior_gain``).
 
 Implements the mode interface in ``modes.py``.
 """
@@ -278,10 +280,21 @@ def _whole_steps(scale, step):
     bicubic against +3.56 for the prior alone, balanced, six photos), or
     whole steps (x4 of an x2 network); not x2.5 or x3, which end in a part step."""
     one = internal.LOWRES_SLACK * internal.ONE_PASS_EXTRA
-    if scale <= step * one:
+    if scale <= step * one or step <= 1:  # (a network that does not upscale has no steps to count)
         return True
     k = round(math.log(scale) / math.log(step))
     return 1 / one <= scale / step ** k <= one
+
+
+def upscale_warning(settings, state, scale):
+    """Why a trained model may do worse at ``scale`` than the image's own
+    upscale would (None if nothing): fine-tuned for whole steps, used for a
+    scale that ends in a part step."""
+    if state.finetune and state.lowres and not _whole_steps(scale, state.train_scale):
+        return (f"this model was fine-tuned for whole x{state.train_scale:g} steps; x{scale:g} ends in a part step, "
+                f"where a fine-tune measured worse than the prior as trained (brick x3: 1.3 dB): for the image it "
+                f"learned from, `nncompress upscale IMAGE -s {scale:g}` does better")
+    return None
 
 
 def _lr(settings):

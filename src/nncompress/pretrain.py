@@ -120,7 +120,9 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     small, bad = prior.unusable(train_paths, side)
     usable = len(train_paths) - small - bad  # what it trains on (and records), not what the folders hold
     if on_start:
-        on_start({"train": usable, "listed": len(train_paths), "val": len(val), "side": side, "small": small, "bad": bad,
+        # a prior made before round 10 recorded the files listed, small and unreadable ones too
+        now = usable if not resume or "train_listed" in meta else len(train_paths)
+        on_start({"train": usable, "now": now, "val": len(val), "side": side, "small": small, "bad": bad,
                   "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
     opt.init_state(net.n_params, net.dtype)
@@ -137,7 +139,8 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         history.append(rec)
         meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
-                "train_images": usable, "val_images": [prior.held_name(p, folders) for p in val_paths]}
+                "train_images": usable, "train_listed": len(train_paths),
+                "val_images": [prior.held_name(p, folders) for p in val_paths]}
         half = bool(cfg.get("half"))
         if half and not fits_half(net.params):
             from .training import TrainingDiverged
