@@ -810,3 +810,11 @@ def test_a_model_fine_tuned_for_x2_warns_at_x3(tmp_path):
     assert "ends in a part step" in patch.upscale_warning(s, state, 3.0)
     assert patch.upscale_warning(s, state, 2.0) is None and patch.upscale_warning(s, state, 4.0) is None
     assert patch.upscale_warning(s, patch.State(train_scale=2.0, lowres=1.0, finetune=0.0), 3.0) is None
+
+
+def test_a_link_that_sorts_first_gives_way_to_its_file(tmp_path, tiny):
+    shots = folder(tmp_path / "shots", ["a.png"])
+    os.symlink("a.png", shots / "0link.png")
+    from nncompress.batch import find_images
+    with pytest.warns(UserWarning, match="'.*0link.png' is '.*a.png' again"):
+        assert [os.path.basename(p) for p in find_images(str(shots), False)] == ["a.png"]

@@ -119,15 +119,19 @@ def _metadata(im):
 def once_each(paths, said=None):
     """``paths`` with a file reached a second time (a link, or another name
     for it) left out; ``said(path, first)`` hears of each one left out."""
-    seen, kept = {}, []
+    seen = {}  # real path -> the name kept: the file's own name over a link to it, else the first
     for p in paths:
         real = os.path.realpath(p)
-        if real in seen:
-            if said:
-                said(p, seen[real])
-            continue
-        seen[real] = p
-        kept.append(p)
+        if real not in seen or (os.path.islink(seen[real]) and not os.path.islink(p)):
+            seen[real] = p
+    kept, done = [], set()
+    for p in paths:
+        real = os.path.realpath(p)
+        if seen[real] == p and real not in done:
+            kept.append(p)
+            done.add(real)
+        elif said:
+            said(p, seen[real])
     return kept
 
 
