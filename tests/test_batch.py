@@ -818,3 +818,12 @@ def test_a_link_that_sorts_first_gives_way_to_its_file(tmp_path, tiny):
     from nncompress.batch import find_images
     with pytest.warns(UserWarning, match="'.*0link.png' is '.*a.png' again"):
         assert [os.path.basename(p) for p in find_images(str(shots), False)] == ["a.png"]
+
+
+def test_the_memory_check_counts_the_transparent_fill(monkeypatch):
+    from nncompress import batch, compresser
+    monkeypatch.setattr(compresser, "available_memory", lambda: 100 * 2**20)  # 80 MiB may be used
+    batch._check_memory((1000, 1000), 3, 8, False, 500 * 500)  # 9 MB of output: fine
+    with pytest.raises(batch.BatchError, match="needs about"):  # with alpha, the fill over 1.44 MP: ~81 MB more
+        batch._check_memory((1000, 1000), 4, 8, False, 1200 * 1200)
+    batch._check_memory((1000, 1000), 4, 8, True, 1200 * 1200)  # --force

@@ -412,7 +412,7 @@ def _image_job(req, job, on_step):
     pic = imagefile.load(job.source)
     h0, w0 = pic.pixels.shape[:2]
     size = upscaler.output_size(h0, w0, req.scale, req.width, req.height)
-    _check_memory(size, pic.pixels.shape[2], pic.bits, req.force)
+    _check_memory(size, pic.pixels.shape[2], pic.bits, req.force, h0 * w0)
     settings = upscaler.patch_settings(max(1.0, upscaler.scale_for(h0, w0, size)), req.preset, req.overrides)
     pixels, comp = upscaler.upscale_image(pic.pixels, pic.bits, size, settings, on_step,
                                           name=os.path.basename(job.source))
@@ -470,8 +470,16 @@ def _model_job(req, job, on_step, taken=None):
                    size_in=(src["width"], src["height"]), size_out=(w, h), message="; ".join(saved.notes))
 
 
-def _check_memory(size, channels, bits, force):
-    """Refuse an output whose pixels alone would not fit in memory."""
+# bytes an input pixel takes at the peak of filling the colour under its transparent pixels (imaging.fill_transparent)
+FILL_BYTES = 56
+
+
+def _check_memory(size, channels, bits, force, input_pixels=0):
+    """Refuse an output whose pixels alone would not fit in memory (with
+    alpha, and the transparent colour's fill over the input, which is made
+    for the whole image at once)."""
     from .compresser import check_memory
     need = size[0] * size[1] * channels * (2 if bits == 16 else 1) * 3  # output + encoder copies
+    if channels in (2, 4):
+        need += input_pixels * FILL_BYTES
     check_memory(need, size[0], size[1], force, BatchError)
