@@ -94,7 +94,7 @@ GAIN_MARGIN = 0.9                       # a prior used alone takes a detail gain
                                         # the self-validation error by 10% (at x2 brick's error fell to 0.48 of
                                         # alpha 1's at 0.625, +1.23 dB; on 13 other photos the best gain was
                                         # within 2.5% of alpha 1, and taking it anyway cost rocket 0.52 dB)
-ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~30 s here;
+ENSEMBLE_MAX_FLOP = 2.5e12              # self-ensemble only while its 8 passes cost at most this (~12 s here at ~200 GFLOP/s;
                                         # it adds ~0.1-0.3 dB at 8x the network's time): at x2 with the x2
                                         # prior, outputs up to ~1.3 MP; at x4 with the two-part x4 prior, inputs up
                                         # to ~0.86 MP
