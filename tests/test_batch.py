@@ -827,3 +827,16 @@ def test_the_memory_check_counts_the_transparent_fill(monkeypatch):
     with pytest.raises(batch.BatchError, match="needs about"):  # with alpha, the fill over 1.44 MP: ~81 MB more
         batch._check_memory((1000, 1000), 4, 8, False, 1200 * 1200)
     batch._check_memory((1000, 1000), 4, 8, True, 1200 * 1200)  # --force
+
+
+def test_the_memory_check_counts_an_upscale_made_in_one_piece(monkeypatch):
+    """--prior none at x2.5 learns equal steps that leave the grid: made in
+    one piece, its working arrays (3.4 GB for 7500x5000) are counted."""
+    from nncompress import batch, compresser
+    monkeypatch.setattr(compresser, "available_memory", lambda: 2 * 2**30)
+    none = upscaler.patch_settings(2.5, overrides={"prior": "none"})
+    assert not upscaler.tiled_before_training(2000, 3000, (5000, 7500), none)
+    assert upscaler.tiled_before_training(2000, 3000, (5000, 7500), upscaler.patch_settings(2.5))
+    batch._check_memory((5000, 7500), 3, 8, False, whole=False)  # 112 MB in tiles: fine
+    with pytest.raises(batch.BatchError, match="needs about 3.5 GiB"):
+        batch._check_memory((5000, 7500), 3, 8, False, whole=True)

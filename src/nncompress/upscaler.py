@@ -140,6 +140,17 @@ def upscale_image(img, bits, size, settings, on_step=None, name="image"):
     return upscale_with(comp, img, size, bits, on_step, filled=True), comp
 
 
+def tiled_before_training(h0, w0, size, settings):
+    """Whether an (h0, w0) -> ``size`` upscale with ``settings`` will be made
+    in tiles (``tile_plan``), known before training: a prior in
+    low-resolution space goes in whole steps of its scale, so its stages are
+    on the grid; a network learned from the image (--prior none) steps by
+    ``patch.train_scale``, on the grid only when that is a whole number."""
+    step = patch.train_scale(settings)
+    on_grid = settings.prior != "none" or float(step).is_integer()
+    return tile_plan(h0, w0, size, on_grid=on_grid) is not None
+
+
 def upscale_with(comp, img, size, bits=8, on_step=None, filled=False):
     """A trained patch-mode Compresser's upscale of ``img`` to ``size``, in
     tiles when large (uint8 or uint16). The self-ensemble is decided for
