@@ -413,3 +413,20 @@ def test_upscaling_a_prior_file_says_what_it_is(tmp_path):
     r = run("upscale", builtin_path(2), "-s", 2, "-o", tmp_path / "x.png")
     assert r.exit_code == 2 and "is a prior (nncompress pretrain), not a model of one image" in r.output, r.output
     assert "nncompress upscale IMAGE --prior" in r.output
+
+
+def test_a_strip_ended_fine_tune_keeps_only_the_frames_it_holds(tmp_path, monkeypatch):
+    """The held-out strip kept an earlier epoch: history.csv and the GIF
+    stopped there, but frames/ (which animate reads) held the discarded
+    epochs too."""
+    from nncompress import patch
+    from nncompress.runs import read_frames
+    img = tmp_path / "p.png"
+    Image.fromarray((np.arange(96 * 96 * 3) % 251).astype(np.uint8).reshape(96, 96, 3)).save(img)
+    monkeypatch.setattr(patch, "HOLDOUT_MIN", 1)  # a strip on this small image
+    r = run("train", img, "--mode", "patch", "--scale", 2, "-e", 6, "--steps", 2, "--crop", 16, "--lr", "0.01",
+            "--frames", 6, "-q", "-o", tmp_path / "r")  # kept epoch 1 of 4 trained (frames of 0, 1, 2, 4 were left)
+    assert r.exit_code == 0, r.output
+    model = json.loads(str(np.load(tmp_path / "r" / "model.npz")["meta"]))
+    frames = [e for e, _ in read_frames(tmp_path / "r")]
+    assert model["state"]["kept_epoch"] == model["epochs"] and frames[-1] == model["epochs"], (model, frames)

@@ -263,6 +263,9 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             _write_history(paths.history, [r for r in history if r[0] <= comp.checkpoint.epoch])
             if frames:
                 write_training_gif(paths.gif, [f for f in frames if f[0] <= comp.checkpoint.epoch])
+            # frames of epochs the model does not hold (a fine-tune its held-out strip ended at an earlier
+            # epoch) go too, as they went from history.csv and the GIF: animate reads the folder
+            _clear_stale_frames(paths.frames, after=comp.checkpoint.epoch)
 
     def save_replacing():  # save_all, saying where the replaced run is if the save fails part way
         try:
