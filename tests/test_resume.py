@@ -375,3 +375,10 @@ def test_ctrl_c_while_a_frame_renders_keeps_the_history_whole(tmp_path, digit, m
     assert r.exit_code == 130, r.output
     epochs = json.loads(str(np.load(tmp_path / "r" / "model.npz")["meta"]))["epochs"]
     assert epochs >= 2 and int(history(tmp_path / "r" / "history.csv")[-1]["epoch"]) == epochs
+
+
+def test_info_keeps_the_rates_a_resumed_run_trained_at(tmp_path, digit):
+    run("train", digit, *SMALL, "-e", 3, "--lr", "0.003", "-o", tmp_path / "r", "-q")
+    run("train", digit, "--resume", tmp_path / "r" / "model.npz", "-e", 5, "--lr", "0.01", "-q")
+    r = run("info", tmp_path / "r" / "model.npz")
+    assert "lr 0.01 (" in r.output and "lr 0.003 for epochs 1-3" in r.output, r.output

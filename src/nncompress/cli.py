@@ -498,6 +498,9 @@ def info(
             "trained_with": _training_text(comp.settings, rate) if m["epochs"] or m["loss"] is not None
             else "nothing trained",
         })
+        if m.get("earlier_lr"):  # a resume changed --lr: [[from epoch, the rate before it], ...]
+            cuts = [0] + [e for e, _ in m["earlier_lr"]]
+            facts["earlier_rates"] = ", ".join(f"lr {lr:g} for epochs {a + 1}-{b}" for (b, lr), a in zip(m["earlier_lr"], cuts))
         seconds = m.get("seconds") or {"training": m["train_seconds"]}  # older files kept the epochs' time only
         facts.update({f"seconds_{k}": round(v, 2) for k, v in seconds.items()})
         from .checkpoint import path_for

@@ -133,6 +133,8 @@ class Compresser:
                 on_frame(e + 1, lambda: self.preview(img))
             return stop
 
+        if self.settings.lr != settings.lr and start:  # a resume at another rate: info says what ran before
+            self.meta.setdefault("earlier_lr", []).append([start, self.settings.lr])
         self.settings = settings
         history = self.impl.train(self.net, img, settings, self.state, checkpoint=ck, on_start=on_start,
                                   on_epoch=epoch_done, on_progress=on_progress)
