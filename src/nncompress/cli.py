@@ -618,7 +618,7 @@ def _prior_info(path, net, meta, extras, as_json):
 # ---------------------------------------------------------------- evaluate
 
 @app.command(cls=Command, epilog=examples(
-    ('every method at x2', 'nncompress evaluate photo.png'),
+    ('the default methods at x2 (all but coords)', 'nncompress evaluate photo.png'),
     ('x4, two methods, scores kept as JSON', 'nncompress evaluate a.png b.png -s 4 --methods patch,bicubic --json s.json'),
     ("also keep each method's upscale", 'nncompress evaluate photo.png --save upscales/'),
 ))
