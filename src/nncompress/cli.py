@@ -259,7 +259,8 @@ def upscale(
     """Upscale images, whole folders, or a trained model; metadata (EXIF, ICC), alpha and 16-bit depth are kept.
 
     Images go through patch mode: the built-in prior for the scale (x2 up to x3, x4 above; up to x2.14 fine-tuned on the image while that rebuilds a held-out strip of it better), averaged over 8 rotations and flips (not --preset fast), back-projected onto the input; --prior none learns from each image instead."""
-    from .batch import BatchInterrupted, Request, plan, run, single
+    from .batch import BatchInterrupted, run, single
+    from .batchplan import Request, plan
     from .batchview import BatchView
     from .spec import load_config
 
