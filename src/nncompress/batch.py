@@ -140,7 +140,8 @@ def _model_job(req, job, on_step, taken=None):
         raise BatchError("the output would overwrite the input image; choose another -o")
     bits = comp.meta["source"]["bits"]
     if comp.impl.TAKES_IMAGE:  # in tiles when large, as an image's upscale is
-        pixels = upscaler.upscale_with(comp, comp.source if image is None else image, (h, w), bits, on_step)
+        pixels = upscaler.upscale_with(comp, comp.source if image is None else image, (h, w), bits, on_step,
+                                       filled=image is None)  # (a model's source is filled as it loads)
     else:
         pixels = comp.upscale(h, w, image=image, bits=bits,
                               on_progress=(lambda what, done, total: on_step(what, done, total, {})) if on_step else None)

@@ -7,8 +7,6 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from . import imagefile, upscaler
 from .atomic import check_file_target, check_folder_target
 from .errors import UserError
@@ -244,14 +242,13 @@ def _peek_target(req, model, fmt):
     the model's record (and --input's header), so that it is checked with
     every other output of the call; (None, None) when the file cannot be
     read that far (its turn then says why)."""
-    import json
+    from .modelfile import read_meta
     try:
-        with np.load(model, allow_pickle=False) as z:
-            source = json.loads(str(z["meta"]))["source"]
+        source = read_meta(model)["source"]
         hw = imagefile.size_of(req.input_image) if req.input_image else (source["height"], source["width"])
         size = upscaler.output_size(*hw, req.scale, req.width, req.height)
         target = _model_target(req, model, source, size, fmt)
-    except Exception:  # anything wrong with the file is reported by its load, at its turn
+    except (TypeError, KeyError, ValueError):  # no record (or no --input size): its load says why, at its turn
         return None, None
     _check_format_limit(Job("model", model, target, model, fmt), size)
     return target, size

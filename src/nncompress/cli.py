@@ -358,7 +358,7 @@ def pretrain(
 ):
     """Train a prior: patch mode's network on many images (nncompress upscale --prior FILE uses it)."""
     from .pretrain import average_priors, history_path, pretrain as run
-    from .progress import Reporter
+    from .progress import Reporter, clock_text
 
     with errors():
         from .atomic import check_file_target
@@ -396,7 +396,7 @@ def pretrain(
             gain = rec["val_gain_db"]
             val = _validation_text(gain)
             report.print(f"epoch {rec['epoch']}/{total}  loss {rec['loss']:.4g}  {val}  "
-                         f"{rec['crops_per_s']:.0f} crops/s  {rec['seconds']:.0f} s an epoch  eta {_clock(left)}")
+                         f"{rec['crops_per_s']:.0f} crops/s  {rec['seconds']:.0f} s an epoch  eta {clock_text(left)}")
 
         def on_start(facts):
             small = (f"; {facts['small']} smaller than {facts['side']} pixels a side (the crop and its margins) "
@@ -432,11 +432,6 @@ def pretrain(
         report.print(f"wrote {target} ({n} epoch{'' if n == 1 else 's'}, {r['seconds']:.0f} s) and {history_path(target)}")
 
 
-def _clock(seconds):
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def _check_prior_target(target, resume, force):
     """A prior file at ``target`` is replaced only by its own --resume or
     with --force: priors take the better part of an hour to train."""
@@ -444,17 +439,11 @@ def _check_prior_target(target, resume, force):
     from .runs import _same_file
     if not os.path.exists(target) or force or (resume and _same_file(resume, target)):
         return
-    held, resumable = "", False
-    try:
-        import json
-        import numpy as np
-        with np.load(target, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-        if meta.get("kind") == "prior":
-            held = f" (a prior of {meta.get('epochs', '?')} epochs)" if "averaged" not in meta else " (an average of priors)"
-            resumable = "averaged" not in meta
-    except Exception:  # not a prior we can read: still the user's file
-        pass
+    from .modelfile import read_meta
+    meta = read_meta(target) or {}  # (not a model file we can read: still the user's file)
+    held, resumable = "", meta.get("kind") == "prior" and "averaged" not in meta
+    if meta.get("kind") == "prior":
+        held = f" (a prior of {meta.get('epochs', '?')} epochs)" if resumable else " (an average of priors)"
     again = f"go on with it with --resume {target}, " if resumable else ""
     raise SpecError(f"'{target}' already exists{held}; {again}write elsewhere with -o, or replace it with --force")
 

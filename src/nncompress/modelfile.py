@@ -59,6 +59,18 @@ def half_of(params):
     return params.astype(np.float16)
 
 
+def read_meta(path):
+    """A model file's metadata dict alone (its weights not read), or None
+    when ``path`` is not a model file that can be read that far (``load``
+    says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def load(path):
     """Returns (network, meta dict, extras dict); extras also holds the
     file's ``format_version`` (an int). Never unpickles; raises

@@ -19,7 +19,6 @@ from .checkpoint import path_for
 from .compresser import Compresser
 from .errors import UserError
 from .metrics import psnr_rgb
-from .modes import get_mode
 from .spec import Settings, SpecError
 from .timing import Phases
 from .training import TrainingDiverged
@@ -192,13 +191,13 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         image_path = recorded_image(comp, image_path)
     with phases("reading"):
         img, bits = imaging.read_image(image_path)
-        if get_mode(settings.mode).TAKES_IMAGE:  # an upscaler: no dark fringe at alpha edges
-            img = imaging.fill_transparent(img)
     stem = os.path.splitext(os.path.basename(image_path))[0]
     out_dir = out_dir or (os.path.dirname(resume) or "." if resume else os.path.join("runs", stem))
     paths = RunPaths(out_dir, stem, settings.scale)
     if resume:
         _check_resume(comp, img, settings)
+        if comp.impl.TAKES_IMAGE:  # an upscaler: no dark fringe at alpha edges (for_image does it for a new run)
+            img = imaging.fill_transparent(img)
         start = comp.checkpoint.epoch
         folder = os.path.dirname(resume) or "."
         if _own_run(resume, folder):  # the folder's history and frames are this model's
@@ -206,7 +205,7 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
             if settings.frames and os.path.isdir(os.path.join(folder, "frames")):
                 earlier_frames = [(e, p) for e, p in read_frames(folder) if e <= start]
     else:
-        comp, _ = Compresser.for_image(img, bits, settings, name=os.path.basename(image_path))
+        comp, img = Compresser.for_image(img, bits, settings, name=os.path.basename(image_path))
     comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
