@@ -64,19 +64,6 @@ def upscale_with(method, lr, size, settings: Settings, on_progress=None):
     lookup(METHODS, method, "method")  # raises: every method is handled above
 
 
-def unique_names(paths):
-    """{path: its name in the report}: the file name, or as many of its
-    last path parts as tell it from the other paths (``cc/rocket.jpg`` and
-    ``mixed/rocket.jpg``: two rows, not one overwriting the other)."""
-    parts = {p: os.path.abspath(p).split(os.sep) for p in paths}
-    out = {}
-    for p, mine in parts.items():
-        others = [o for q, o in parts.items() if q != p]
-        n = next((n for n in range(1, len(mine) + 1) if all(o[-n:] != mine[-n:] for o in others)), len(mine))
-        out[p] = "/".join(x for x in mine[-n:] if x)
-    return out
-
-
 def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None, on_progress=None):
     """Returns {"scale", "images": {name: {method: {psnr, ssim}}, "seconds"}, "mean"}.
     ``on_image(name, row)`` after each image; ``on_progress(what, done,
@@ -87,9 +74,9 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
               "images": {}, "mean": {}}
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
-    from .imagefile import once_each
+    from .imagefile import once_each, short_names
     paths = once_each(paths, lambda p, first: warnings.warn(f"'{p}' is '{first}' again; evaluated once"))
-    names = unique_names(paths)
+    names = short_names(paths)  # two photos of one name, two rows (cc/rocket.jpg, mixed/rocket.jpg)
     for path in paths:
         hr, _ = imaging.read_image(path)
         if hr.shape[2] in (2, 4):

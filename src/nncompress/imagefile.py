@@ -135,6 +135,19 @@ def once_each(paths, said=None):
     return kept
 
 
+def short_names(paths):
+    """{path: a short name}: as many of its last path parts as tell it from
+    the other paths (``cc/rocket.jpg`` and ``mixed/rocket.jpg``; a file
+    name alone when it is the only one). Paths to one place share a name."""
+    parts = {p: os.path.abspath(p).split(os.sep) for p in paths}
+    out = {}
+    for p, mine in parts.items():
+        others = [o for o in parts.values() if o != mine]
+        n = next((n for n in range(1, len(mine) + 1) if all(o[-n:] != mine[-n:] for o in others)), len(mine))
+        out[p] = "/".join(x for x in mine[-n:] if x)
+    return out
+
+
 def size_of(path):
     """(h, w) of an image file as ``load`` turns it upright, from its header
     (no pixels read); None when the file cannot be opened (``load`` says why)."""

@@ -48,17 +48,6 @@ def find_images(folders):
     return once_each(sorted(out))  # a folder given twice, or inside another given: each image once
 
 
-def _label(folder, folders):
-    """A folder's name in held-back records: its own name, or as many of
-    its last path parts as tell it from another given folder of that name."""
-    parts = os.path.abspath(folder).split(os.sep)
-    others = [os.path.abspath(f).split(os.sep) for f in folders if os.path.abspath(f) != os.path.abspath(folder)]
-    for n in range(1, len(parts) + 1):
-        if all(o[-n:] != parts[-n:] for o in others):
-            return "/".join(p for p in parts[-n:] if p)
-    return "/".join(p for p in parts if p)
-
-
 def held_name(path, folders):
     """How a held-back image is recorded: its path below the outermost of
     ``folders`` that holds it, led by that folder's name
@@ -72,7 +61,8 @@ def held_name(path, folders):
             best = (folder, rel)
     if best is None:
         return os.path.basename(path)
-    return "/".join([_label(best[0], folders)] + best[1].split(os.sep))
+    from .imagefile import short_names  # the folder: its own name, or as many parts as tell it from another given
+    return "/".join([short_names(folders)[best[0]]] + best[1].split(os.sep))
 
 
 def split(paths, held=None, warn=None, folders=(), own=True):
