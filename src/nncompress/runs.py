@@ -115,7 +115,7 @@ def _check_replace(out_dir, paths: RunPaths, force, settings: Settings, img, res
     try:
         old = Compresser.load(held)
         what = f"a {old.mode} model of {old.meta['source']['name']}, {old.checkpoint.epoch} epochs"
-    except Exception:  # unreadable: still the user's file
+    except (UserError, OSError):  # unreadable: still the user's file
         pass
     if not force:
         src = old.meta["source"] if old is not None else {}

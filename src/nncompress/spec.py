@@ -261,8 +261,7 @@ class Settings:
     def to_dict(self) -> dict:
         """The settings a model file records: those of this mode, without
         other modes' own (their ``OWN_SETTINGS``)."""
-        from .modes import MODES, get_mode
-        others = {k for name in MODES if name != self.mode for k in getattr(get_mode(name), "OWN_SETTINGS", ())}
+        others = _others_own(self.mode)
         return {k: getattr(self, k) for k in SETTING_KEYS if k not in others}
 
     def validate(self, check_files=True):
@@ -330,6 +329,15 @@ def load_config(path) -> dict:
     return data
 
 
+def _others_own(mode):
+    """{setting: the mode that owns it} for the settings other modes own
+    (their ``OWN_SETTINGS``) and ``mode`` does not use."""
+    from .modes import MODES, get_mode
+    mine = set(getattr(get_mode(mode), "OWN_SETTINGS", ()))
+    return {k: name for name in MODES if name != mode for k in getattr(get_mode(name), "OWN_SETTINGS", ())
+            if k not in mine}
+
+
 def make_settings(config: dict | None = None, *, check_files=True, **overrides) -> Settings:
     """The mode's defaults <- its preset <- YAML config <- flags (None means
     'not given'). ``check_files=False``: a model file's record (see
@@ -340,13 +348,12 @@ def make_settings(config: dict | None = None, *, check_files=True, **overrides) 
     config = config or {}
     given = {k: v for k, v in overrides.items() if v is not None}
     mode = get_mode(given.get("mode", config.get("mode", "coords")))
-    from .modes import MODES
-    for name in MODES:  # a flag only another mode uses would be dropped unsaid (--prior without --mode patch)
-        theirs = [k for k in getattr(get_mode(name), "OWN_SETTINGS", ()) if k in given]
-        if name != mode.NAME and theirs and not set(theirs) <= set(getattr(mode, "OWN_SETTINGS", ())):
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in theirs)
-            raise SpecError(f"{flags} {'is a' if len(theirs) == 1 else 'are'} {name}-mode option"
-                            f"{'' if len(theirs) == 1 else 's'}; add --mode {name} (this is {mode.NAME} mode)")
+    theirs = [k for k in _others_own(mode.NAME) if k in given]  # a flag only another mode uses would be dropped
+    if theirs:                                                     # unsaid (--prior without --mode patch)
+        owner = _others_own(mode.NAME)[theirs[0]]
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in theirs)
+        raise SpecError(f"{flags} {'is a' if len(theirs) == 1 else 'are'} {owner}-mode option"
+                        f"{'' if len(theirs) == 1 else 's'}; add --mode {owner} (this is {mode.NAME} mode)")
     preset = given.get("preset", config.get("preset", Settings.preset))
     presets = getattr(mode, "PRESETS", {})
     if presets:
