@@ -473,10 +473,10 @@ def _run_record(run_dir):
         return None, None, None
     meta, planned = comp.meta, comp.settings.epochs
     psnr = meta.get("psnr")
-    # done: all its epochs, or a run its mode ended sooner (a fine-tune a held-out strip stopped, the prior alone)
-    done = meta.get("epochs", 0) >= planned or bool(comp.describe().get("finished"))
+    ended = bool(comp.describe().get("finished"))  # its mode ended it sooner (a held-out strip, the prior alone)
+    done = ended or meta.get("epochs", 0) >= planned
     ok = done and isinstance(psnr, (int, float)) and np.isfinite(psnr)
-    return comp.mode, (float(psnr) if ok else None), (None if comp.describe().get("finished") else planned)
+    return comp.mode, (float(psnr) if ok else None), (None if ended else planned)
 
 
 def animate(run_dirs, out_path, labels=None, fps=8, size=256, on_progress=None):
