@@ -308,6 +308,36 @@ def test_tiles_meet_without_seams(monkeypatch):
     assert np.abs(upscaler.apply(up, img, (256, 384)).astype(int) - whole).max() > 1
 
 
+@pytest.mark.parametrize("scale, grid", [(3, 4), (2.5, 8)])
+def test_tiles_meet_without_seams_at_part_steps_learned_from_the_image(monkeypatch, scale, grid):
+    """--prior none at x3 learns two equal steps of 1.73 and goes to 7/4 of
+    the input first (x2.5: 1.58, 13/8): tiles on multiples of 4 (8) meet
+    without seams, random weights at full detail gain; a side that is not
+    such a multiple is made whole."""
+    img = picture(96, 64).astype(np.float32) / 255
+    layers = ",".join(["conv3:4:relu"] * 5 + ["conv3:out"])
+    s = upscaler.patch_settings(scale, overrides={"epochs": 1, "steps": 2, "batch_size": 2, "crop": 16,
+                                                  "layers": layers, "prior": "none"})
+    comp = upscaler.train(img, 8, s)
+    comp.net.params[...] = np.random.default_rng(1).normal(0, 0.3, comp.net.params.shape)
+    comp.state.alpha = 1.0
+    size = (round(64 * scale), round(96 * scale))
+    assert len(internal.stages(comp.net, (64, 96), size, comp.state.train_scale)) == 2
+
+    def up(part, size):
+        return comp.upscale(*size, image=part)
+
+    whole = upscaler.apply(up, img, size).astype(int)
+    monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)
+    monkeypatch.setattr(upscaler, "TILE", 32)
+    assert internal.stages_grid(comp.net, (64, 96), size, comp.state.train_scale) == grid
+    assert upscaler.tiled_before_training(64, 96, size, s)
+    plan = upscaler.tile_plan(64, 96, size, grid=grid)
+    assert plan is not None and len(plan) == 6 and all(r[0] % grid == 0 and c[0] % grid == 0 for r, c, *_ in plan)
+    assert np.abs(upscaler.upscale_with(comp, img, size).astype(int) - whole).max() <= 1
+    assert not upscaler.tiled_before_training(66, 96, (round(66 * scale), size[1]), s)  # 66 x 7/4, x 13/8: not whole
+
+
 @pytest.mark.parametrize("scale", [2, 4, 2.5, 1.5, 8, 2.125])
 def test_tiles_meet_without_seams_with_the_builtin_prior(monkeypatch, scale):
     """TILE_PAD also covers the deepest built-in prior (the x2 prior reaches
@@ -324,7 +354,7 @@ def test_tiles_meet_without_seams_with_the_builtin_prior(monkeypatch, scale):
     whole = upscaler.apply(up, img, size).astype(int)
     monkeypatch.setattr(upscaler, "TILE_ABOVE", 0)
     monkeypatch.setattr(upscaler, "TILE", 32)
-    assert internal.stages_on_grid(comp.net, (64, 96), size, comp.state.train_scale)
+    assert internal.stages_grid(comp.net, (64, 96), size, comp.state.train_scale) == 1
     plan = upscaler.tile_plan(64, 96, size)
     assert plan is not None and len(plan) == 6
     assert np.abs(upscaler.apply(up, img, size).astype(int) - whole).max() <= 1
@@ -830,13 +860,16 @@ def test_the_memory_check_counts_the_transparent_fill(monkeypatch):
 
 
 def test_the_memory_check_counts_an_upscale_made_in_one_piece(monkeypatch):
-    """--prior none at x2.5 learns equal steps that leave the grid: made in
-    one piece, its working arrays (3.4 GB for 7500x5000) are counted."""
+    """--prior none at x2.5 learns equal steps of 1.58 and goes to 13/8 of
+    the input first: on sides that are not multiples of 8 that stage leaves
+    the grid, so it is made in one piece, and its working arrays (3.4 GB
+    for 7505x5005) are counted; on 3000x2000 it is tiled."""
     from nncompress import batch, compresser
     monkeypatch.setattr(compresser, "available_memory", lambda: 2 * 2**30)
     none = upscaler.patch_settings(2.5, overrides={"prior": "none"})
-    assert not upscaler.tiled_before_training(2000, 3000, (5000, 7500), none)
-    assert upscaler.tiled_before_training(2000, 3000, (5000, 7500), upscaler.patch_settings(2.5))
+    assert not upscaler.tiled_before_training(2002, 3002, (5005, 7505), none)
+    assert upscaler.tiled_before_training(2000, 3000, (5000, 7500), none)
+    assert upscaler.tiled_before_training(2002, 3002, (5005, 7505), upscaler.patch_settings(2.5))
     batch._check_memory((5000, 7500), 3, 8, False, whole=False)  # 112 MB in tiles: fine
     with pytest.raises(batch.BatchError, match="needs about 3.5 GiB"):
         batch._check_memory((5000, 7500), 3, 8, False, whole=True)

@@ -1,4 +1,5 @@
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -39,11 +40,25 @@ def test_stage_sizes():
     assert internal.stage_sizes((10, 10), (25, 25), 2.0) == [(20, 20), (25, 25)]
     assert internal.stage_sizes((10, 10), (21, 21), 2.0, slack=1.05) == [(21, 21)]  # a shuffle:2 network: x2.1 in one
     assert internal.stage_sizes((10, 10), (80, 80), 4.0, slack=1.05) == [(40, 40), (80, 80)]  # x8: x4, then x2
-    # --prior none at x2.5 learns equal steps of sqrt(2.5)
-    assert internal.stage_sizes((10, 10), (25, 25), 2.5 ** 0.5) == [(16, 16), (25, 25)]
+    # --prior none at x2.5 learns equal steps of sqrt(2.5) = 1.58; its in-between stage is at 13/8 (eighths line up)
+    assert internal.stage_sizes((16, 16), (40, 40), 2.5 ** 0.5) == [(26, 26), (40, 40)]
+    assert internal.stage_sizes((12, 8), (36, 24), 3 ** 0.5) == [(21, 14), (36, 24)]  # x3: 7/4
     # a size rounded to whole pixels is not one more stage (one at the final size applied the residual twice)
     assert internal.stage_sizes((101, 67), (152, 100), 1.5) == [(152, 100)]
-    assert internal.stage_sizes((101, 103), (252, 258), 2.5 ** 0.5) == [(160, 163), (252, 258)]
+    assert internal.stage_sizes((101, 103), (252, 258), 2.5 ** 0.5) == [(164, 167), (252, 258)]
+
+
+def test_stage_grid():
+    """The multiple of input pixels on which tiles line up with every
+    in-between stage: whole steps 1; x3 in steps of 1.73 (7/4) 4, x2.5 in
+    1.58 (13/8) 8; None when a side is not such a multiple."""
+    assert internal.stage_ratio(2.0, 2) == 4 and internal.stage_ratio(3 ** 0.5, 1) == Fraction(7, 4)
+    assert internal.stage_grid((64, 96), (160, 240), 2.0) == 1  # x2.5 of a prior: x2, then x1.25
+    assert internal.stage_grid((64, 96), (256, 384), 2.0) == 1
+    assert internal.stage_grid((64, 96), (192, 288), 3 ** 0.5) == 4
+    assert internal.stage_grid((64, 96), (160, 240), 2.5 ** 0.5) == 8
+    assert internal.stage_grid((66, 96), (198, 288), 3 ** 0.5) is None  # 66 x 7/4 = 115.5 rows
+    assert internal.stage_grid((64, 96), (128, 192), 2.0) == 1  # one stage: nothing in between
     assert internal.stage_sizes((64, 64), (129, 129), 2.0) == [(129, 129)]
 
 

@@ -7,6 +7,7 @@ phases before training (e.g. "calibrating detail gain") by their names. Knows no
 files or terminals (``batch.py`` and the CLI do).
 """
 
+import math
 from dataclasses import replace
 from fractions import Fraction
 
@@ -79,19 +80,22 @@ def train(img, bits, settings, on_step=None, name="image"):
 MAX_GRID = 64
 
 
-def tile_plan(h0, w0, size, tile=None, pad=None, on_grid=True):
+def tile_plan(h0, w0, size, tile=None, pad=None, grid=1):
     """Tiles [(in rows, in cols, out rows, out cols, core offset)], or None
     when the output is small, or its scale cannot be tiled (then the image
     is upscaled whole). Each tile is upscaled with ``pad`` pixels of
     context. A scale S = p/q (per axis; a whole number: q = 1) puts input
     pixel r at output S*r in every tile whose edges are multiples of q, so
-    tiles meet without seams, given ``on_grid``: every stage before the
-    last a whole multiple of the input (``internal.stages_on_grid``)."""
+    tiles meet without seams, given ``grid``: the multiple of input pixels
+    on which every stage before the last lines up (``internal.stage_grid``:
+    1 for whole steps, 4 for x3's stage at 7/4; None: no such multiple)."""
     tile, pad = tile or TILE, TILE_PAD if pad is None else pad
     H, W = size
     sh, sw = Fraction(H, h0), Fraction(W, w0)
-    qh, qw = sh.denominator, sw.denominator
-    if H * W <= TILE_ABOVE or sh < 1 or sw < 1 or max(qh, qw) > MAX_GRID or not on_grid:
+    if grid is None or H * W <= TILE_ABOVE or sh < 1 or sw < 1:
+        return None
+    qh, qw = math.lcm(sh.denominator, grid), math.lcm(sw.denominator, grid)
+    if max(qh, qw) > MAX_GRID:
         return None
     th, tw = max(qh, tile - tile % qh), max(qw, tile - tile % qw)
     ph, pw = -(-pad // qh) * qh, -(-pad // qw) * qw
@@ -106,11 +110,12 @@ def tile_plan(h0, w0, size, tile=None, pad=None, on_grid=True):
     return out
 
 
-def apply(upscale, img, size, bits=8, on_step=None, on_grid=True):
+def apply(upscale, img, size, bits=8, on_step=None, grid=1):
     """``upscale(img, size) -> float (h, w, C)`` over ``img`` (H, W, C) to
-    ``size``, tile by tile when ``tile_plan`` says so. Returns uint8 or
-    uint16 (H', W', C): a quarter (or half) of a float output's memory."""
-    plan = tile_plan(img.shape[0], img.shape[1], size, on_grid=on_grid)
+    ``size``, tile by tile when ``tile_plan`` says so (``grid``: its).
+    Returns uint8 or uint16 (H', W', C): a quarter (or half) of a float
+    output's memory."""
+    plan = tile_plan(img.shape[0], img.shape[1], size, grid=grid)
     if plan is None:
         if on_step:
             on_step("upscale", 0, 1, {})
@@ -144,11 +149,11 @@ def tiled_before_training(h0, w0, size, settings):
     """Whether an (h0, w0) -> ``size`` upscale with ``settings`` will be made
     in tiles (``tile_plan``), known before training: a prior in
     low-resolution space goes in whole steps of its scale, so its stages are
-    on the grid; a network learned from the image (--prior none) steps by
-    ``patch.train_scale``, on the grid only when that is a whole number."""
-    step = patch.train_scale(settings)
-    on_grid = settings.prior != "none" or float(step).is_integer()
-    return tile_plan(h0, w0, size, on_grid=on_grid) is not None
+    whole multiples of the input; a network learned from the image (--prior
+    none) steps by ``patch.train_scale`` (x3: 1.73), its in-between stages at
+    eighths of the input (7/4), which line up when the sides allow."""
+    grid = 1 if settings.prior != "none" else internal.stage_grid((h0, w0), size, patch.train_scale(settings))
+    return tile_plan(h0, w0, size, grid=grid) is not None
 
 
 def upscale_with(comp, img, size, bits=8, on_step=None, filled=False):
@@ -160,8 +165,8 @@ def upscale_with(comp, img, size, bits=8, on_step=None, filled=False):
     img = img if filled else fill_transparent(img)
     if not patch.ensemble_affordable(comp.net, img.shape[:2], size, comp.settings, comp.state):
         comp.settings = replace(comp.settings, ensemble=1)
-    on_grid = internal.stages_on_grid(comp.net, img.shape[:2], size, comp.state.train_scale or comp.settings.scale)
-    return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step, on_grid)
+    grid = internal.stages_grid(comp.net, img.shape[:2], size, comp.state.train_scale or comp.settings.scale)
+    return apply(lambda part, sz: comp.upscale(*sz, image=part), img, size, bits, on_step, grid)
 
 
 def scale_for(h0, w0, size):
