@@ -4,6 +4,7 @@ second."""
 
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -873,3 +874,27 @@ def test_the_memory_check_counts_an_upscale_made_in_one_piece(monkeypatch):
     batch._check_memory((5000, 7500), 3, 8, False, whole=False)  # 112 MB in tiles: fine
     with pytest.raises(batch.BatchError, match="needs about 3.5 GiB"):
         batch._check_memory((5000, 7500), 3, 8, False, whole=True)
+
+
+def test_best_says_when_it_is_balanced(tmp_path):
+    """At x4 and x3 the built-in prior is used as trained, so --preset best
+    has nothing more to do than balanced: it says so, and why (the rule
+    patch.train follows); at x2 (fine-tuned) and with --prior none it does
+    not. Only planned here (--preset fast would do the work quickly, but
+    the note is about best)."""
+    from nncompress import batchplan, patch
+    Image.fromarray(picture()).save(tmp_path / "a.png")
+    img = str(tmp_path / "a.png")
+    for scale, said in ((4, "an x4 prior is not fine-tuned: it would learn from the image shrunk 16 times"),
+                        (3, "x3 ends in a part step of the x2 prior"), (2, None), (1.5, None)):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            batchplan.plan(batchplan.Request([img], scale=scale, preset="best", output=str(tmp_path / "o")))
+        notes = [str(w.message) for w in seen if "--preset best" in str(w.message)]
+        assert (said in notes[0]) if said else not notes, (scale, notes)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        batchplan.plan(batchplan.Request([img], scale=4, preset="best", overrides={"prior": "none"}))
+        batchplan.plan(batchplan.Request([img], scale=4, preset="balanced"))
+    assert not [w for w in seen if "--preset best" in str(w.message)]
+    assert patch.not_fine_tuned(2.0, 2.0) is None and patch.not_fine_tuned(4.0, 2.0) is None  # x4 of an x2 prior

@@ -213,7 +213,23 @@ def plan(req: Request) -> list:
     if stretched:
         warnings.warn(f"--width and --height together change the shape of {stretched} of {len(images)} image(s) "
                       f"(stretched to {req.width}x{req.height}); give one of them to keep each image's shape")
+    if images and req.preset == "best" and req.scale and req.scale > 1:
+        _say_if_best_is_balanced(req)
     return jobs
+
+
+def _say_if_best_is_balanced(req):
+    """--preset best trains longer than balanced, but where the built-in
+    prior is used as trained (x4, x3) there is nothing to train longer."""
+    settings = upscaler.patch_settings(req.scale, req.preset, req.overrides)
+    if settings.prior != "builtin":
+        return
+    from . import patch, prior
+    why = patch.not_fine_tuned(req.scale, prior.builtin_scale(req.scale))
+    if why:
+        warnings.warn(f"--preset best makes the same upscale as balanced at x{req.scale:g}, where the built-in "
+                      f"prior is used as trained ({why}); best trains longer where it fine-tunes the prior (up to "
+                      f"x2.14) and with --prior none")
 
 
 # the largest side each written format holds (libwebp 16383; libjpeg 65500)

@@ -286,6 +286,17 @@ def _whole_steps(scale, step):
     return 1 / one <= scale / step ** k <= one
 
 
+def not_fine_tuned(scale, step):
+    """Why a prior in low-resolution space of scale ``step`` is used as
+    trained at ``scale`` (None: it is fine-tuned, given an image large
+    enough to hold out a strip), the rules ``train`` follows."""
+    if step > MAX_STEP:
+        return f"an x{step:g} prior is not fine-tuned: it would learn from the image shrunk {step * step:g} times"
+    if not FINETUNE_FRACTIONAL and not _whole_steps(scale, step):
+        return f"x{scale:g} ends in a part step of the x{step:g} prior, where a fine-tune is not checked"
+    return None
+
+
 def upscale_warning(settings, state, scale):
     """Why a trained model may do worse at ``scale`` than the image's own
     upscale would (None if nothing): fine-tuned for whole steps, used for a
@@ -383,13 +394,10 @@ def train(net, img, settings, state, *, checkpoint, on_start, on_epoch, on_progr
     held = None
     # (an x2 prior in several stages is fine-tuned too: at x4 with --prior x2.npz, +0.41 dB on average over
     # its two stages alone, brick +2.31, none below -0.03; the held-out strip checks one x2 step)
-    if state.lowres and state.finetune is None and state.train_scale > MAX_STEP:
+    if state.lowres and state.finetune is None and not_fine_tuned(settings.scale, state.train_scale):
         # a x4 prior would learn from the image shrunk 16 times: measured brick 3.4 dB below the prior
-        # alone (100 steps at 2.5e-5; 6.3 below at 2.5e-4), the other five photos within 0.1 dB
-        state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
-    elif state.lowres and state.finetune is None and not FINETUNE_FRACTIONAL and not _whole_steps(settings.scale,
-                                                                                                state.train_scale):
-        # the strip checks a fine-tune on whole steps: a scale such as x3 (x2, then x1.5) ends in a step it never
+        # alone (100 steps at 2.5e-5; 6.3 below at 2.5e-4), the other five photos within 0.1 dB.
+        # The strip checks a fine-tune on whole steps: a scale such as x3 (x2, then x1.5) ends in a step it never
         # checked, and there the fine-tune cost brick 1.3 dB (x3 balanced, six photos: +2.07 dB over bicubic for
         # the prior alone against +1.85 fine-tuned)
         state.alpha, state.finetune = prior_gain(net, img, settings, state), 0.0
@@ -526,15 +534,13 @@ def describe(settings, state):
         out["note"] = (f"fine-tuned: kept epoch {state.kept_epoch:.0f}, the one that rebuilt a held-out strip of "
                        f"the image best")
     elif state.finetune == 0:
+        why = state.lowres and not_fine_tuned(settings.scale, step)
         out["note"] = ("the prior alone" if settings.steps == 0 else
                        "the prior alone (upscales in several stages are not fine-tuned)" if
                        not state.lowres and step < settings.scale else
-                       f"the prior alone (an x{step:g} prior is not fine-tuned: it would learn from the image "
-                       f"shrunk {step * step:g} times)" if state.lowres and step > MAX_STEP else
+                       f"the prior alone ({why})" if why else
                        "the prior alone (fine-tuning rebuilt a held-out strip of the image no better)"
                        if state.kept_epoch == 0 else
-                       f"the prior alone (x{settings.scale:g} ends in a part step of the x{step:g} prior, where a "
-                       f"fine-tune is not checked)" if state.lowres and not _whole_steps(settings.scale, step) else
                        "the prior alone (the image is too small to hold out a strip to check a fine-tune on)"
                        if state.lowres else
                        "the prior alone (fine-tuning measured no better one scale down)")

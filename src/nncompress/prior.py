@@ -344,6 +344,11 @@ def builtin_path(scale):
     return os.path.join(BUILTIN, f"x{best:g}.npz")
 
 
+def builtin_scale(scale):
+    """The scale of the built-in prior for ``scale`` (``builtin_path``)."""
+    return float(os.path.basename(builtin_path(scale))[1:-4])
+
+
 def load(spec, scale):
     """(network, meta) of the prior ``spec``: "builtin" or a file path."""
     from .errors import ModelFileError
