@@ -797,6 +797,42 @@ def test_xmp_text_comment_and_dpi_are_kept(tmp_path, tiny, src, out):
         assert pngio.is_deep_png(tmp_path / "up.png")
 
 
+def _png_chunk(kind, body):
+    import struct
+    import zlib
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_png_text_after_the_pixels_is_kept(tmp_path, tiny):
+    """Text chunks after a PNG's pixels (tEXt, zTXt, iTXt, an XMP packet)
+    are kept: Pillow reads them as it decodes the pixels (``load`` asks for
+    the EXIF, which decodes a PNG); of two chunks of one keyword, the later."""
+    import zlib
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "early")
+    info.add_text("Place", "here")
+    ex = Image.Exif()
+    ex[0x010F] = "a camera"  # an eXIf before the pixels: asking for the EXIF then decodes nothing
+    Image.fromarray(picture()).save(tmp_path / "late.png", pnginfo=info, exif=ex)
+    data = (tmp_path / "late.png").read_bytes()
+    late = (_png_chunk(b"tEXt", b"Author\0someone") + _png_chunk(b"tEXt", b"Title\0late")
+            + _png_chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"squeezed"))
+            + _png_chunk(b"iTXt", b"Caption\0\1\0en\0\0" + zlib.compress("caf\u00e9".encode()))
+            + _png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + XMP))
+    end = data.rindex(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(data[:end] + late + data[end:])
+    want = {"Title": "late", "Place": "here", "Author": "someone", "Comment": "squeezed", "Caption": "caf\u00e9"}
+    assert imagefile.load(tmp_path / "late.png").meta["text"] == want
+    r = run("upscale", "late.png", "--scale", 2, "-o", "up.png", *tiny)
+    assert r.exit_code == 0, r.output
+    got = Image.open(tmp_path / "up.png")
+    got.load()
+    assert {k: got.text[k] for k in want} == want
+    xmp = got.info.get("XML:com.adobe.xmp")
+    assert xmp and xmp.encode() == XMP
+
+
 def test_size_of_turns_as_read_image_does(tmp_path):
     """A PNG's eXIf after its pixels and a TIFF's orientation (which Pillow
     applies as it opens the file) gave sizes other than the upscale's."""

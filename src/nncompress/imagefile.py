@@ -69,6 +69,8 @@ def load(path):
             fmt = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}.get(im.format)
             icc = im.info.get("icc_profile") or None
             ex = im.getexif()
+            if im.format == "PNG":
+                im.load()  # text chunks after the pixels are read as they are decoded (0.26 s at 12 MP)
             meta = _metadata(im)
     except OSError as e:
         raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
@@ -97,9 +99,10 @@ _NOT_TEXT = {XMP_KEY, "icc_profile", "exif", "xmp", "dpi", "gamma", "transparenc
 def _metadata(im):
     """What a photo carries besides pixels, EXIF and ICC, that its upscale
     keeps: the XMP packet (ratings, keywords, captions from photo tools),
-    PNG text chunks (those before the pixels: Pillow reads no further
-    without decoding), a JPEG comment, and the DPI (kept as it is: the
-    print grows with the pixels, as a resample in a photo editor does)."""
+    PNG text chunks (those after the pixels too, once ``im`` is loaded; of
+    two of one keyword, the later), a JPEG comment, and the DPI (kept as
+    it is: the print grows with the pixels, as a resample in a photo editor
+    does)."""
     info, meta = im.info, {}
     xmp = info.get("xmp") or info.get(XMP_KEY)
     if xmp:
