@@ -191,6 +191,27 @@ def test_held_back_images_stay_held_back_when_the_folder_changes(tmp_path, folde
     assert meta("b.npz")["val_images"] == ["imgs/0.png"]
 
 
+def test_init_without_layers_trains_the_priors_own_network(tmp_path, folder):
+    """--init PRIOR without --layers goes on with that prior's network (the
+    default recipe refused one of any other shape, the built-in x4 too,
+    whose convs run in groups): a user's pictures teach the built-in prior
+    with one command."""
+    from nncompress.spec import network_text
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")
+    assert r.exit_code == 0, r.output
+    r = run("pretrain", folder, *TINY[:-3], "-q", "--init", tmp_path / "p.npz", "-o", tmp_path / "g.npz")
+    assert r.exit_code == 0, r.output
+    assert network_text(prior.load(str(tmp_path / "g.npz"), 2)[0]) == "conv3:4:relu,conv3:1"
+    r = run("pretrain", folder, "-s", 4, "-e", 1, "--steps", 1, "-b", 2, "--crop", 16, "-q", "--init", "builtin",
+            "-o", tmp_path / "x4.npz")
+    assert r.exit_code == 0, r.output
+    net = prior.load(str(tmp_path / "x4.npz"), 4)[0]
+    assert network_text(net) == network_text(prior.load("builtin", 4)[0])
+    r = run("pretrain", folder, "-s", 4, "-e", 1, "--steps", 1, "-b", 2, "--crop", 16, "-q", "--init", "builtin",
+            "-l", "conv5:48:relu,conv3:48:relu,conv3:out,shuffle:4", "-o", tmp_path / "no.npz")
+    assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output  # given layers: as before
+
+
 def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
     for d in ("one", "two"):
         (tmp_path / d / "sub").mkdir(parents=True)

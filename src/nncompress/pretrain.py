@@ -81,10 +81,14 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
                  f"changes at epoch {ck.epoch}")
     else:
         cfg = {**defaults(int(scale)), **{k: v for k, v in overrides.items() if v is not None}}
-        net = build_network(cfg["layers"], 1, 1, cfg["seed"])
-        if cfg.get("init"):  # grown from a prior: it starts where that prior ended
+        if cfg.get("init"):
             start, start_meta = prior.load(cfg["init"], scale)
             other = int(start_meta["scale"]) != int(scale)  # then it gives its body only
+            if not other and overrides.get("layers") is None:  # its own network, trained on (the built-in x4's too)
+                from .spec import network_text
+                cfg["layers"] = network_text(start)
+        net = build_network(cfg["layers"], 1, 1, cfg["seed"])
+        if cfg.get("init"):  # grown from a prior: it starts where that prior ended
             if other and not (upsampling(start) == int(start_meta["scale"]) and upsampling(net) == int(scale)):
                 raise UserError(f"--init '{cfg['init']}' is an x{start_meta['scale']} prior: a prior of another scale "
                                 f"can start a network only when both end in a shuffle of their own scale "
