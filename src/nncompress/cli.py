@@ -335,6 +335,7 @@ def animate(
     ('an x2 prior from two folders', 'nncompress pretrain T91 BSD200 -s 2 -o x2.npz'),
     ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
     ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
+    ('the built-in x2 prior taught your kind of pictures', 'nncompress pretrain scans -s 2 --init builtin -e 4 --steps 200 --lr 0.0003 -o scans_x2.npz'),
     ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 -s 4 --average a.npz --average b.npz -o x4.npz'),
 ))
 def pretrain(
