@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -296,13 +297,16 @@ def _start_training(tmp_path, digit, out, epochs=200000):
 
 
 @pytest.mark.slow
-def test_sigint_saves_a_usable_model_and_exits_130(tmp_path, digit):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_sigint_saves_a_usable_model_and_exits_130(tmp_path, digit, sig):
+    """Ctrl-C, and SIGTERM (a scheduler, `timeout`, `docker stop`: it
+    killed the run with nothing saved), save the last whole epoch."""
     out = tmp_path / "r"
     p = _start_training(tmp_path, digit, out)
     for line in p.stdout:  # wait until epochs are running
         if line.startswith("epoch"):
             break
-    p.send_signal(signal.SIGINT)
+    p.send_signal(getattr(signal, sig))
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stderr
     assert "interrupted" in stderr and "--resume" in stderr and "Traceback" not in stderr
@@ -333,6 +337,116 @@ def test_sigkill_never_leaves_a_corrupt_model(tmp_path, digit):
         Compresser.load(out / "model.npz")  # complete, or the previous one
     leftovers = [f for f in os.listdir(out) if f.endswith(".tmp")]
     assert all(f.startswith(".") for f in leftovers)  # only hidden temporaries, never the final name
+
+
+def test_a_run_stopped_before_its_first_frame_resumes(tmp_path, digit, monkeypatch):
+    """Ctrl-C before the first epoch (patch mode's calibration takes
+    seconds) saved a model whose printed --resume command was refused:
+    its frames/ folder held no frame yet."""
+    import nncompress.compresser
+    real = nncompress.compresser.Compresser.train
+
+    def stopped(self, *a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(nncompress.compresser.Compresser, "train", stopped)
+    r = cli("train", digit, "-l", "8:relu,out:sigmoid", "-e", 3, "--frames", 2, "-o", tmp_path / "r")
+    assert r.exit_code == 130 and "interrupted at epoch 0 of 3" in r.output, r.output
+    monkeypatch.setattr(nncompress.compresser.Compresser, "train", real)
+    r = cli("train", digit, "--resume", tmp_path / "r" / "model.npz", "-q")
+    assert r.exit_code == 0, r.output
+
+
+def test_writes_go_through_links_and_into_streams(tmp_path):
+    """A link at the target was replaced by a file (its target untouched);
+    a pipe or device (--json /dev/stdout) was replaced by a file, as root
+    even /dev's own. Now a link is written through and a stream written to."""
+    import threading
+    from nncompress.atomic import atomic_write
+    (tmp_path / "real.json").write_bytes(b"old")
+    os.symlink("real.json", tmp_path / "link.json")
+    atomic_write(tmp_path / "link.json", lambda f: f.write(b"new"))
+    assert os.path.islink(tmp_path / "link.json") and (tmp_path / "real.json").read_bytes() == b"new"
+    os.symlink(os.devnull, tmp_path / "null")
+    atomic_write(tmp_path / "null", lambda f: f.write(b"gone"))
+    assert os.path.islink(tmp_path / "null") and os.readlink(tmp_path / "null") == os.devnull
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    atomic_write(fifo, lambda f: f.write(b"streamed"))
+    reader.join(10)
+    assert got == [b"streamed"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_written_files_take_the_umask_or_keep_their_mode(tmp_path):
+    """Every output was rw-r--r--, whatever the umask (a private photo came
+    out world-readable); a replaced file lost its own mode."""
+    from nncompress.atomic import atomic_write
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "new.bin", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.bin").st_mode) == 0o600
+    (tmp_path / "kept.bin").write_bytes(b"old")
+    os.chmod(tmp_path / "kept.bin", 0o640)
+    atomic_write(tmp_path / "kept.bin", lambda f: f.write(b"new"))
+    assert stat.S_IMODE(os.stat(tmp_path / "kept.bin").st_mode) == 0o640
+
+
+def test_a_long_file_name_is_written(tmp_path):
+    """A legal 250-byte name failed at the end: its temporary name, the
+    name plus 14 characters, went over the 255-byte limit."""
+    from nncompress.atomic import atomic_write
+    name = "a" * 246 + "_x2.png"
+    atomic_write(tmp_path / name, lambda f: f.write(b"x"))
+    assert os.listdir(tmp_path) == [name]
+
+
+def test_a_run_folder_is_held_while_a_run_writes_it(tmp_path, digit):
+    """Two trains into one folder (photo.png from two folders both default
+    to runs/photo) both succeeded and mixed their files; the second is now
+    refused while the first holds the folder, and the lock goes with it."""
+    from nncompress.runs import LOCK, run_lock
+    out = tmp_path / "r"
+    with run_lock(str(out)):
+        one_line_error(cli("train", digit, *TINY, "-o", out), match="being written by another nncompress train")
+    assert not out.exists()  # made for the lock, empty: gone with it
+    assert cli("train", digit, *TINY, "-o", out).exit_code == 0
+    assert (out / "model.npz").exists() and not (out / LOCK).exists()
+
+
+def test_evaluate_json_to_stdout_and_never_over_an_input(tmp_path, digit):
+    """--json - prints the scores as JSON (the table to stderr); --json at
+    one of the images replaced the photo with JSON."""
+    import json
+    import shutil
+    shutil.copy(digit, tmp_path / "d.png")
+    data = (tmp_path / "d.png").read_bytes()
+    one_line_error(cli("evaluate", tmp_path / "d.png", "--methods", "bicubic", "--json", tmp_path / "d.png", "-q"),
+                   match="is one of the images to score")
+    assert (tmp_path / "d.png").read_bytes() == data
+    r = subprocess.run([sys.executable, "-m", "nncompress", "evaluate", str(tmp_path / "d.png"), "--methods",
+                        "bicubic", "--json", "-"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["images"]["d.png"]["bicubic"]["psnr"] > 10 and "bicubic" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_does_not_stop_the_work(tmp_path):
+    """`nncompress upscale shots | head -1` stopped the batch after the
+    first file, silently, exit 1: the files are the work, and go on."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i in range(4):
+        Image.fromarray((np.random.default_rng(i).random((24, 24, 3)) * 255).astype(np.uint8)).save(shots / f"{i}.png")
+    p = subprocess.Popen([sys.executable, "-m", "nncompress", "upscale", str(shots), "-s", "2", "--preset", "fast",
+                          "-o", str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader goes away at once
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["0.png", "1.png", "2.png", "3.png"]
 
 
 # ------------------------------------------------------------------ errors

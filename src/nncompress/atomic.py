@@ -3,6 +3,7 @@ to disk, then rename over the target. A crash or kill at any moment leaves
 either the old file or the new one, never a partial one."""
 
 import os
+import stat
 import tempfile
 
 from .errors import UserError
@@ -37,6 +38,12 @@ def _unwritable_folder(path):
         return folder if os.path.isabs(path) else os.path.relpath(folder)
 
 
+def is_stream(path):
+    """Whether ``path`` (through links) is something other than a file or
+    a folder that exists: a pipe, a terminal, /dev/stdout, /dev/null."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+
+
 def check_file_target(path, option="-o"):
     """Refuse now, before any work, an output file that could not be
     written at the end: ``path`` is a folder, one of its parent folders is
@@ -44,6 +51,12 @@ def check_file_target(path, option="-o"):
     folders are fine: ``atomic_write`` makes them."""
     if os.path.isdir(path):
         raise UserError(f"{option} '{path}' is a folder; give a file name")
+    if is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise UserError(f"{option} '{path}' cannot be written: no permission")
+        return
+    if os.path.islink(path):  # written through: the folder that matters is its target's
+        path = os.path.realpath(path)
     blocker = _blocking_file(path)
     if blocker:
         raise UserError(f"{option} '{path}' cannot be written: '{blocker}' is a file, not a folder")
@@ -64,19 +77,40 @@ def check_folder_target(path, option="-o"):
         raise UserError(f"{option} '{path}' cannot be written: no permission to write in '{locked}'")
 
 
+def _mode_for(path):
+    """The permissions a new ``path`` gets: an existing file's own, else
+    what the umask allows of rw-rw-rw-, as ``open`` would give."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(path, write):
     """Call ``write(f)`` with a binary file object, then move it to
-    ``path``, making its missing parent folders."""
+    ``path``, making its missing parent folders. A link is written
+    through (the file it points to is replaced, the link kept); a target
+    that is not a regular file (a pipe, /dev/stdout, a device) is written
+    to directly, as a stream: it cannot be replaced."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    if is_stream(path):
+        with open(path, "wb") as f:
+            write(f)
+        return
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    name = os.path.basename(path)
+    short = len(os.fsencode(name)) <= 200  # the temporary name must fit the 255-byte limit too
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}." if short else ".nncompress-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         try:

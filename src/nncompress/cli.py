@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -113,7 +114,7 @@ def errors():
             err.print(f"go on with: {e.resume_command()}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
     except KeyboardInterrupt:
-        err.print("interrupted", highlight=False)
+        err.print(f"interrupted ({STATE['signal']})" if STATE.get("signal") else "interrupted", highlight=False)
         raise typer.Exit(130)
     except Exception as e:
         code, message = describe_error(e)
@@ -336,7 +337,6 @@ def animate(
     ('go on with a stopped run, to 80 epochs', 'nncompress pretrain T91 BSD200 -s 2 --resume x2.npz -e 80'),
     ('use it', 'nncompress train photo.png --mode patch --prior x2.npz'),
     ('the built-in x2 prior taught your kind of pictures', 'nncompress pretrain scans -s 2 --init builtin -e 4 --steps 200 --lr 0.0003 -o scans_x2.npz'),
-    ('one prior from two (their outputs averaged)', 'nncompress pretrain T91 -s 4 --average a.npz --average b.npz -o x4.npz'),
 ))
 def pretrain(
     folders: Annotated[list[str], typer.Argument(metavar="FOLDER", help="Folders of training images (subfolders too).", show_default=False)],
@@ -623,7 +623,7 @@ def evaluate(
     preset: Annotated[Optional[str], typer.Option("--preset", help="Patch mode's training budget: fast, balanced or best.", show_default="balanced")] = None,
     prior: Annotated[Optional[str], typer.Option("--prior", help="Patch mode's start: builtin (trained on many images), none (learn from the image alone) or a prior file.", show_default="builtin")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for training.", show_default="0")] = None,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here.", show_default="none")] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Also write the scores as JSON here (- for standard output; the table then goes to stderr).", show_default="none")] = None,
     save_dir: Annotated[Optional[str], typer.Option("--save", help="Write each method's upscale into this folder.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the results table alone (no progress, no per-image lines).")] = False,
 ):
@@ -646,11 +646,15 @@ def evaluate(
                                  frames=0)
 
         from .atomic import check_file_target, check_folder_target
-        if json_path:
+        to_stdout = json_path == "-"  # the scores as JSON on standard output; the table and progress go to stderr
+        if json_path and not to_stdout:
             check_file_target(json_path, "--json")
+            if os.path.isfile(json_path) and any(os.path.exists(i) and os.path.samefile(json_path, i) for i in images):
+                raise SpecError(f"--json '{json_path}' is one of the images to score; give another file name")
         if save_dir:
             check_folder_target(save_dir, "--save")
-        progress = Reporter(out, quiet)
+        shown = err if to_stdout else out
+        progress = Reporter(shown, quiet)
 
         def on_image(name, row):
             parts = "  ".join(f"{k} {v['psnr']:.2f}/{v['ssim']:.4f}" for k, v in row.items() if k in METHODS)
@@ -662,7 +666,9 @@ def evaluate(
                                      on_progress=progress)
         finally:
             progress.close()
-        if json_path:
+        if to_stdout:
+            print(json.dumps(report, indent=2), flush=True)
+        elif json_path:
             from .atomic import atomic_write
             atomic_write(json_path, lambda f: f.write(json.dumps(report, indent=2).encode()))
         # the results are evaluate's output, as info's table is info's: --quiet keeps them
@@ -678,7 +684,41 @@ def evaluate(
         for name, row in report["images"].items():
             t.add_row(name, *[f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.4f}" for m in chosen])
         t.add_row("[bold]mean[/]", *[f"[bold]{report['mean'][m]['psnr']:.2f} / {report['mean'][m]['ssim']:.4f}[/]" for m in chosen])
-        out.print(t)
+        shown.print(t)
+
+
+class _Output:
+    """Standard output that a closed reader does not stop: after a
+    BrokenPipeError (``nncompress upscale shots | head -1``) what is
+    printed goes nowhere, and the work (the files) goes on."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            self._stream = open(os.devnull, "w")
+            return getattr(self._stream, call.__name__)(*args)
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _on_signal(signum, frame):
+    """SIGTERM (a scheduler, ``timeout``, ``docker stop``) and SIGHUP end a
+    command as Ctrl-C does: finished files kept, no partial one, a model
+    saved, exit 130. A second one while that runs is ignored."""
+    signal.signal(signum, signal.SIG_IGN)
+    STATE["signal"] = signal.Signals(signum).name
+    raise KeyboardInterrupt
 
 
 def main():
@@ -686,6 +726,10 @@ def main():
     one line, exit 2, like every other bad input."""
     from .threads import configure
     configure()  # OpenMP threads for the kernels, before numba loads (this process never forks)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _on_signal)
+    sys.stdout = _Output(sys.stdout)
     try:
         rv = app(standalone_mode=False)
     except (KeyboardInterrupt, typer.Abort):

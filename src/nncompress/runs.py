@@ -1,6 +1,7 @@
 """A training run on disk: the files ``nncompress train`` writes, and the
 side-by-side comparison GIF of several runs. Reports through callbacks."""
 
+import contextlib
 import csv
 import io
 import os
@@ -173,8 +174,53 @@ def _clear_stale_frames(folder, after):
             os.unlink(os.path.join(folder, f))
 
 
-def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoch=None, on_info=None,
-              upscale_output=True, force=False, on_progress=None):
+LOCK = ".nncompress.lock"  # held (flock) while a run writes its folder
+
+
+@contextlib.contextmanager
+def run_lock(out_dir):
+    """Hold ``out_dir`` for one run: a second ``train`` into the same folder
+    at the same time (two photo.png from two folders both default to
+    runs/photo) is refused rather than mixing the two runs' files. The lock
+    goes with the process, a killed one's too; so does a folder made for a
+    run that wrote nothing."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows: no lock)
+        yield
+        return
+    made = not os.path.isdir(out_dir)
+    path = os.path.join(out_dir, LOCK)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        f = open(path, "a")
+    except OSError as e:
+        raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with --out") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise SpecError(f"'{out_dir}' is being written by another nncompress train; wait for it to finish, "
+                        f"or give another -o") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        f.close()
+        if made:
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)  # only if empty: a run that stopped before writing anything
+
+
+def train_run(*args, **kw):
+    """``_train_run``, its run folder held (``run_lock``) while it writes."""
+    with contextlib.ExitStack() as stack:
+        return _train_run(*args, lock=lambda d: stack.enter_context(run_lock(d)), **kw)
+
+
+def _train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoch=None, on_info=None,
+               upscale_output=True, force=False, on_progress=None, lock=None):
     """Train on one image and write model.npz (with its checkpoint), the
     upscale, frames, GIF and history.csv into ``out_dir``.
 
@@ -203,13 +249,15 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
         if _own_run(resume, folder):  # the folder's history and frames are this model's
             earlier_rows = [r for r in read_history(os.path.join(folder, "history.csv")) if r[0] <= start]
             if settings.frames and os.path.isdir(os.path.join(folder, "frames")):
-                earlier_frames = [(e, p) for e, p in read_frames(folder) if e <= start]
+                earlier_frames = [(e, p) for e, p in read_frames(folder, empty_ok=True) if e <= start]
     else:
         comp, img = Compresser.for_image(img, bits, settings, name=os.path.basename(image_path))
     comp.meta["source"]["path"] = os.path.abspath(image_path)
     if upscale_output:
         comp.check_output_size(*comp.output_size(scale=settings.scale), force)
     check_outputs(image_path, paths)
+    if lock:
+        lock(out_dir)
     left = os.path.join(out_dir, ASIDE)
     if os.path.exists(left):  # never guessed at: it may be a live run's, or the user's own
         raise SpecError(f"'{left}' holds the files of a run that a replacing run (--force) set aside and did not "
@@ -307,10 +355,14 @@ def train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epoc
     warn_if_useless(comp, img, settings)
     if upscale_output:
         h, w = comp.output_size(scale=settings.scale)
-        with phases("rendering"):
-            up = comp.upscale(h, w, bits=bits, on_progress=on_progress)
-        with phases("writing"):
-            imaging.write_png(paths.upscaled, up, bits)
+        try:
+            with phases("rendering"):
+                up = comp.upscale(h, w, bits=bits, on_progress=on_progress)
+            with phases("writing"):
+                imaging.write_png(paths.upscaled, up, bits)
+        except KeyboardInterrupt:  # the model is saved and finished: say how to make what is missing
+            raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs,
+                                 "training is done, its upscale was not written") from None
         del up
         save_all(checkpoint=False)  # the time record now covers the upscale too
     return RunResult(paths, comp, phases.record())
@@ -442,8 +494,9 @@ def write_training_gif(path, frames, fps=8):
 
 # -------------------------------------------------------------- animate
 
-def read_frames(run_dir):
-    """[(epoch, path)] from RUN_DIR/frames, sorted by epoch."""
+def read_frames(run_dir, empty_ok=False):
+    """[(epoch, path)] from RUN_DIR/frames, sorted by epoch (``empty_ok``:
+    none yet is fine, for a run stopped before its first frame)."""
     folder = os.path.join(run_dir, "frames")
     if os.path.isfile(run_dir):
         raise SpecError(f"'{run_dir}' is a file; give the run folder that holds it (made by nncompress train)")
@@ -453,7 +506,7 @@ def read_frames(run_dir):
         raise SpecError(f"'{run_dir}' has no frames/ folder; train with --frames N (N > 0) first")
     found = sorted((int(m.group(1)), os.path.join(folder, f))
                    for f in os.listdir(folder) if (m := FRAME_RE.match(f)))
-    if not found:
+    if not found and not empty_ok:
         raise SpecError(f"'{folder}' holds no frames (epoch_NNNNNN.png)")
     return found
 
