@@ -395,6 +395,30 @@ def test_written_files_take_the_umask_or_keep_their_mode(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "kept.bin").st_mode) == 0o640
 
 
+def test_a_full_disk_names_the_file(tmp_path):
+    """ENOSPC names no file: the error said 'No space left on device' alone."""
+    import errno
+    from nncompress.atomic import atomic_write
+    from nncompress.cli import describe_error
+
+    def full(f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "big.png", full)
+    assert describe_error(e.value) == (1, f"No space left on device: {tmp_path / 'big.png'}")
+    assert os.listdir(tmp_path) == []
+
+
+def test_scripts_may_pass_quiet_to_every_command_and_read_whole_lines(tmp_path, digit):
+    """info refused -q (a script that passes it to every command failed);
+    off a terminal, evaluate's title broke across two lines."""
+    assert cli("train", digit, *TINY, "-o", tmp_path / "r").exit_code == 0
+    r = cli("info", tmp_path / "r" / "model.npz", "-q")
+    assert r.exit_code == 0 and "parameters" in r.output, r.output
+    r = cli("evaluate", digit, "--methods", "bicubic", "-s", 2, "-q")
+    assert r.exit_code == 0 and "x2: PSNR (dB) / SSIM on Y, border 2" in r.output.splitlines()[0], r.output
+
+
 def test_a_long_file_name_is_written(tmp_path):
     """A legal 250-byte name failed at the end: its temporary name, the
     name plus 14 characters, went over the 255-byte limit."""

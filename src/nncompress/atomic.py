@@ -112,9 +112,18 @@ def atomic_write(path, write):
             os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except OSError as e:  # a full disk names no file: name the one being written
+        _unlink(tmp)
+        if not e.filename:
+            e.filename = path
         raise
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -462,6 +462,7 @@ def _validation_text(gain):
 def info(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model.npz, or the run folder that holds one.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Accepted as every command takes it; info prints its report, which is its output.")] = False,
 ):
     """Describe a model: mode, layers, size in bits per pixel, training record."""
     from .compresser import Compresser
@@ -677,7 +678,9 @@ def evaluate(
         learned = (f", {settings.preset}, prior {settings.prior}" + (f" (the prior column: {column})" if "prior" in chosen
                    and column != settings.prior else "") if "patch" in chosen else
                    f", prior {column}" if "prior" in chosen else "")
-        t = Table(title=f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}{learned}")
+        # the title as a line of its own: a table's title wraps at the table's width (off a terminal too)
+        shown.print(f"x{scale}: PSNR (dB) / SSIM on Y, border {scale}{learned}", highlight=False, soft_wrap=True)
+        t = Table()
         t.add_column("image", no_wrap=True, min_width=max(len(n) for n in report["images"]))
         for m in chosen:
             t.add_column(m, justify="right")
