@@ -419,6 +419,31 @@ def test_scripts_may_pass_quiet_to_every_command_and_read_whole_lines(tmp_path, 
     assert r.exit_code == 0 and "x2: PSNR (dB) / SSIM on Y, border 2" in r.output.splitlines()[0], r.output
 
 
+def test_an_interrupted_evaluate_keeps_the_images_it_scored(tmp_path, digit, monkeypatch):
+    """Ctrl-C part way threw away the scores already computed: the table
+    and the JSON now hold those images, and say how far it got (exit 130)."""
+    import json
+    import shutil
+    import nncompress.evaluate
+    for n in ("a.png", "b.png", "c.png"):
+        shutil.copy(digit, tmp_path / n)
+    real, calls = nncompress.evaluate.upscale_with, []
+
+    def stops_at_the_second(method, *a, **k):
+        calls.append(method)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(method, *a, **k)
+    monkeypatch.setattr(nncompress.evaluate, "upscale_with", stops_at_the_second)
+    r = cli("evaluate", *(tmp_path / n for n in ("a.png", "b.png", "c.png")), "--methods", "bicubic",
+            "--json", tmp_path / "s.json", "-q")
+    assert r.exit_code == 130 and "interrupted after 1 of 3 images" in r.output, r.output
+    assert "a.png" in r.output and "b.png" not in r.output
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert list(saved["images"]) == ["a.png"] and saved["interrupted"] == "after 1 of 3 images"
+    assert saved["mean"]["bicubic"]["psnr"] == saved["images"]["a.png"]["bicubic"]["psnr"]
+
+
 def test_a_long_file_name_is_written(tmp_path):
     """A legal 250-byte name failed at the end: its temporary name, the
     name plus 14 characters, went over the 255-byte limit."""

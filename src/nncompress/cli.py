@@ -629,7 +629,7 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print the results table alone (no progress, no per-image lines).")] = False,
 ):
     """Score upscalers with the standard protocol: shrink with MATLAB-style bicubic, upscale, PSNR/SSIM on Y with a border of SCALE pixels shaved."""
-    from .evaluate import METHODS, evaluate_images
+    from .evaluate import METHODS, EvaluationInterrupted, evaluate_images
     from .progress import Reporter
     from .registry import lookup
     from .errors import SpecError
@@ -662,9 +662,14 @@ def evaluate(
             secs = f"  ({row['seconds']['patch']:.1f} s patch)" if "patch" in row.get("seconds", {}) else ""
             progress.print(f"{name}: {parts}{secs}")
 
+        stopped = None
         try:
             report = evaluate_images(images, scale, chosen, settings, on_image=on_image, save_dir=save_dir,
                                      on_progress=progress)
+        except EvaluationInterrupted as e:  # the images scored so far are kept: their table (and JSON)
+            report, stopped = e.report, e
+            if not report["images"]:
+                raise
         finally:
             progress.close()
         if to_stdout:
@@ -688,6 +693,9 @@ def evaluate(
             t.add_row(name, *[f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.4f}" for m in chosen])
         t.add_row("[bold]mean[/]", *[f"[bold]{report['mean'][m]['psnr']:.2f} / {report['mean'][m]['ssim']:.4f}[/]" for m in chosen])
         shown.print(t)
+        if stopped:
+            err.print(f"interrupted {report['interrupted']}: the table (and --json) holds those", highlight=False)
+            raise typer.Exit(130)
 
 
 class _Output:

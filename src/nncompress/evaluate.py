@@ -64,10 +64,20 @@ def upscale_with(method, lr, size, settings: Settings, on_progress=None):
     lookup(METHODS, method, "method")  # raises: every method is handled above
 
 
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C part way: ``report`` holds the images scored so far (their
+    means, and "interrupted": how far it got)."""
+
+    def __init__(self, report):
+        super().__init__("interrupted")
+        self.report = report
+
+
 def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=None, on_progress=None):
     """Returns {"scale", "images": {name: {method: {psnr, ssim}}, "seconds"}, "mean"}.
     ``on_image(name, row)`` after each image; ``on_progress(what, done,
-    total)`` as the learned methods train and upscale."""
+    total)`` as the learned methods train and upscale. Ctrl-C raises
+    EvaluationInterrupted with the images scored so far."""
     from . import __version__
     report = {"scale": scale, "protocol": "MATLAB bicubic x1/S, PSNR/SSIM on Y (BT.601), border S",
               "nncompress": __version__, "preset": settings.preset, "prior": settings.prior,
@@ -77,6 +87,25 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
     from .imagefile import once_each, short_names
     paths = once_each(paths, lambda p, first: warnings.warn(f"'{p}' is '{first}' again; evaluated once"))
     names = short_names(paths)  # two photos of one name, two rows (cc/rocket.jpg, mixed/rocket.jpg)
+    try:
+        _score(paths, names, scale, methods, settings, report, on_image, save_dir, on_progress)
+    except KeyboardInterrupt:
+        report["interrupted"] = f"after {len(report['images'])} of {len(paths)} images"
+        _means(report, methods)
+        raise EvaluationInterrupted(report) from None
+    _means(report, methods)
+    return report
+
+
+def _means(report, methods):
+    for m in methods:
+        rows = [r[m] for r in report["images"].values()]
+        if rows:
+            report["mean"][m] = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim")}
+
+
+def _score(paths, names, scale, methods, settings, report, on_image, save_dir, on_progress):
+    """Each image of ``paths`` into ``report["images"]``."""
     for path in paths:
         hr, _ = imaging.read_image(path)
         if hr.shape[2] in (2, 4):
@@ -102,6 +131,3 @@ def evaluate_images(paths, scale, methods, settings, on_image=None, save_dir=Non
         report["images"][name] = row
         if on_image:
             on_image(name, row)
-    for m in methods:
-        report["mean"][m] = {k: float(np.mean([r[m][k] for r in report["images"].values()])) for k in ("psnr", "ssim")}
-    return report
