@@ -379,6 +379,99 @@ def test_writes_go_through_links_and_into_streams(tmp_path):
     assert got == [b"streamed"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
+def _nncompress(*args):
+    return [sys.executable, "-m", "nncompress", *map(str, args)]
+
+
+@pytest.mark.slow
+def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path, digit):
+    """`--json /dev/stdout >> log` resolved /dev/stdout to log and replaced
+    that file by rename: what log held before, and the table, were lost."""
+    log = tmp_path / "log.txt"
+    log.write_text("EARLIER\n")
+    inode = os.stat(log).st_ino
+    with open(log, "a") as out:
+        r = subprocess.run(_nncompress("evaluate", digit, "--methods", "bicubic", "--json", "/dev/stdout"),
+                           stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = log.read_text()
+    assert os.stat(log).st_ino == inode and text.startswith("EARLIER\n")
+    assert '"psnr"' in text and "bicubic" in text.split('"scale"')[1]  # the JSON, then the table after it
+
+
+@pytest.mark.slow
+def test_closed_stdout_and_nohup(tmp_path, digit):
+    """Started with standard output closed (>&-, cron, daemons) every
+    command failed (an internal error on None); under nohup a SIGHUP
+    stopped a run that nohup was meant to keep going."""
+    r = subprocess.run(["bash", "-c", " ".join(_nncompress("train", digit, *TINY, "-o", tmp_path / "r")) + " >&-"],
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0 and (tmp_path / "r" / "model.npz").exists(), r.stderr
+    p = subprocess.Popen(_nncompress("train", digit, "-l", "16:relu,out:sigmoid", "-e", 200000, "--frames", 0,
+                                     "-o", tmp_path / "n"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    for line in p.stdout:
+        if line.startswith("epoch"):
+            break
+    p.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert p.poll() is None  # still training
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in stderr, stderr
+
+
+def test_the_run_lock_without_locks_and_against_a_vanishing_file(tmp_path, monkeypatch):
+    """A file system without locks (NFS nolock: ENOLCK) was taken for
+    another run, for ever; a lock taken on a file that a finishing run had
+    just unlinked let two runs in (the lock is taken again on the file at
+    the path)."""
+    import errno
+    import fcntl
+    from nncompress.runs import LOCK, run_lock
+    real = fcntl.flock
+
+    def no_locks(f, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with run_lock(str(tmp_path / "nfs")):
+        pass
+    calls = []
+
+    def unlinked_meanwhile(f, how):
+        calls.append(how)
+        if len(calls) == 1:
+            os.unlink(tmp_path / "r" / LOCK)  # the run that held it ended between our open and our lock
+        return real(f, how)
+    monkeypatch.setattr(fcntl, "flock", unlinked_meanwhile)
+    with run_lock(str(tmp_path / "r")):
+        assert len(calls) == 2 and (tmp_path / "r" / LOCK).exists()
+
+
+def test_a_broken_chunk_after_the_pixels_is_not_an_internal_error(tmp_path):
+    """A zTXt after the pixels that Pillow cannot read (an unknown
+    compression method) made a 16-bit PNG (whose pixels nncompress reads
+    itself) an internal error: its pixels are now kept without that chunk.
+    An 8-bit one, which Pillow decodes, is refused as damaged (bad input)."""
+    from nncompress import imagefile, pngio
+    from nncompress.imaging import ImageError
+    body = b"Comment\0\1xx"
+    chunk = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(">I", zlib.crc32(b"zTXt" + body))
+    (tmp_path / "deep.png").write_bytes(pngio.encode16(np.full((16, 16, 3), 1000, np.uint16)))
+    ex = Image.Exif()
+    ex[0x010F] = "a camera"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "b.png", exif=ex)
+    for name in ("deep.png", "b.png"):
+        data = (tmp_path / name).read_bytes()
+        end = data.rindex(b"IEND") - 4
+        (tmp_path / name).write_bytes(data[:end] + chunk + data[end:])
+    pic = imagefile.load(tmp_path / "deep.png")
+    assert pic.pixels.shape == (16, 16, 3) and pic.bits == 16 and "Comment" not in pic.meta.get("text", {})
+    with pytest.raises(ImageError, match="damaged"):
+        imagefile.load(tmp_path / "b.png")
+
+
 def test_written_files_take_the_umask_or_keep_their_mode(tmp_path):
     """Every output was rw-r--r--, whatever the umask (a private photo came
     out world-readable); a replaced file lost its own mode."""

@@ -4,6 +4,7 @@ either the old file or the new one, never a partial one."""
 
 import os
 import stat
+import sys
 import tempfile
 
 from .errors import UserError
@@ -38,10 +39,43 @@ def _unwritable_folder(path):
         return folder if os.path.isabs(path) else os.path.relpath(folder)
 
 
+_FD_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def open_descriptor(path):
+    """The file descriptor of this process that ``path`` names, else None:
+    /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a file that is
+    what standard output or error is redirected to (``>> log``): writing
+    there goes through the descriptor, at its place (appending after a
+    ``>>``), never by replacing the file behind the shell's back."""
+    path = os.fspath(path)
+    fd = _FD_NAMES.get(path)
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if path.startswith(prefix) and path[len(prefix):].isdigit():
+            fd = int(path[len(prefix):])
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if fd is None and os.path.isfile(path):
+        fd = next((n for n in (1, 2) if _same_file(st, n)), None)
+    return fd if fd is not None and _same_file(st, fd) else None
+
+
+def _same_file(st, fd):
+    try:
+        other = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino)
+
+
 def is_stream(path):
-    """Whether ``path`` (through links) is something other than a file or
-    a folder that exists: a pipe, a terminal, /dev/stdout, /dev/null."""
-    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+    """Whether ``path`` is written as a stream: one of this process's open
+    descriptors (``open_descriptor``), or something other than a file or
+    a folder that exists (a pipe, a terminal, /dev/null)."""
+    return (open_descriptor(path) is not None
+            or os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path))
 
 
 def check_file_target(path, option="-o"):
@@ -81,7 +115,7 @@ def _mode_for(path):
     """The permissions a new ``path`` gets: an existing file's own, else
     what the umask allows of rw-rw-rw-, as ``open`` would give."""
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777  # not its setuid/setgid/sticky bits
     except OSError:
         mask = os.umask(0)
         os.umask(mask)
@@ -95,6 +129,14 @@ def atomic_write(path, write):
     that is not a regular file (a pipe, /dev/stdout, a device) is written
     to directly, as a stream: it cannot be replaced."""
     path = os.fspath(path)
+    fd = open_descriptor(path)
+    if fd is not None:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()  # what was printed before comes first
+        with open(fd, "wb", closefd=False) as f:
+            write(f)
+        return
     if is_stream(path):
         with open(path, "wb") as f:
             write(f)

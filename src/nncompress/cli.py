@@ -107,14 +107,20 @@ def errors():
     except RunInterrupted as e:
         err.print(f"interrupted at epoch {e.epoch} of {e.epochs}: saved {e.paths.model}", highlight=False,
                   markup=False, soft_wrap=True)
-        if e.finished:  # a fine-tune checked on a held-out strip ends at its best epoch so far
+        if e.upscale_missing:  # trained to the end: only the upscale is missing
+            import shlex
+            err.print(f"training is done; its upscale was not written: nncompress upscale {shlex.quote(e.paths.model)} "
+                      f"-s {e.paths.scale:g} -o {shlex.quote(e.paths.upscaled)}", highlight=False, markup=False,
+                      soft_wrap=True)
+        elif e.finished:  # a fine-tune checked on a held-out strip ends at its best epoch so far
             err.print(f"{e.finished}; it is finished (--resume trains no further); its upscale: nncompress upscale "
                       f"{e.paths.model} -s {e.paths.scale:g}", highlight=False, markup=False, soft_wrap=True)
         else:
             err.print(f"go on with: {e.resume_command()}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
     except KeyboardInterrupt:
-        err.print(f"interrupted ({STATE['signal']})" if STATE.get("signal") else "interrupted", highlight=False)
+        how = STATE.get("signal")
+        err.print(f"interrupted ({how})" if how and how != "SIGINT" else "interrupted", highlight=False)
         raise typer.Exit(130)
     except Exception as e:
         code, message = describe_error(e)
@@ -724,10 +730,13 @@ class _Output:
 
 
 def _on_signal(signum, frame):
-    """SIGTERM (a scheduler, ``timeout``, ``docker stop``) and SIGHUP end a
-    command as Ctrl-C does: finished files kept, no partial one, a model
-    saved, exit 130. A second one while that runs is ignored."""
-    signal.signal(signum, signal.SIG_IGN)
+    """Ctrl-C, SIGTERM (a scheduler, ``timeout``, ``docker stop``) and
+    SIGHUP end a command alike: finished files kept, no partial one, a
+    model saved, exit 130. Any second one while that runs is ignored, so
+    it cannot cut the save short."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # (a closing terminal sends SIGHUP, then SIGTERM)
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     STATE["signal"] = signal.Signals(signum).name
     raise KeyboardInterrupt
 
@@ -737,10 +746,11 @@ def main():
     one line, exit 2, like every other bad input."""
     from .threads import configure
     configure()  # OpenMP threads for the kernels, before numba loads (this process never forks)
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # (nohup)
             signal.signal(getattr(signal, name), _on_signal)
-    sys.stdout = _Output(sys.stdout)
+    if sys.stdout is not None:  # (None: started with standard output closed, >&-)
+        sys.stdout = _Output(sys.stdout)
     try:
         rv = app(standalone_mode=False)
     except (KeyboardInterrupt, typer.Abort):

@@ -62,15 +62,23 @@ def load(path):
     """Read an image file -> Picture. Raises ``imaging.ImageError`` with a
     one-line reason for anything unreadable."""
     deep = pngio.is_deep_png(path)
-    if not deep:
+    if deep:
+        w, h = pngio.header(path)[:2]
+        if w * h > imaging.MAX_PIXELS:
+            raise imaging.ImageError(f"'{path}' claims {w}x{h} pixels, over the limit of {imaging.MAX_PIXELS:,}")
+    else:
         pixels, bits = imaging.read_image(path)  # validates, applies the orientation
     try:
         with Image.open(path) as im:
             fmt = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}.get(im.format)
             icc = im.info.get("icc_profile") or None
-            ex = im.getexif()
-            if im.format == "PNG":
-                im.load()  # text chunks after the pixels are read as they are decoded (0.26 s at 12 MP)
+            ex = Image.Exif()
+            try:
+                ex = im.getexif()  # (a PNG's decodes the pixels unless an eXIf comes before them)
+                if im.format == "PNG":
+                    im.load()  # text chunks after the pixels are read as they are decoded (0.26 s at 12 MP)
+            except (SyntaxError, ValueError):  # a broken chunk after the pixels: the pixels are read already
+                pass
             meta = _metadata(im)
     except OSError as e:
         raise imaging.ImageError(f"'{path}' is damaged or truncated: {e}") from None
@@ -81,9 +89,6 @@ def load(path):
             ex[ORIENTATION] = 1
         exif = ex.tobytes()
     if deep:  # Pillow would cut colour to 8 bits
-        w, h = pngio.header(path)[:2]
-        if w * h > imaging.MAX_PIXELS:
-            raise imaging.ImageError(f"'{path}' claims {w}x{h} pixels, over the limit of {imaging.MAX_PIXELS:,}")
         try:
             pixels = _transpose_array(pngio.read16(path), orientation).astype(np.float32) / 65535
         except (ValueError, OSError, zlib.error) as e:

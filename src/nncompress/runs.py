@@ -30,10 +30,11 @@ FRAME_RE = re.compile(r"^epoch_(\d+)\.png$")
 class RunInterrupted(Exception):
     """Ctrl-C during training; everything up to the last whole epoch was saved."""
 
-    def __init__(self, paths, image, epoch, epochs, finished=None):
+    def __init__(self, paths, image, epoch, epochs, finished=None, upscale_missing=False):
         super().__init__("interrupted")
         self.paths, self.image, self.epoch, self.epochs = paths, image, epoch, epochs
         self.finished = finished  # why the run is over as it is (nothing to go on with), or None
+        self.upscale_missing = upscale_missing  # trained to the end, stopped while writing its upscale
 
     def resume_command(self):
         """A command that goes on where this run stopped, as given."""
@@ -189,25 +190,38 @@ def run_lock(out_dir):
     except ImportError:  # (Windows: no lock)
         yield
         return
+    import errno
     made = not os.path.isdir(out_dir)
     path = os.path.join(out_dir, LOCK)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        f = open(path, "a")
-    except OSError as e:
-        raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with --out") from None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    while True:
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+            f = open(path, "a")
+        except OSError as e:
+            raise SpecError(f"cannot write to output folder '{out_dir}' ({e.strerror}); choose another with "
+                            f"--out") from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            f.close()
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise SpecError(f"'{out_dir}' is being written by another nncompress train; wait for it to "
+                                f"finish, or give another -o") from None
+            f = None  # a file system without locks (NFS mounted nolock, some FUSE and SMB): no lock there
+            break
+        try:  # the file locked is still the one at the path (a run ending now unlinks it): else again
+            if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         f.close()
-        raise SpecError(f"'{out_dir}' is being written by another nncompress train; wait for it to finish, "
-                        f"or give another -o") from None
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        f.close()
+        if f is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            f.close()
         if made:
             with contextlib.suppress(OSError):
                 os.rmdir(out_dir)  # only if empty: a run that stopped before writing anything
@@ -362,7 +376,7 @@ def _train_run(image_path, settings: Settings, out_dir=None, resume=None, on_epo
                 imaging.write_png(paths.upscaled, up, bits)
         except KeyboardInterrupt:  # the model is saved and finished: say how to make what is missing
             raise RunInterrupted(paths, image_path, comp.checkpoint.epoch, settings.epochs,
-                                 "training is done, its upscale was not written") from None
+                                 upscale_missing=True) from None
         del up
         save_all(checkpoint=False)  # the time record now covers the upscale too
     return RunResult(paths, comp, phases.record())
