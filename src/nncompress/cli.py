@@ -49,8 +49,8 @@ def examples(*pairs):
 # against Settings and each mode's DEFAULTS; importing those here would load
 # numba for --help).
 MODE_DEFAULTS = {
-    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: "
-              "conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:32:relu,conv3:out",
+    "layers": "fourier:16:2,64:relu,64:relu,out:sigmoid; patch: "  # (spaces: a narrow help panel wraps there)
+              "conv3:32:relu, conv3:32:relu, conv3:32:relu, conv3:32:relu, conv3:32:relu, conv3:out",
     "mode": "coords", "epochs": "300; patch: 10", "batch_size": "32; patch: 16",
     "lr": "0.003; patch: 0.001",
     "optimizer": "adam", "loss": "mse", "seed": "0", "scale": "4; patch: 2", "frames": "30; patch: 10",
