@@ -86,6 +86,47 @@ def test_pretraining_stopped_and_resumed_equals_straight(tmp_path, folder):
     assert r.exit_code == 0 and "the cosine schedule now spans 3 epochs (it was 2)" in r.output, r.output
 
 
+def test_a_truncated_image_is_counted_and_a_resume_still_equals_a_straight_run(tmp_path, folder):
+    """A truncated PNG (its header reads) was counted as a training image,
+    then dropped when first drawn, which changed the draws after it: a
+    resumed run no longer equalled a straight one. Each image is now
+    decoded once before training."""
+    from nncompress.pretrain import pretrain
+    data = (folder / "a.png").read_bytes()
+    (folder / "cut.png").write_bytes(data[:len(data) // 2])
+    kw = dict(epochs=3, steps=2, batch_size=2, crop=16, layers="conv3:4:relu,conv3:out")
+    seen = []
+    pretrain([str(folder)], 2, str(tmp_path / "straight.npz"), warn=seen.append, **kw)
+    assert sum("cut.png" in w for w in seen) == 1, seen
+    assert load_model(tmp_path / "straight.npz")[1]["train_images"] == 2  # b and c; a held back; broken, cut not
+
+    def stop(rec, total):
+        if rec["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([str(folder)], 2, str(tmp_path / "half.npz"), on_epoch=stop, **kw)
+    r = run("pretrain", folder, "-s", 2, "--resume", tmp_path / "half.npz", "-q")
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(load_model(tmp_path / "straight.npz")[0].params,
+                                  load_model(tmp_path / "half.npz")[0].params)
+
+
+def test_images_too_small_for_the_scale_say_so(tmp_path):
+    """At x4 the margins alone take 64 pixels: 'use a smaller --crop' could
+    not help 60-pixel images."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((60, 50)) * 255).astype(np.uint8)).save(d / f"{i}.png")
+    r = run("pretrain", d, "-s", 4, "-e", 1, "--steps", 1, "-b", 2, "--crop", 8, "-l", "conv3:4:relu,conv3:out",
+            "-o", tmp_path / "t.npz")
+    assert r.exit_code == 2 and "at x4 an image needs at least 72 pixels a side: give larger images" in r.output, r.output
+    r = run("pretrain", d, "-s", 2, "-e", 1, "--steps", 1, "-b", 2, "--crop", 64, "-l", "conv3:4:relu,conv3:out",
+            "-o", tmp_path / "t2.npz")
+    assert r.exit_code == 2 and "use a smaller --crop (at least 4)" in r.output, r.output
+
+
 def test_an_interrupted_warm_restart_says_the_command_with_its_epochs(tmp_path, folder, monkeypatch):
     from nncompress import internal
     r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.npz")

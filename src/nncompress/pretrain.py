@@ -119,13 +119,21 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     if f not in (1, scale):
         raise UserError(f"the network ends in shuffle:{f}, so it upscales by {f}; pass --scale {f}")
     rng = np.random.default_rng(cfg["seed"])
+    crop, margin = cfg["crop"] - cfg["crop"] % scale, 2 * scale * scale  # (DatasetSampler's)
+    side = crop + 2 * margin
+    listed = len(train_paths)
+    train_paths, small, bad = prior.usable(train_paths, side, warn)
+    if not train_paths:
+        least = 2 * scale + 2 * margin  # the smallest crop, 2S, and its margins
+        raise UserError(f"no training image is at least {side}x{side} pixels (--crop {cfg['crop']} and a margin of "
+                        f"{margin} a side for the bicubic); " + (f"use a smaller --crop (at least {2 * scale})" if
+                        any(_fits(p, least) for p in paths) else f"at x{scale} an image needs at least {least} "
+                        f"pixels a side: give larger images"))
     sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn, lowres=f > 1)
-    side = sampler.crop + 2 * sampler.margin
-    small, bad = prior.unusable(train_paths, side)
-    usable = len(train_paths) - small - bad  # what it trains on (and records), not what the folders hold
+    usable = len(train_paths)  # what it trains on (and records), not what the folders hold
     if on_start:
         # a prior made before round 10 recorded the files listed, small and unreadable ones too
-        now = usable if not resume or "train_listed" in meta else len(train_paths)
+        now = usable if not resume or "train_listed" in meta else listed
         on_start({"train": usable, "now": now, "val": len(val), "side": side, "small": small, "bad": bad,
                   "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
@@ -143,7 +151,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         history.append(rec)
         meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
-                "train_images": usable, "train_listed": len(train_paths),
+                "train_images": usable, "train_listed": listed,
                 "val_images": [prior.held_name(p, folders) for p in val_paths]}
         half = bool(cfg.get("half"))
         if half and not fits_half(net.params):
@@ -209,3 +217,13 @@ def _write_history(path, rows):
         w.writerows(rows)
         f.write(text.getvalue().encode())
     atomic_write(path, write)
+
+
+def _fits(path, side):
+    """Whether the image at ``path`` is at least ``side`` pixels a side."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return min(im.size) >= side
+    except Exception:
+        return False

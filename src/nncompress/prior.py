@@ -114,19 +114,29 @@ def _without(paths, val):
     return [p for p in paths if p not in chosen], val
 
 
-def unusable(paths, side):
-    """(small, unreadable): how many of ``paths`` are under ``side`` pixels
-    on a side, and how many cannot be opened as images (read from their
-    headers; each unreadable one is also warned of, by name, when read)."""
+def usable(paths, side, warn=None):
+    """(the paths that can be trained on, how many are under ``side``
+    pixels on a side, how many cannot be read). Each is decoded once, so a
+    truncated file (whose header reads) is found now, warned of by name,
+    and left out of every epoch, a resumed run's as a straight one's (left
+    out when first drawn, it changed the draws after it)."""
     from PIL import Image
-    small = bad = 0
+    kept, small, bad = [], 0, 0
     for p in paths:
         try:
-            with Image.open(p) as im:
-                small += min(im.size) < side
-        except Exception:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(p) as im:
+                    if min(im.size) < side:
+                        small += 1
+                        continue
+                    im.load()
+            kept.append(p)
+        except Exception:  # (Pillow raises many kinds for a broken file): said in read_image's words
             bad += 1
-    return small, bad
+            if luma(p, warn) is not None and warn:
+                warn(f"'{p}' cannot be read; skipped")
+    return kept, small, bad
 
 
 def luma(path, warn=None):
