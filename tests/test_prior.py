@@ -253,6 +253,31 @@ def test_init_without_layers_trains_the_priors_own_network(tmp_path, folder):
     assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output  # given layers: as before
 
 
+def test_a_user_prior_is_named_and_grown_without_typing_its_network(tmp_path, folder):
+    """helper-41's first hour: -s 3 --init builtin needed the x2 prior's 16
+    items typed out; a --layers that did not match was 'no counterpart';
+    a run folder or a checkpoint given as --prior, and a prior written as
+    .png, got messages that did not say what they were."""
+    from nncompress.spec import network_text
+    r = run("pretrain", folder, "-s", 3, "-e", 1, "--steps", 1, "-b", 2, "--crop", 12, "-q", "--init", "builtin",
+            "-o", tmp_path / "x3.npz")
+    assert r.exit_code == 0, r.output
+    body = network_text(prior.load("builtin", 2)[0]).split(",")[:-2]
+    assert network_text(prior.load(str(tmp_path / "x3.npz"), 3)[0]).split(",") == body + ["conv3:9", "shuffle:3"]
+    r = run("pretrain", folder, "-s", 2, "-e", 1, "--steps", 1, "-q", "--init", "builtin",
+            "-l", "conv5:32:relu,conv3:out,shuffle:2", "-o", tmp_path / "no.npz")
+    assert r.exit_code == 2 and "does not match the prior's weight layer 1" in r.output, r.output
+    assert "begin with them, conv5:64:relu,conv3:64:relu" in r.output, r.output
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "p.png")
+    assert r.exit_code == 2 and "a prior is an .npz file" in r.output and not (tmp_path / "p.png").exists()
+    img = next(folder.glob("a.png"))
+    for given, says in ((tmp_path, "is a folder (a prior is one .npz file"),
+                        (tmp_path / "x3.checkpoint.npz", "is a training checkpoint (what --resume goes on from), "
+                                                         f"not a model; give {tmp_path / 'x3.npz'}")):
+        r = run("upscale", img, "-s", 2, "--prior", given, "-o", tmp_path / "u.png")
+        assert r.exit_code == 2 and says in r.output, r.output
+
+
 def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
     for d in ("one", "two"):
         (tmp_path / d / "sub").mkdir(parents=True)

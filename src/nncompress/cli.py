@@ -372,6 +372,8 @@ def pretrain(
         from .errors import SpecError
         if scale < 2 or scale > 8:
             raise SpecError(f"--scale must be a whole number from 2 to 8, got {scale}")
+        if output and not output.lower().endswith(".npz"):
+            raise SpecError(f"-o '{output}': a prior is an .npz file (as a model is); give a name that ends in .npz")
         if average:
             training = {"--resume": resume, "--layers": layers, "--epochs": epochs, "--steps": steps,
                         "--batch-size": batch_size, "--crop": crop, "--lr": lr, "--loss": loss, "--init": init,
@@ -409,7 +411,7 @@ def pretrain(
             small = (f"; {facts['small']} smaller than {facts['side']} pixels a side (the crop and its margins) "
                      f"left out" if facts["small"] else "")
             bad = f"; {facts['bad']} unreadable, skipped" if facts["bad"] else ""
-            report.print(f"training on {facts['train']} images ({facts['val']} held "
+            report.print(f"training on {facts['train']} image{'' if facts['train'] == 1 else 's'} ({facts['val']} held "
                          f"back for validation{small}{bad})")
             if facts["before"] is not None and facts["before"] != facts["now"]:  # (counted as the prior counted)
                 err.print(f"warning: the folders hold {facts['now']} training images; the prior trained on "

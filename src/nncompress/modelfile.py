@@ -93,6 +93,10 @@ def load(path):
         if "pickle" in str(e):
             raise ModelFileError(f"'{name}' holds a pickled object array, which is never loaded (it could run code)") from None
         raise ModelFileError(f"'{name}' is damaged: {e}") from None
+    if "format" in data and str(data["format"]) == "nncompress-checkpoint":  # (checkpoint.FORMAT)
+        model = path[:-len(".checkpoint.npz")] + ".npz" if path.endswith(".checkpoint.npz") else "its model file"
+        raise ModelFileError(f"'{name}' is a training checkpoint (what --resume goes on from), not a model; "
+                             f"give {model}")
     for key in ("format", "format_version", "config", "meta", "params"):
         if key not in data:
             raise ModelFileError(f"'{name}' is not an nncompress model: the '{key}' array is missing")

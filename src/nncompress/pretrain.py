@@ -84,9 +84,13 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         if cfg.get("init"):
             start, start_meta = prior.load(cfg["init"], scale)
             other = int(start_meta["scale"]) != int(scale)  # then it gives its body only
-            if not other and overrides.get("layers") is None:  # its own network, trained on (the built-in x4's too)
+            if overrides.get("layers") is None:
                 from .spec import network_text
-                cfg["layers"] = network_text(start)
+                items = network_text(start).split(",")
+                if not other:  # its own network, trained on (the built-in x4's too)
+                    cfg["layers"] = ",".join(items)
+                elif items[-1].startswith("shuffle:"):  # its body, and a new last conv and shuffle for this scale
+                    cfg["layers"] = ",".join(items[:-2] + ["conv3:out", f"shuffle:{int(scale)}"])
         net = build_network(cfg["layers"], 1, 1, cfg["seed"])
         if cfg.get("init"):  # grown from a prior: it starts where that prior ended
             if other and not (upsampling(start) == int(start_meta["scale"]) and upsampling(net) == int(scale)):

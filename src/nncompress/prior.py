@@ -249,15 +249,22 @@ def grow(net, start, new_head=False):
         k, C, O = getattr(layer, "kernel", 0), getattr(layer, "in_channels", 0), getattr(layer, "channels", -1)
         if not (isinstance(layer, Conv2D) and layer.groups == 1 and C == O and relu(net.layers[j - 1])
                 and j + 1 < len(net.layers) and relu(net.layers[j + 1])):
-            raise SpecError(f"--init: layer {j} of --layers has no counterpart in the prior and cannot start as "
-                            f"the identity (only a conv of as many channels out as in, not in groups, between two "
-                            f"ReLUs, can)")
+            from .spec import network_text
+            n = sum(l.has_weights for l in net.layers[:j + 1])
+            why = (f"does not match the prior's weight layer {i + 1} ({old[i]!r})" if i < len(old) else
+                   "comes after all the prior's layers")
+            raise SpecError(f"--init: weight layer {n} of --layers ({layer!r}) {why}, and cannot start as the "
+                            f"identity (only a conv of as many channels out as in, not in groups, between two "
+                            f"ReLUs, can). The prior's layers fill --layers' in order: begin with them, "
+                            f"{network_text(start)}")
         layer.params["b"][...] = 0
         W = layer.params["W"].reshape(k, k, C, O)
         W[...] = 0
         W[k // 2, k // 2, np.arange(C), np.arange(C)] = 1
     if i < len(old):
-        raise SpecError(f"--init: the prior has {len(old)} weight layers and --layers matches only {i} of them in order")
+        from .spec import network_text
+        raise SpecError(f"--init: the prior has {len(old)} weight layers and --layers matches only {i} of them in "
+                        f"order (a prior grows deeper, never shallower); begin --layers with {network_text(start)}")
     return net
 
 

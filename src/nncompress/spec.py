@@ -293,7 +293,9 @@ class Settings:
         _choice("ensemble", self.ensemble, (1, 8))
         if not isinstance(self.prior, str) or not (self.prior in ("builtin", "none") or os.path.isfile(self.prior)
                                                    or not check_files):
-            what = ("does not exist" if isinstance(self.prior, str) and (self.prior.endswith(".npz") or os.sep in self.prior)
+            what = ("is a folder (a prior is one .npz file, made by nncompress pretrain)"
+                    if isinstance(self.prior, str) and os.path.isdir(self.prior) else
+                    "does not exist" if isinstance(self.prior, str) and (self.prior.endswith(".npz") or os.sep in self.prior)
                     else "is none of these")
             raise SpecError(f"--prior must be builtin, none or a prior file; '{self.prior}' {what}")
         return self
