@@ -397,10 +397,12 @@ def test_a_prior_of_another_scale_gives_its_body(tmp_path, folder):
         r = run("pretrain", folder, "-s", s, "-e", "1", "--steps", "1", "--crop", "16", "-b", "2", "-q",
                 "-l", "conv3:4:relu,conv3:4:relu,conv3:out", "--init", tmp_path / "p2.npz", "-o", tmp_path / "bad.npz")
         assert r.exit_code == 2 and "--init" in r.output and "Traceback" not in r.output, r.output
-    # without --layers, the message is about the default layers, not flags the user did not give
+    # without --layers: the prior's body, a new last conv and shuffle (it was refused: the default recipe differs)
     r = run("pretrain", folder, "-s", 4, "-e", "1", "--steps", "1", "--crop", "16", "-b", "2", "-q",
-            "--init", tmp_path / "p2.npz", "-o", tmp_path / "bad.npz")
-    assert r.exit_code == 2 and "default --layers (conv5:48:relu" in r.output and "give --layers" in r.output, r.output
+            "--init", tmp_path / "p2.npz", "-o", tmp_path / "body.npz")
+    assert r.exit_code == 0, r.output
+    from nncompress.spec import network_text
+    assert network_text(prior.load(str(tmp_path / "body.npz"), 4)[0]) == "conv3:4:relu,conv3:4:relu,conv3:16,shuffle:4"
 
 
 def test_an_average_of_priors_outputs_the_mean_of_theirs(tmp_path):
@@ -615,9 +617,10 @@ def test_replacing_an_average_is_not_offered_a_resume(tmp_path, folder):
     assert run(*avg, "-o", tmp_path / "m.npz").exit_code == 0
     r = run(*avg, "-o", tmp_path / "m.npz")
     assert r.exit_code == 2 and "(an average of priors); write elsewhere with -o, or replace it with --force" in r.output
-    (tmp_path / "photo.png").write_bytes(b"mine")
-    r = run("pretrain", folder, *TINY, "-o", tmp_path / "photo.png")
+    (tmp_path / "mine.npz").write_bytes(b"mine")  # a file of the user's that is no prior: not offered a resume
+    r = run("pretrain", folder, *TINY, "-o", tmp_path / "mine.npz")
     assert r.exit_code == 2 and "--resume" not in r.output and "already exists" in r.output, r.output
+    assert (tmp_path / "mine.npz").read_bytes() == b"mine"
 
 
 def test_a_resume_counts_the_images_as_its_prior_did(tmp_path, folder):
