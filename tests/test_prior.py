@@ -278,6 +278,24 @@ def test_a_user_prior_is_named_and_grown_without_typing_its_network(tmp_path, fo
         assert r.exit_code == 2 and says in r.output, r.output
 
 
+def test_a_prior_of_a_larger_scale_is_said(tmp_path, folder):
+    """An x4 prior given at x2 upscaled x4 and shrank, silently."""
+    import warnings
+    from nncompress import batchplan
+    r = run("pretrain", folder, "-s", 4, "-e", 1, "--steps", 1, "-b", 2, "--crop", 16, "-l", "conv3:4:relu,conv3:out",
+            "-q", "-o", tmp_path / "p4.npz")
+    assert r.exit_code == 0, r.output
+    img = str(next(folder.glob("a.png")))
+    said = {}
+    for scale in (2, 4, 8):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            batchplan.plan(batchplan.Request([img], scale=scale, output=str(tmp_path / "o.png"),
+                                             overrides={"prior": str(tmp_path / "p4.npz")}))
+        said[scale] = [str(w.message) for w in seen if "is an x4 prior" in str(w.message)]
+    assert said[2] and "at x2 it upscales x4 and shrinks the result" in said[2][0] and not said[4] and not said[8]
+
+
 def test_held_back_names_keep_two_folders_apart_and_read_old_records(tmp_path):
     for d in ("one", "two"):
         (tmp_path / d / "sub").mkdir(parents=True)

@@ -7,7 +7,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-from . import imagefile, upscaler
+from . import imagefile, internal, upscaler
 from .atomic import check_file_target, check_folder_target
 from .errors import UserError
 from .registry import lookup
@@ -215,7 +215,22 @@ def plan(req: Request) -> list:
                       f"(stretched to {req.width}x{req.height}); give one of them to keep each image's shape")
     if images and req.preset == "best" and req.scale and req.scale > 1:
         _say_if_best_is_balanced(req)
+    if images and req.scale and req.scale > 1:
+        _say_if_the_prior_is_larger(req)
     return jobs
+
+
+def _say_if_the_prior_is_larger(req):
+    """A prior file of a larger scale than asked (an x4 prior at x2)
+    upscales by its own scale and shrinks the result: said."""
+    settings = upscaler.patch_settings(req.scale, req.preset, req.overrides)
+    if settings.prior in ("builtin", "none"):
+        return
+    from .modelfile import read_meta
+    own = (read_meta(settings.prior) or {}).get("scale")
+    if isinstance(own, (int, float)) and req.scale < own / internal.LOWRES_SLACK:
+        warnings.warn(f"--prior '{settings.prior}' is an x{own:g} prior: at x{req.scale:g} it upscales x{own:g} and "
+                      f"shrinks the result; a prior of x{req.scale:g} or less fits better (--prior builtin has x2)")
 
 
 def _say_if_best_is_balanced(req):
