@@ -221,14 +221,18 @@ def plan(req: Request) -> list:
 
 
 def _say_if_the_prior_is_larger(req):
-    """A prior file of a larger scale than asked (an x4 prior at x2)
-    upscales by its own scale and shrinks the result: said."""
+    """A prior file in low-resolution space of a larger scale than asked
+    (an x4 prior ending in shuffle:4, at x2) upscales by its own scale and
+    shrinks the result: said. (One on the bicubic upscale goes to any
+    size in one pass.)"""
     settings = upscaler.patch_settings(req.scale, req.preset, req.overrides)
     if settings.prior in ("builtin", "none"):
         return
     from .modelfile import read_meta
-    own = (read_meta(settings.prior) or {}).get("scale")
-    if isinstance(own, (int, float)) and req.scale < own / internal.LOWRES_SLACK:
+    meta = read_meta(settings.prior) or {}
+    own, layers = meta.get("scale"), str((meta.get("settings") or {}).get("layers", ""))
+    if (isinstance(own, (int, float)) and layers.split(",")[-1].startswith("shuffle:")
+            and req.scale < own / internal.LOWRES_SLACK):
         warnings.warn(f"--prior '{settings.prior}' is an x{own:g} prior: at x{req.scale:g} it upscales x{own:g} and "
                       f"shrinks the result; a prior of x{req.scale:g} or less fits better (--prior builtin has x2)")
 

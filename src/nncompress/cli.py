@@ -349,7 +349,7 @@ def pretrain(
     scale: Annotated[int, typer.Option("--scale", "-s", help="The scale the prior learns (2, 3, 4).")] = 2,
     output: Annotated[str, typer.Option("--output", "-o", help="The prior file to write.", show_default="prior_xSCALE.npz")] = "",
     resume: Annotated[Optional[str], typer.Option("--resume", help="Go on training this prior exactly where it stopped.", show_default="none")] = None,
-    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items; end in shuffle:S to work in low-resolution space).", show_default="the built-in prior's recipe for the scale: conv5, conv3 layers (thirteen of 64 channels at x2; four of 48 above, one part of the built-in x4) and shuffle:S; with --init, that prior's own network")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", "-l", help="Network (convK:CHANNELS[:ACT] items; end in shuffle:S to work in low-resolution space).", show_default="the built-in prior's recipe for the scale: conv5, conv3 layers (thirteen of 64 channels at x2; four of 48 above, one part of the built-in x4) and shuffle:S; with --init, that prior's own network (of another scale: its body, then a new last conv and shuffle)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs in all, of --steps minibatches each.", show_default="50")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Minibatches per epoch.", show_default="400")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Crops per minibatch.", show_default="16 at x2, else 32")] = None,

@@ -89,8 +89,9 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
                 items = network_text(start).split(",")
                 if not other:  # its own network, trained on (the built-in x4's too)
                     cfg["layers"] = ",".join(items)
-                elif items[-1].startswith("shuffle:"):  # its body, and a new last conv and shuffle for this scale
-                    cfg["layers"] = ",".join(items[:-2] + ["conv3:out", f"shuffle:{int(scale)}"])
+                elif items[-1].startswith("shuffle:"):  # its body, and a new last conv (its kernel) and shuffle
+                    kernel = items[-2].split(":")[0]
+                    cfg["layers"] = ",".join(items[:-2] + [f"{kernel}:out", f"shuffle:{int(scale)}"])
         net = build_network(cfg["layers"], 1, 1, cfg["seed"])
         if cfg.get("init"):  # grown from a prior: it starts where that prior ended
             if other and not (upsampling(start) == int(start_meta["scale"]) and upsampling(net) == int(scale)):
@@ -126,13 +127,15 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     crop, margin = cfg["crop"] - cfg["crop"] % scale, 2 * scale * scale  # (DatasetSampler's)
     side = crop + 2 * margin
     listed = len(train_paths)
+    listed_paths = train_paths
     train_paths, small, bad = prior.usable(train_paths, side, warn)
     if not train_paths:
         least = 2 * scale + 2 * margin  # the smallest crop, 2S, and its margins
+        smaller = cfg["crop"] > 2 * scale and any(_fits(p, least) for p in listed_paths)
         raise UserError(f"no training image is at least {side}x{side} pixels (--crop {cfg['crop']} and a margin of "
                         f"{margin} a side for the bicubic); " + (f"use a smaller --crop (at least {2 * scale})" if
-                        any(_fits(p, least) for p in paths) else f"at x{scale} an image needs at least {least} "
-                        f"pixels a side: give larger images"))
+                        smaller else f"at x{scale} an image needs at least {least} pixels a side: give larger "
+                        f"images"))
     sampler = prior.DatasetSampler(train_paths, scale, cfg["crop"], rng, warn, lowres=f > 1)
     usable = len(train_paths)  # what it trains on (and records), not what the folders hold
     if on_start:

@@ -116,10 +116,11 @@ def _without(paths, val):
 
 def usable(paths, side, warn=None):
     """(the paths that can be trained on, how many are under ``side``
-    pixels on a side, how many cannot be read). Each is decoded once, so a
-    truncated file (whose header reads) is found now, warned of by name,
-    and left out of every epoch, a resumed run's as a straight one's (left
-    out when first drawn, it changed the draws after it)."""
+    pixels on a side, how many cannot be opened as images), read from
+    their headers (decoding every photo of a large folder first would take
+    minutes). A file whose header reads but whose pixels do not (truncated)
+    is found, warned of by name and skipped when first drawn
+    (``DatasetSampler``), without changing the draws after it."""
     from PIL import Image
     kept, small, bad = [], 0, 0
     for p in paths:
@@ -130,11 +131,10 @@ def usable(paths, side, warn=None):
                     if min(im.size) < side:
                         small += 1
                         continue
-                    im.load()
             kept.append(p)
-        except Exception:  # (Pillow raises many kinds for a broken file): said in read_image's words
+        except Exception:  # (Pillow raises many kinds for a broken file): named in read_image's words
             bad += 1
-            if luma(p, warn) is not None and warn:
+            if warn and luma(p, warn) is not None:
                 warn(f"'{p}' cannot be read; skipped")
     return kept, small, bad
 
@@ -165,18 +165,27 @@ class DatasetSampler:
         self.paths, self.S, self.rng, self.warn, self.lowres = list(paths), int(scale), rng, warn, lowres
         self.crop = crop - crop % self.S
         self.margin = 2 * self.S * self.S  # bicubic reaches 2 low-resolution pixels
+        self.bad = set()  # files found unreadable when drawn: skipped after, warned of once
         self.pool = []
         self.refresh()
 
     def refresh(self):
+        # the list keeps its length whatever is found unreadable, so the draws do not depend on when that was
+        # found: a resumed run (which finds it again) draws as a straight one (which knew it)
         pick = self.rng.choice(len(self.paths), min(POOL, len(self.paths)), replace=False)
         side = self.crop + 2 * self.margin
-        images = [(self.paths[i], luma(self.paths[i], self.warn)) for i in sorted(pick)]
-        bad = {p for p, im in images if im is None}
-        self.paths = [p for p in self.paths if p not in bad]  # warned once
-        self.pool = [im for _, im in images if im is not None and min(im.shape) >= side]
+        images = []
+        for i in sorted(pick):
+            p = self.paths[i]
+            im = None if p in self.bad else luma(p, self.warn)
+            if im is None:
+                self.bad.add(p)
+            elif min(im.shape) >= side:
+                images.append(im)
+        self.pool = images
         if not self.pool:
-            raise UserError(f"no training image is at least {side}x{side} pixels; use a smaller --crop")
+            raise UserError(f"none of the images drawn for this epoch is readable and at least {side}x{side} "
+                            f"pixels; use a smaller --crop, or more images")
 
     def batch(self, n):
         c, m, S, rng = self.crop, self.margin, self.S, self.rng
