@@ -235,6 +235,23 @@ def test_width_alone_keeps_aspect(tmp_path, tiny):
     assert Image.open(tmp_path / "in_w100.png").size == (100, 80)
 
 
+def test_a_patch_model_upscales_by_the_scale_it_learned(tmp_path, tiny):
+    """A model made at x2 upscaled by the default 4 (x2 twice) when no
+    scale was given; now by its own 2, and by -s, --width or a config's
+    scale when given. A coords model (any size) keeps the default 4."""
+    Image.fromarray(picture()).save(tmp_path / "in.png")  # 40x32
+    assert run("upscale", "in.png", "--scale", 2, "--save-model", *tiny).exit_code == 0
+    r = run("upscale", "in_x2.npz", "-q")
+    assert r.exit_code == 0 and Image.open(tmp_path / "in_80x64.png").size == (80, 64), r.output
+    r = run("upscale", "in_x2.npz", "-s", 4, "-q")
+    assert r.exit_code == 0 and Image.open(tmp_path / "in_160x128.png").size == (160, 128), r.output
+    assert run("upscale", "in_x2.npz", "--width", 120, "-q").exit_code == 0
+    assert Image.open(tmp_path / "in_120x96.png").size == (120, 96)
+    assert run("train", "in.png", "-l", "8:relu,out:sigmoid", "-e", 2, "--frames", 0, "-o", "c", "-q").exit_code == 0
+    r = run("upscale", tmp_path / "c" / "model.npz", "-q")
+    assert r.exit_code == 0 and (tmp_path / "c" / "in_160x128.png").exists(), r.output
+
+
 def test_save_model_only_when_asked(tmp_path, tiny):
     Image.fromarray(picture()).save(tmp_path / "in.png")
     assert run("upscale", "in.png", "--scale", 2, *tiny).exit_code == 0

@@ -524,13 +524,14 @@ def test_an_interrupted_evaluate_keeps_the_images_it_scored(tmp_path, digit, mon
 
     def stops_at_the_second(method, *a, **k):
         calls.append(method)
-        if len(calls) == 2:
+        if len(calls) == 4:  # b.png's second method
             raise KeyboardInterrupt
         return real(method, *a, **k)
     monkeypatch.setattr(nncompress.evaluate, "upscale_with", stops_at_the_second)
-    r = cli("evaluate", *(tmp_path / n for n in ("a.png", "b.png", "c.png")), "--methods", "bicubic",
-            "--json", tmp_path / "s.json", "-q")
+    r = cli("evaluate", *(tmp_path / n for n in ("a.png", "b.png", "c.png")), "--methods", "bicubic,nearest",
+            "--json", tmp_path / "s.json", "-q", "--save", tmp_path / "saved")
     assert r.exit_code == 130 and "interrupted after 1 of 3 images" in r.output, r.output
+    assert sorted(os.listdir(tmp_path / "saved")) == ["a_x2_bicubic.png", "a_x2_nearest.png"]  # b's half: not kept
     assert "a.png" in r.output and "b.png" not in r.output
     saved = json.loads((tmp_path / "s.json").read_text())
     assert list(saved["images"]) == ["a.png"] and saved["interrupted"] == "after 1 of 3 images"

@@ -36,6 +36,7 @@ class Request:
     input_image: str | None = None  # model inputs: upscale this image instead of the training image
     force: bool = False
     overrides: dict = field(default_factory=dict)  # training settings (tests, experiments)
+    scale_given: bool | None = None  # (set by validate: whether the call chose the scale, for models' own)
 
     def validate(self):
         if not self.inputs:
@@ -45,6 +46,8 @@ class Request:
         if self.overrides.get("mode", upscaler.MODE) != upscaler.MODE:
             raise BatchError(f"upscale's --config holds {upscaler.MODE} mode's settings, but this one says "
                              f"mode: {self.overrides['mode']}; drop that line (train IMAGE -c trains other modes)")
+        if self.scale_given is None:
+            self.scale_given = self.scale is not None or "scale" in self.overrides or bool(self.width or self.height)
         if self.scale is None and not (self.width or self.height):
             self.scale = self.overrides.get("scale", 4.0)  # a config's scale, under the flags
             if (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float))
@@ -263,6 +266,16 @@ def _check_format_limit(job, size):
                          f"holds at most {limit} pixels a side; use --format png, or a smaller --scale")
 
 
+def model_scale(req, meta):
+    """The scale a model upscales by when the call gives none: a patch
+    model's own (it learned that step), else the default (4)."""
+    if not getattr(req, "scale_given", True) and isinstance(meta, dict) and meta.get("mode") == upscaler.MODE:
+        own = (meta.get("settings") or {}).get("scale")
+        if isinstance(own, (int, float)) and own > 0:
+            return float(own)
+    return req.scale
+
+
 def _model_target(req, model, source, size, fmt):
     """A model's default output: ``STEM_WxH`` beside the model (or in -o's
     folder), STEM the image it upscales (--input's, else its training
@@ -279,9 +292,10 @@ def _peek_target(req, model, fmt):
     read that far (its turn then says why)."""
     from .modelfile import read_meta
     try:
-        source = read_meta(model)["source"]
+        meta = read_meta(model)
+        source = meta["source"]
         hw = imagefile.size_of(req.input_image) if req.input_image else (source["height"], source["width"])
-        size = upscaler.output_size(*hw, req.scale, req.width, req.height)
+        size = upscaler.output_size(*hw, model_scale(req, meta), req.width, req.height)
         target = _model_target(req, model, source, size, fmt)
     except (TypeError, KeyError, ValueError):  # no record (or no --input size): its load says why, at its turn
         return None, None

@@ -247,7 +247,7 @@ def timing_text(seconds: dict) -> str:
 ))
 def upscale(
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT", help="Images, folders of images, or models (model.npz or a run folder).", show_default=False)],
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).", show_default="4 unless --width/--height")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale factor (any positive number, e.g. 4 or 2.5).", show_default="4 unless --width/--height; a patch model: the scale it learned")] = None,
     width: Annotated[Optional[int], typer.Option("--width", help="Output width in pixels (alone: aspect kept).")] = None,
     height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels (alone: aspect kept).")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="A file for one input image (its suffix picks the format); a folder otherwise.", show_default="NAME_x4.ext or FOLDER_x4/ here; models: NAME_WxH.png beside the model")] = None,
@@ -452,7 +452,8 @@ def _check_prior_target(target, resume, force):
     meta = read_meta(target) or {}  # (not a model file we can read: still the user's file)
     held, resumable = "", meta.get("kind") == "prior" and "averaged" not in meta
     if meta.get("kind") == "prior":
-        held = f" (a prior of {meta.get('epochs', '?')} epochs)" if resumable else " (an average of priors)"
+        n = meta.get("epochs", "?")
+        held = f" (a prior of {n} epoch{'' if n == 1 else 's'})" if resumable else " (an average of priors)"
     again = f"go on with it with --resume {target}, " if resumable else ""
     raise SpecError(f"'{target}' already exists{held}; {again}write elsewhere with -o, or replace it with --force")
 

@@ -114,7 +114,7 @@ def _score(paths, names, scale, methods, settings, report, on_image, save_dir, o
             raise ImageError(f"'{path}' is too small to evaluate at x{scale}; it needs {8 * scale}+ pixels a side")
         hr, lr = degrade(hr, scale)
         name = names[path]
-        row, secs = {}, {}
+        row, secs, made = {}, {}, {}
         for m in methods:
             t0 = time.perf_counter()
             named = None if on_progress is None else (
@@ -123,8 +123,10 @@ def _score(paths, names, scale, methods, settings, report, on_image, save_dir, o
             secs[m] = time.perf_counter() - t0
             sr = np.round(np.clip(sr, 0, 1) * 255) / 255  # scored as the saved 8-bit PNG
             row[m] = {"psnr": psnr(sr, hr, scale), "ssim": ssim(sr, hr, scale)}
-            if save_dir:
-                stem = os.path.splitext(name)[0].replace("/", "_")
+            made[m] = sr
+        if save_dir:  # once the image is scored whole: an interrupted one leaves no files, as it has no row
+            stem = os.path.splitext(name)[0].replace("/", "_")
+            for m, sr in made.items():
                 imaging.write_png(os.path.join(save_dir, f"{stem}_x{scale}_{m}.png"), sr)
         row["seconds"] = secs
         row["size"] = [hr.shape[1], hr.shape[0]]  # (width, height) scored, cut to a multiple of the scale
