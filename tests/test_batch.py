@@ -252,6 +252,24 @@ def test_a_patch_model_upscales_by_the_scale_it_learned(tmp_path, tiny):
     assert r.exit_code == 0 and (tmp_path / "c" / "in_160x128.png").exists(), r.output
 
 
+def test_a_folder_without_r_says_which_subfolders_it_left_out(tmp_path, tiny):
+    folder(tmp_path / "shots", ["a.png", "sub/b.png", ".hidden/c.png"])
+    (tmp_path / "shots" / "empty").mkdir()
+    r = run("upscale", "shots", "-s", 2, *tiny)
+    assert r.exit_code == 0 and "left out 1 subfolder of 'shots' with images in it (sub); -r upscales them too" in r.output
+    r = run("upscale", "shots", "-s", 2, "-r", "-o", "all", *tiny)
+    assert r.exit_code == 0 and "left out" not in r.output, r.output
+
+
+def test_info_json_types_a_patch_models_record(tmp_path, tiny):
+    """--json gave yes/no facts as 1.0/0.0 and the epoch kept as 6.0."""
+    import json
+    Image.fromarray(picture()).save(tmp_path / "in.png")
+    assert run("upscale", "in.png", "--scale", 2, "--save-model", "--preset", "fast", "-q").exit_code == 0
+    facts = json.loads(run("info", "in_x2.npz", "--json").output)
+    assert facts["learned_finetune"] is False and facts["learned_lowres"] is True
+
+
 def test_save_model_only_when_asked(tmp_path, tiny):
     Image.fromarray(picture()).save(tmp_path / "in.png")
     assert run("upscale", "in.png", "--scale", 2, *tiny).exit_code == 0

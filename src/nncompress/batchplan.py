@@ -122,6 +122,12 @@ def find_images(folder, recursive, skip=()):
     found = []
     for root, dirs, files in os.walk(folder):
         if not recursive:
+            left = [d for d in sorted(dirs) if not d.startswith(".") and not own.match(d)
+                    and os.path.realpath(os.path.join(root, d)) not in skip and _holds_images(os.path.join(root, d))]
+            if left:
+                warnings.warn(f"left out {len(left)} subfolder{'' if len(left) == 1 else 's'} of '{folder}' with "
+                              f"images in {'it' if len(left) == 1 else 'them'} ({', '.join(left[:3])}"
+                              f"{', ...' if len(left) > 3 else ''}); -r upscales them too")
             dirs[:] = []
         else:
             earlier = [d for d in dirs if root == folder and own.match(d)]
@@ -138,6 +144,14 @@ def find_images(folder, recursive, skip=()):
         found += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".") and imagefile.is_image_name(f)]
     return imagefile.once_each(found, lambda p, first: warnings.warn(f"'{p}' is '{first}' again (a link); "
                                                                      f"upscaled once"))
+
+
+def _holds_images(folder):
+    """Whether ``folder`` itself (not below) holds an image file."""
+    try:
+        return any(not f.startswith(".") and imagefile.is_image_name(f) for f in os.listdir(folder))
+    except OSError:
+        return False
 
 
 def _format_for(req, source):

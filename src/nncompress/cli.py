@@ -58,8 +58,9 @@ MODE_DEFAULTS = {
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", cls=Group,
                   context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Fit a neural network to one image: compress it, render it at any size, "
-                       "or upscale it beyond bicubic.",
+                  help="Upscale photos on a CPU beyond bicubic with a small convolutional network (a built-in prior, "
+                       "fine-tuned on each photo); or fit a network to one image, keep it as the picture, and "
+                       "render it at any size.",
                   epilog=examples(
     ('fit; writes runs/photo/photo_x4.png', 'nncompress train photo.png'),
     ('an x2 upscaler for the photo (the built-in prior)', 'nncompress train photo.png --mode patch -o runs/photo_x2'),
@@ -513,8 +514,10 @@ def info(
             facts["note"] = about["note"]
         labels, flags = getattr(comp.impl, "STATE_LABELS", {}), getattr(comp.impl, "FLAGS", ())
         learned = {k: (("yes" if v else "no") if k in flags and v is not None else v) for k, v in about["learned"].items()}
-        if as_json:
-            facts.update({f"learned_{k}": v for k, v in about["learned"].items()})
+        if as_json:  # yes/no as true/false, an epoch as a whole number (the file stores floats)
+            typed = {k: (bool(v) if k in flags and v is not None else
+                         int(v) if k == "kept_epoch" and v is not None else v) for k, v in about["learned"].items()}
+            facts.update({f"learned_{k}": v for k, v in typed.items()})
         else:
             facts.update({f"learned_{labels.get(k, k)}": v for k, v in learned.items()})
         if as_json:
