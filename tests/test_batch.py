@@ -270,6 +270,23 @@ def test_info_json_types_a_patch_models_record(tmp_path, tiny):
     assert facts["learned_finetune"] is False and facts["learned_lowres"] is True
 
 
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp"])
+def test_skip_existing_redoes_an_output_cut_short(tmp_path, tiny, ext):
+    """--skip-existing skipped an output whose header still gave the right
+    size but whose end was cut off (a copy or a full disk elsewhere)."""
+    Image.fromarray(picture()).save(tmp_path / f"in.{ext}")
+    assert run("upscale", f"in.{ext}", "-s", 2, *tiny).exit_code == 0
+    whole = (tmp_path / f"in_x2.{ext}").read_bytes()
+    r = run("upscale", f"in.{ext}", "-s", 2, "--skip-existing")
+    assert r.exit_code == 0 and "skipped" in r.output, r.output
+    (tmp_path / f"in_x2.{ext}").write_bytes(whole[:len(whole) * 2 // 3])
+    if ext != "webp":  # (Pillow reads a WebP's size only from a whole file)
+        assert imagefile.size_of(tmp_path / f"in_x2.{ext}") == (64, 80)  # the header still reads
+    r = run("upscale", f"in.{ext}", "-s", 2, "--skip-existing", *tiny)
+    assert r.exit_code == 0 and Image.open(tmp_path / f"in_x2.{ext}").size == (80, 64)
+    Image.open(tmp_path / f"in_x2.{ext}").load()  # whole again
+
+
 def test_save_model_only_when_asked(tmp_path, tiny):
     Image.fromarray(picture()).save(tmp_path / "in.png")
     assert run("upscale", "in.png", "--scale", 2, *tiny).exit_code == 0

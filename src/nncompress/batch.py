@@ -85,8 +85,10 @@ def _finished(req, job):
     """Whether ``job.target`` is this job's output already (for
     --skip-existing): it must be the size this call would make (an upscale
     at another scale into the same -o folder or file has the same name,
-    and is redone). A size not known before the work: taken as done."""
-    return job.size is None or imagefile.size_of(job.target) == tuple(job.size)
+    and is redone), and whole (a file cut short by a copy or a full disk
+    elsewhere keeps its header: redone). A size not known before the work:
+    taken as done."""
+    return imagefile.looks_whole(job.target) and (job.size is None or imagefile.size_of(job.target) == tuple(job.size))
 
 
 def _image_job(req, job, on_step):

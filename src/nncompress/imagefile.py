@@ -199,6 +199,29 @@ def _late_png_orientation(path):
     return 1
 
 
+def looks_whole(path):
+    """Whether an image file ends as its format says a whole file ends
+    (PNG: its IEND chunk; JPEG: the end-of-image marker; WebP: the length
+    its RIFF header gives), read from its last bytes, not decoded. Other
+    formats: taken as whole."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 12))
+            tail = f.read()
+    except OSError:
+        return False
+    if head.startswith(b"\x89PNG"):
+        return tail[-8:-4] == b"IEND"
+    if head.startswith(b"\xff\xd8"):
+        return tail.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return int.from_bytes(head[4:8], "little") + 8 <= size
+    return True
+
+
 def _webp_lossless(path):
     """Whether a WebP file's image is VP8L (lossless), from its RIFF chunks."""
     with open(path, "rb") as f:
