@@ -253,7 +253,7 @@ def upscale(
     height: Annotated[Optional[int], typer.Option("--height", help="Output height in pixels (alone: aspect kept).")] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="A file for one input image (its suffix picks the format); a folder otherwise.", show_default="NAME_x4.ext or FOLDER_x4/ here; models: NAME_WxH.png beside the model")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Folders: subfolders too; the tree is mirrored.")] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that already exist alone.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave alone an output already there, whole, at the size this call makes (else it is replaced).")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="same (the input's), png, jpg or webp.")] = "same",
     quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1..100.", show_default="95")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Training budget for images: fast, balanced or best.", show_default="balanced")] = None,
