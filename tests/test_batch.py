@@ -247,6 +247,17 @@ def test_a_patch_model_upscales_by_the_scale_it_learned(tmp_path, tiny):
     assert r.exit_code == 0 and Image.open(tmp_path / "in_160x128.png").size == (160, 128), r.output
     assert run("upscale", "in_x2.npz", "--width", 120, "-q").exit_code == 0
     assert Image.open(tmp_path / "in_120x96.png").size == (120, 96)
+    import json
+    with np.load(tmp_path / "in_x2.npz") as z:  # a record without its scale (hand-edited, or old): named as made
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["settings"]["scale"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "noscale.npz", **arrays)
+    r = run("upscale", "noscale.npz", "-o", "ns", "-q")
+    assert r.exit_code == 0, r.output
+    [made] = os.listdir(tmp_path / "ns")
+    assert made == "in_{}x{}.png".format(*Image.open(tmp_path / "ns" / made).size)
     assert run("train", "in.png", "-l", "8:relu,out:sigmoid", "-e", 2, "--frames", 0, "-o", "c", "-q").exit_code == 0
     r = run("upscale", tmp_path / "c" / "model.npz", "-q")
     assert r.exit_code == 0 and (tmp_path / "c" / "in_160x128.png").exists(), r.output
@@ -255,6 +266,8 @@ def test_a_patch_model_upscales_by_the_scale_it_learned(tmp_path, tiny):
 def test_a_folder_without_r_says_which_subfolders_it_left_out(tmp_path, tiny):
     folder(tmp_path / "shots", ["a.png", "sub/b.png", ".hidden/c.png"])
     (tmp_path / "shots" / "empty").mkdir()
+    folder(tmp_path / "elsewhere", ["d.png"])
+    os.symlink("../elsewhere", tmp_path / "shots" / "link")  # -r follows no link: not said to be left out
     r = run("upscale", "shots", "-s", 2, *tiny)
     assert r.exit_code == 0 and "left out 1 subfolder of 'shots' with images in it (sub); -r upscales them too" in r.output
     r = run("upscale", "shots", "-s", 2, "-r", "-o", "all", *tiny)
@@ -285,6 +298,18 @@ def test_skip_existing_redoes_an_output_cut_short(tmp_path, tiny, ext):
     r = run("upscale", f"in.{ext}", "-s", 2, "--skip-existing", *tiny)
     assert r.exit_code == 0 and Image.open(tmp_path / f"in_x2.{ext}").size == (80, 64)
     Image.open(tmp_path / f"in_x2.{ext}").load()  # whole again
+
+
+def test_whole_files_with_bytes_after_their_end_are_whole(tmp_path):
+    """Phones and cameras append data after a JPEG's end marker (and tools
+    after a PNG's IEND): still whole, so --skip-existing keeps them."""
+    for ext in ("jpg", "png"):
+        Image.fromarray(picture()).save(tmp_path / f"a.{ext}")
+        data = (tmp_path / f"a.{ext}").read_bytes()
+        (tmp_path / f"t.{ext}").write_bytes(data + b"SEFH" + bytes(3000))
+        (tmp_path / f"cut.{ext}").write_bytes(data[:-20])
+        assert imagefile.looks_whole(tmp_path / f"a.{ext}") and imagefile.looks_whole(tmp_path / f"t.{ext}")
+        assert not imagefile.looks_whole(tmp_path / f"cut.{ext}")
 
 
 def test_save_model_only_when_asked(tmp_path, tiny):

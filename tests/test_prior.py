@@ -118,6 +118,28 @@ def test_an_unreadable_image_does_not_change_a_resumed_runs_draws(tmp_path):
                                   load_model(tmp_path / "half.npz")[0].params)
 
 
+def test_an_epoch_that_draws_only_unreadable_images_draws_again(tmp_path):
+    """Unreadable files stay in the list (so that a resume draws as a
+    straight run); an epoch whose draws were all unreadable stopped the
+    run there, every time it was resumed. It now draws again."""
+    d = tmp_path / "mostly_bad"
+    d.mkdir()
+    for i in range(60):
+        Image.fromarray(np.full((48, 48), -1.0, np.float32)).save(d / f"{i:02d}.tif")  # read_image refuses these
+    Image.fromarray((np.random.default_rng(0).random((48, 48)) * 255).astype(np.uint8)).save(d / "good.png")
+    paths = sorted(str(p) for p in d.iterdir())
+    a = prior.DatasetSampler(paths, 2, 16, np.random.default_rng(0))
+    b = prior.DatasetSampler(paths, 2, 16, np.random.default_rng(0))
+    for _ in range(3):
+        a.refresh()
+        b.refresh()
+        assert len(a.pool) == len(b.pool) == 1
+    np.testing.assert_array_equal(a.batch(2)[0], b.batch(2)[0])
+    from nncompress.errors import UserError
+    with pytest.raises(UserError, match="none of the training images can be read"):
+        prior.DatasetSampler(paths[:-1], 2, 16, np.random.default_rng(0))
+
+
 def test_images_too_small_for_the_scale_say_so(tmp_path):
     """At x4 the margins alone take 64 pixels: 'use a smaller --crop' could
     not help 60-pixel images."""

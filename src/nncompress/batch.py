@@ -121,8 +121,8 @@ def _model_job(req, job, on_step, taken=None):
             raise BatchError(f"--input needs a model of a mode that upscales images; a {comp.mode} model is its own image")
         pic = imagefile.load(req.input_image)
         image, icc, exif, lossless, meta = pic.pixels, pic.icc, pic.exif, pic.lossless, pic.meta
-    own = {"mode": comp.mode, "settings": {"scale": comp.settings.scale}}  # (as its file records them)
-    h, w = comp.output_size(model_scale(req, own), req.width, req.height, image)
+    from .modelfile import read_meta  # the record as the plan read it, so the name and the size agree
+    h, w = comp.output_size(model_scale(req, read_meta(job.source)), req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
     _check_format_limit(job, (h, w))
     src_h, src_w = (image if image is not None else comp.source).shape[:2] if comp.impl.TAKES_IMAGE else (h, w)

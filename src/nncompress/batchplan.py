@@ -122,7 +122,8 @@ def find_images(folder, recursive, skip=()):
     found = []
     for root, dirs, files in os.walk(folder):
         if not recursive:
-            left = [d for d in sorted(dirs) if not d.startswith(".") and not own.match(d)
+            left = [d for d in sorted(dirs) if not d.startswith(".") and not own.match(d)  # (-r follows no link)
+                    and not os.path.islink(os.path.join(root, d))
                     and os.path.realpath(os.path.join(root, d)) not in skip and _holds_images(os.path.join(root, d))]
             if left:
                 warnings.warn(f"left out {len(left)} subfolder{'' if len(left) == 1 else 's'} of '{folder}' with "
@@ -248,7 +249,7 @@ def _say_if_the_prior_is_larger(req):
     from .modelfile import read_meta
     meta = read_meta(settings.prior) or {}
     own, layers = meta.get("scale"), str((meta.get("settings") or {}).get("layers", ""))
-    if (isinstance(own, (int, float)) and layers.split(",")[-1].startswith("shuffle:")
+    if (isinstance(own, (int, float)) and layers.split(",")[-1].strip().startswith("shuffle:")
             and req.scale < own / internal.LOWRES_SLACK):
         warnings.warn(f"--prior '{settings.prior}' is an x{own:g} prior: at x{req.scale:g} it upscales x{own:g} and "
                       f"shrinks the result; a prior of x{req.scale:g} or less fits better (--prior builtin has x2)")

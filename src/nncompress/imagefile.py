@@ -199,6 +199,9 @@ def _late_png_orientation(path):
     return 1
 
 
+TAIL = 1 << 16  # the last bytes ``looks_whole`` reads
+
+
 def looks_whole(path):
     """Whether an image file ends as its format says a whole file ends
     (PNG: its IEND chunk; JPEG: the end-of-image marker; WebP: the length
@@ -209,14 +212,15 @@ def looks_whole(path):
             head = f.read(12)
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 12))
+            f.seek(max(0, size - TAIL))
             tail = f.read()
     except OSError:
         return False
+    # (cameras and phones append data after the end marker: a marker near the end will do)
     if head.startswith(b"\x89PNG"):
-        return tail[-8:-4] == b"IEND"
+        return b"IEND\xaeB`\x82" in tail
     if head.startswith(b"\xff\xd8"):
-        return tail.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+        return b"\xff\xd9" in tail
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return int.from_bytes(head[4:8], "little") + 8 <= size
     return True

@@ -172,20 +172,22 @@ class DatasetSampler:
     def refresh(self):
         # the list keeps its length whatever is found unreadable, so the draws do not depend on when that was
         # found: a resumed run (which finds it again) draws as a straight one (which knew it)
-        pick = self.rng.choice(len(self.paths), min(POOL, len(self.paths)), replace=False)
         side = self.crop + 2 * self.margin
         images = []
-        for i in sorted(pick):
-            p = self.paths[i]
-            im = None if p in self.bad else luma(p, self.warn)
-            if im is None:
-                self.bad.add(p)
-            elif min(im.shape) >= side:
-                images.append(im)
+        while not images:  # (drawn again while none could be read: a file's readability does not change, so a
+            if len(self.bad) == len(set(self.paths)):  # resumed run draws as a straight one)
+                raise UserError("none of the training images can be read")
+            pick = self.rng.choice(len(self.paths), min(POOL, len(self.paths)), replace=False)
+            for i in sorted(pick):
+                p = self.paths[i]
+                im = None if p in self.bad else luma(p, self.warn)
+                if im is None:
+                    self.bad.add(p)
+                elif min(im.shape) >= side:
+                    images.append(im)
+                else:  # (its header said it was large enough: a file that changed since)
+                    self.bad.add(p)
         self.pool = images
-        if not self.pool:
-            raise UserError(f"none of the images drawn for this epoch is readable and at least {side}x{side} "
-                            f"pixels; use a smaller --crop, or more images")
 
     def batch(self, n):
         c, m, S, rng = self.crop, self.margin, self.S, self.rng
