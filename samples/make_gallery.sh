@@ -21,7 +21,7 @@ nncompress train samples/chelsea.png -c configs/siren.yaml -o "$R/siren" -q
 cp "$R/siren/chelsea_training.gif" "$G/chelsea_siren_training.gif"
 # Patch mode against bicubic, x2 and x4 crops
 python samples/compare_crops.py "$G"
-# The built-in x2 prior taught document pages (7 minutes of pretraining), against it untaught
+# The built-in x2 prior taught document pages (2.5 minutes of pretraining), against it untaught
 python benchmarks/make_documents.py "$R/docs"
 nncompress pretrain "$R/docs/train" -s 2 --init builtin -e 4 --steps 200 --lr 0.0003 -o "$R/docs_x2.npz" -q
 python samples/compare_documents.py "$R/docs/test/test00.png" "$R/docs_x2.npz" "$G"
