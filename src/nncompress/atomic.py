@@ -70,12 +70,16 @@ def _same_file(st, fd):
     return (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino)
 
 
+def _special(path):
+    """Whether ``path`` exists and is neither a file nor a folder (a pipe,
+    a terminal, /dev/null)."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+
+
 def is_stream(path):
     """Whether ``path`` is written as a stream: one of this process's open
-    descriptors (``open_descriptor``), or something other than a file or
-    a folder that exists (a pipe, a terminal, /dev/null)."""
-    return (open_descriptor(path) is not None
-            or os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path))
+    descriptors (``open_descriptor``), or ``_special``."""
+    return open_descriptor(path) is not None or _special(path)
 
 
 def check_file_target(path, option="-o"):
@@ -137,7 +141,7 @@ def atomic_write(path, write):
         with open(fd, "wb", closefd=False) as f:
             write(f)
         return
-    if is_stream(path):
+    if _special(path):
         with open(path, "wb") as f:
             write(f)
         return

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from . import imagefile, upscaler
 from .batchplan import (FORMAT_CHOICES, BatchError, Job, Request, _check_format_limit, _check_target,  # noqa: F401
-                        _model_target, classify, find_images, model_path, model_scale, plan)
+                        _model_target, classify, find_images, model_path, plan)
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -121,8 +121,8 @@ def _model_job(req, job, on_step, taken=None):
             raise BatchError(f"--input needs a model of a mode that upscales images; a {comp.mode} model is its own image")
         pic = imagefile.load(req.input_image)
         image, icc, exif, lossless, meta = pic.pixels, pic.icc, pic.exif, pic.lossless, pic.meta
-    from .modelfile import read_meta  # the record as the plan read it, so the name and the size agree
-    h, w = comp.output_size(model_scale(req, read_meta(job.source)), req.width, req.height, image)
+    # the size the plan named the output for (from the model's record: its own scale unless the call gave one)
+    h, w = job.size or comp.output_size(req.scale, req.width, req.height, image)
     comp.check_output_size(h, w, req.force)
     _check_format_limit(job, (h, w))
     src_h, src_w = (image if image is not None else comp.source).shape[:2] if comp.impl.TAKES_IMAGE else (h, w)

@@ -231,40 +231,39 @@ def plan(req: Request) -> list:
     if stretched:
         warnings.warn(f"--width and --height together change the shape of {stretched} of {len(images)} image(s) "
                       f"(stretched to {req.width}x{req.height}); give one of them to keep each image's shape")
-    if images and req.preset == "best" and req.scale and req.scale > 1:
-        _say_if_best_is_balanced(req)
     if images and req.scale and req.scale > 1:
-        _say_if_the_prior_is_larger(req)
+        settings = upscaler.patch_settings(req.scale, req.preset, req.overrides)
+        if req.preset == "best":
+            _say_if_best_is_balanced(req.scale, settings)
+        _say_if_the_prior_is_larger(req.scale, settings)
     return jobs
 
 
-def _say_if_the_prior_is_larger(req):
+def _say_if_the_prior_is_larger(scale, settings):
     """A prior file in low-resolution space of a larger scale than asked
     (an x4 prior ending in shuffle:4, at x2) upscales by its own scale and
     shrinks the result: said. (One on the bicubic upscale goes to any
     size in one pass.)"""
-    settings = upscaler.patch_settings(req.scale, req.preset, req.overrides)
     if settings.prior in ("builtin", "none"):
         return
     from .modelfile import read_meta
     meta = read_meta(settings.prior) or {}
     own, layers = meta.get("scale"), str((meta.get("settings") or {}).get("layers", ""))
     if (isinstance(own, (int, float)) and layers.split(",")[-1].strip().startswith("shuffle:")
-            and req.scale < own / internal.LOWRES_SLACK):
-        warnings.warn(f"--prior '{settings.prior}' is an x{own:g} prior: at x{req.scale:g} it upscales x{own:g} and "
-                      f"shrinks the result; a prior of x{req.scale:g} or less fits better (--prior builtin has x2)")
+            and scale < own / internal.LOWRES_SLACK):
+        warnings.warn(f"--prior '{settings.prior}' is an x{own:g} prior: at x{scale:g} it upscales x{own:g} and "
+                      f"shrinks the result; a prior of x{scale:g} or less fits better (--prior builtin has x2)")
 
 
-def _say_if_best_is_balanced(req):
+def _say_if_best_is_balanced(scale, settings):
     """--preset best trains longer than balanced, but where the built-in
     prior is used as trained (x4, x3) there is nothing to train longer."""
-    settings = upscaler.patch_settings(req.scale, req.preset, req.overrides)
     if settings.prior != "builtin":
         return
     from . import patch, prior
-    why = patch.not_fine_tuned(req.scale, prior.builtin_scale(req.scale))
+    why = patch.not_fine_tuned(scale, prior.builtin_scale(scale))
     if why:
-        warnings.warn(f"--preset best makes the same upscale as balanced at x{req.scale:g}, where the built-in "
+        warnings.warn(f"--preset best makes the same upscale as balanced at x{scale:g}, where the built-in "
                       f"prior is used as trained ({why}); best trains longer where it fine-tunes the prior (up to "
                       f"x2.14) and with --prior none")
 
@@ -284,7 +283,7 @@ def _check_format_limit(job, size):
 def model_scale(req, meta):
     """The scale a model upscales by when the call gives none: a patch
     model's own (it learned that step), else the default (4)."""
-    if not getattr(req, "scale_given", True) and isinstance(meta, dict) and meta.get("mode") == upscaler.MODE:
+    if not req.scale_given and isinstance(meta, dict) and meta.get("mode") == upscaler.MODE:
         own = (meta.get("settings") or {}).get("scale")
         if isinstance(own, (int, float)) and own > 0:
             return float(own)

@@ -513,13 +513,12 @@ def info(
         if "note" in about:
             facts["note"] = about["note"]
         labels, flags = getattr(comp.impl, "STATE_LABELS", {}), getattr(comp.impl, "FLAGS", ())
-        learned = {k: (("yes" if v else "no") if k in flags and v is not None else v) for k, v in about["learned"].items()}
-        if as_json:  # yes/no as true/false, an epoch as a whole number (the file stores floats)
-            typed = {k: (bool(v) if k in flags and v is not None else
-                         int(v) if k == "kept_epoch" and v is not None else v) for k, v in about["learned"].items()}
-            facts.update({f"learned_{k}": v for k, v in typed.items()})
-        else:
-            facts.update({f"learned_{labels.get(k, k)}": v for k, v in learned.items()})
+
+        def shown(k, v):  # (the file stores floats) JSON: true/false, a whole epoch; the table: yes/no
+            if v is None or (k not in flags and not (as_json and k == "kept_epoch")):
+                return v
+            return (bool(v) if k in flags else int(v)) if as_json else ("yes" if v else "no")
+        facts.update({f"learned_{k if as_json else labels.get(k, k)}": shown(k, v) for k, v in about["learned"].items()})
         if as_json:
             print(json.dumps(facts, indent=2))
             return
@@ -735,12 +734,15 @@ class _Output:
         return getattr(self._stream, name)
 
 
+ENDING_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # (a closing terminal sends SIGHUP, then SIGTERM)
+
+
 def _on_signal(signum, frame):
     """Ctrl-C, SIGTERM (a scheduler, ``timeout``, ``docker stop``) and
     SIGHUP end a command alike: finished files kept, no partial one, a
     model saved, exit 130. Any second one while that runs is ignored, so
     it cannot cut the save short."""
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # (a closing terminal sends SIGHUP, then SIGTERM)
+    for name in ENDING_SIGNALS:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
     STATE["signal"] = signal.Signals(signum).name
@@ -752,7 +754,7 @@ def main():
     one line, exit 2, like every other bad input."""
     from .threads import configure
     configure()  # OpenMP threads for the kernels, before numba loads (this process never forks)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    for name in ENDING_SIGNALS:
         if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # (nohup)
             signal.signal(getattr(signal, name), _on_signal)
     if sys.stdout is not None:  # (None: started with standard output closed, >&-)

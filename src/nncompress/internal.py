@@ -312,9 +312,10 @@ def stage_sizes(shape, size, step, slack=1.0):
     x2 network: x2, then x1.25). A whole step keeps every stage on a grid
     of whole multiples of the input, so a fractional scale can be made in
     tiles (``upscaler.tile_plan``); a step that is not whole (x3 learned as
-    two of 1.73) goes to the nearest eighth of the input (7/4, ``stage_ratio``). Measured at x2.5 on the six photos with
-    the x2 prior: +2.32 dB over bicubic against +2.33 for two equal steps
-    of 1.58 (five photos up 0.01-0.16, brick down 0.40)."""
+    two of 1.73) goes to the nearest eighth of the input (7/4,
+    ``stage_ratio``). Measured at x2.5 on the six photos with the x2 prior:
+    +2.32 dB over bicubic against +2.33 for two equal steps of 1.58 (five
+    photos up 0.01-0.16, brick down 0.40)."""
     ratio = max(size[0] / shape[0], size[1] / shape[1])
     out, k = [], 1
     # 2% past one pass is still one pass: a size rounded to whole pixels (67 -> 100 at x1.5) or a little over

@@ -126,12 +126,11 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     rng = np.random.default_rng(cfg["seed"])
     crop, margin = cfg["crop"] - cfg["crop"] % scale, 2 * scale * scale  # (DatasetSampler's)
     side = crop + 2 * margin
-    listed = len(train_paths)
-    listed_paths = train_paths
+    listed = train_paths
     train_paths, small, bad = prior.usable(train_paths, side, warn)
     if not train_paths:
         least = 2 * scale + 2 * margin  # the smallest crop, 2S, and its margins
-        smaller = cfg["crop"] > 2 * scale and any(_fits(p, least) for p in listed_paths)
+        smaller = cfg["crop"] > 2 * scale and bool(prior.usable(listed, least)[0])
         raise UserError(f"no training image is at least {side}x{side} pixels (--crop {cfg['crop']} and a margin of "
                         f"{margin} a side for the bicubic); " + (f"use a smaller --crop (at least {2 * scale})" if
                         smaller else f"at x{scale} an image needs at least {least} pixels a side: give larger "
@@ -140,7 +139,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
     usable = len(train_paths)  # what it trains on (and records), not what the folders hold
     if on_start:
         # a prior made before round 10 recorded the files listed, small and unreadable ones too
-        now = usable if not resume or "train_listed" in meta else listed
+        now = usable if not resume or "train_listed" in meta else len(listed)
         on_start({"train": usable, "now": now, "val": len(val), "side": side, "small": small, "bad": bad,
                   "before": meta.get("train_images") if resume else None})
     opt = get_optimizer("adam", cfg["lr"])
@@ -158,7 +157,7 @@ def pretrain(folders, scale, out, resume=None, on_epoch=None, warn=None, command
         history.append(rec)
         meta = {"kind": "prior", "scale": int(scale), "norm": {"mean": prior.NORM.mean, "spread": prior.NORM.spread},
                 "settings": cfg, "epochs": e + 1, "history": history, "command": command,
-                "train_images": usable, "train_listed": listed,
+                "train_images": usable, "train_listed": len(listed),
                 "val_images": [prior.held_name(p, folders) for p in val_paths]}
         half = bool(cfg.get("half"))
         if half and not fits_half(net.params):
@@ -224,13 +223,3 @@ def _write_history(path, rows):
         w.writerows(rows)
         f.write(text.getvalue().encode())
     atomic_write(path, write)
-
-
-def _fits(path, side):
-    """Whether the image at ``path`` is at least ``side`` pixels a side."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            return min(im.size) >= side
-    except Exception:
-        return False

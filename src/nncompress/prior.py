@@ -175,7 +175,7 @@ class DatasetSampler:
         side = self.crop + 2 * self.margin
         images = []
         while not images:  # (drawn again while none could be read: a file's readability does not change, so a
-            if len(self.bad) == len(set(self.paths)):  # resumed run draws as a straight one)
+            if len(self.bad) == len(self.paths):  # resumed run draws as a straight one; the paths are distinct)
                 raise UserError("none of the training images can be read")
             pick = self.rng.choice(len(self.paths), min(POOL, len(self.paths)), replace=False)
             for i in sorted(pick):
